@@ -1,0 +1,203 @@
+"""The environment contract shared by every espark-jax environment, and the scenario registry.
+
+Environments are pure functions in the gymnax / JaxMARL style, with one agent axis instead of
+per-agent dictionaries (see ``shared/design/ARCHITECTURE.md``)::
+
+    obs, state = env.reset(key, params)                       # obs: [n_agents, obs_dim]
+    obs, state, reward, done, info = env.step(key, state, actions, params)
+    ctx = env.mask_context(state, params)                     # what a mask function may read
+
+``reward`` is ``[n_agents]``; ``info["components"]`` maps every reward component name to
+``[n_agents]``; ``done`` is a scalar bool. JAX environments (MABIM) are jit- and vmap-able; host
+environments (SUMO) have the same shapes but step worker processes and return numpy arrays.
+
+``envs_jax`` knows nothing about masks, LLMs or PPO: ``espark_jax`` imports from here, never the
+reverse.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class ContextField:
+    """One named array of a mask context, documented for the LLM prompt.
+
+    Attributes:
+        name: attribute name on the context object (``ctx.<name>``).
+        shape: symbolic shape, e.g. ``("W", "N")``; concrete sizes come from ``EnvSpec.dims``.
+        dtype: ``"float32"``, ``"int32"`` or ``"bool"`` (float64 in x64 mode).
+        description: one or two sentences: meaning and unit.
+    """
+
+    name: str
+    shape: tuple[str, ...]
+    dtype: str
+    description: str
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class EnvSpec:
+    """Static description of a scenario: agent layout, actions, rewards and mask context.
+
+    Attributes:
+        name: registry name, e.g. ``"mabim/standard-100"``.
+        n_agents: total number of agents (MABIM: ``W * N``, warehouse-major).
+        obs_dim: observation features per agent.
+        n_actions: discrete actions per agent.
+        agent_shape: the agent axes as a mask function sees them (MABIM ``(W, N)``,
+            SUMO ``(n_intersections,)``); ``prod(agent_shape) == n_agents``.
+        action_values: numeric meaning of each action (MABIM: demand-mean multipliers).
+        action_names: short names of the actions, for prompts and plots.
+        reward_components: names of the components in ``info["components"]``; the reward is
+            ``profit - excess_cost - ...`` for MABIM (see the environment's docs).
+        group_names: names of the agent groups used for reporting (MABIM: warehouses head first).
+        agent_group: ``[n_agents]`` group index of every agent.
+        episode_length: decisions per episode for each split (``train``, ``validation``, ``test``).
+        context_fields: documented fields of ``mask_context`` (what the LLM may read).
+        dims: concrete sizes of the symbolic dimensions used in ``context_fields``.
+        is_jax: True when reset/step are jittable JAX functions.
+        description: a paragraph describing the task, for prompts and reports.
+        data_source: where the scenario's data comes from (e.g. ``"synthetic(seed=0)"``).
+    """
+
+    name: str
+    n_agents: int
+    obs_dim: int
+    n_actions: int
+    agent_shape: tuple[int, ...]
+    action_values: tuple[float, ...]
+    action_names: tuple[str, ...]
+    reward_components: tuple[str, ...]
+    group_names: tuple[str, ...]
+    agent_group: np.ndarray
+    episode_length: Mapping[str, int]
+    context_fields: tuple[ContextField, ...]
+    dims: Mapping[str, int]
+    is_jax: bool = True
+    description: str = ""
+    data_source: str = ""
+
+    def __post_init__(self) -> None:
+        if int(np.prod(self.agent_shape)) != self.n_agents:
+            raise ValueError(
+                f"EnvSpec {self.name}: agent_shape {self.agent_shape} does not hold {self.n_agents} agents"
+            )
+        if len(self.action_values) != self.n_actions or len(self.action_names) != self.n_actions:
+            raise ValueError(f"EnvSpec {self.name}: action_values/action_names must have {self.n_actions} entries")
+        if np.shape(self.agent_group) != (self.n_agents,):
+            raise ValueError(f"EnvSpec {self.name}: agent_group must have shape ({self.n_agents},)")
+
+    @property
+    def n_groups(self) -> int:
+        """Number of agent groups (MABIM: echelons)."""
+        return len(self.group_names)
+
+    def field_shape(self, field: ContextField) -> tuple[int, ...]:
+        """Concrete shape of a context field for this scenario."""
+        return tuple(int(self.dims[d]) if isinstance(d, str) else int(d) for d in field.shape)
+
+    def context_doc(self) -> str:
+        """A plain-text table of the mask-context fields, with concrete shapes (goes into prompts)."""
+        lines = []
+        for f in self.context_fields:
+            sym = ", ".join(f.shape) if f.shape else ""
+            conc = ", ".join(str(s) for s in self.field_shape(f))
+            lines.append(f"ctx.{f.name}: {f.dtype}[{sym}] (here [{conc}]) - {f.description}")
+        return "\n".join(lines)
+
+
+@runtime_checkable
+class MultiAgentEnv(Protocol):
+    """What the trainer and the eSpark loop expect of an environment."""
+
+    spec: EnvSpec
+
+    def default_params(self, split: str = "train") -> Any:
+        """Parameters (device arrays) for one split: ``train``, ``validation`` or ``test``."""
+
+    def reset(self, key: Any, params: Any) -> tuple[Any, Any]:
+        """Start an episode: returns ``(obs [n_agents, obs_dim], state)``."""
+
+    def step(self, key: Any, state: Any, actions: Any, params: Any) -> tuple[Any, Any, Any, Any, dict]:
+        """Advance one decision: returns ``(obs, state, reward [n_agents], done, info)``."""
+
+    def mask_context(self, state: Any, params: Any) -> Any:
+        """The named arrays a mask function may read (``spec.context_fields``)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+
+_REGISTRY: dict[str, Callable[..., Any]] = {}
+_DESCRIPTIONS: dict[str, str] = {}
+_BUILTIN_MODULES = ("envs_jax.mabim.scenarios", "envs_jax.sumo.scenarios")
+_loaded = False
+
+
+class UnknownScenarioError(KeyError):
+    """Raised by :func:`make` for a name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def register(name: str, factory: Callable[..., Any], description: str = "") -> None:
+    """Register a scenario factory under ``name`` (``"family/scenario"``)."""
+    if "/" not in name:
+        raise ValueError(f"scenario names look like 'family/name', got {name!r}")
+    _REGISTRY[name] = factory
+    _DESCRIPTIONS[name] = description
+
+
+def _load_builtin() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    import importlib
+
+    for mod in _BUILTIN_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as err:  # an environment family that is not built yet
+            if err.name is None or not err.name.startswith(mod.rsplit(".", 1)[0]):
+                raise
+
+
+def list_scenarios(family: str | None = None) -> list[str]:
+    """Registered scenario names, sorted; optionally only those of one family (``"mabim"``)."""
+    _load_builtin()
+    names = sorted(_REGISTRY)
+    if family is not None:
+        names = [n for n in names if n.split("/", 1)[0] == family]
+    return names
+
+
+def describe_scenario(name: str) -> str:
+    """The one-line description a scenario was registered with."""
+    _load_builtin()
+    return _DESCRIPTIONS.get(name, "")
+
+
+def make(name: str, **kwargs: Any) -> Any:
+    """Build the environment registered as ``name``; keyword arguments go to its factory.
+
+    Raises:
+        UnknownScenarioError: with the list of valid names (and the closest match) when
+            ``name`` is not registered.
+    """
+    _load_builtin()
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, _REGISTRY, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UnknownScenarioError(
+            f"unknown scenario {name!r}.{hint} Valid scenarios: {', '.join(sorted(_REGISTRY))}"
+        )
+    return _REGISTRY[name](**kwargs)

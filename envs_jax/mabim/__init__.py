@@ -1,0 +1,1 @@
+"""MABIM: multi-echelon inventory management in pure JAX."""

@@ -1,0 +1,1 @@
+"""SUMO traffic-signal control through a pool of libsumo worker processes."""
