@@ -8,6 +8,7 @@
 from envs_jax.core import (
     ContextField,
     EnvSpec,
+    MaskContext,
     MultiAgentEnv,
     UnknownScenarioError,
     describe_scenario,
@@ -19,6 +20,7 @@ from envs_jax.core import (
 __all__ = [
     "ContextField",
     "EnvSpec",
+    "MaskContext",
     "MultiAgentEnv",
     "UnknownScenarioError",
     "describe_scenario",

@@ -21,6 +21,7 @@ import dataclasses
 import difflib
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
+import jax
 import numpy as np
 
 
@@ -110,6 +111,61 @@ class EnvSpec:
             conc = ", ".join(str(s) for s in self.field_shape(f))
             lines.append(f"ctx.{f.name}: {f.dtype}[{sym}] (here [{conc}]) - {f.description}")
         return "\n".join(lines)
+
+
+@jax.tree_util.register_pytree_node_class
+class MaskContext:
+    """The named arrays a mask function may read, as a pytree with attribute access.
+
+    ``ctx.in_stock`` reads a field; an unknown name raises ``AttributeError`` listing the valid
+    ones. The same class serves every environment (the fields differ), so the mask compiler can
+    build sample contexts from an ``EnvSpec`` alone. Leaves are flattened in sorted-name order, so
+    ``jax.vmap`` / ``jax.jit`` treat it like a dict of arrays.
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_fields", dict(fields))
+
+    def __getattr__(self, name: str) -> Any:
+        fields = object.__getattribute__(self, "_fields")
+        try:
+            return fields[name]
+        except KeyError:
+            raise AttributeError(
+                f"mask context has no field {name!r}; valid fields: {', '.join(sorted(fields))}"
+            ) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("mask contexts are read-only")
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._fields
+
+    def keys(self) -> list[str]:
+        """Field names, sorted."""
+        return sorted(self._fields)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A shallow copy of the fields."""
+        return dict(self._fields)
+
+    def replace(self, **updates: Any) -> "MaskContext":
+        """A copy with some fields replaced."""
+        return MaskContext({**self._fields, **updates})
+
+    def tree_flatten(self) -> tuple[list[Any], tuple[str, ...]]:
+        names = tuple(sorted(self._fields))
+        return [self._fields[n] for n in names], names
+
+    @classmethod
+    def tree_unflatten(cls, names: tuple[str, ...], leaves: list[Any]) -> "MaskContext":
+        return cls(dict(zip(names, leaves)))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={getattr(v, 'shape', v)}" for k, v in sorted(self._fields.items()))
+        return f"MaskContext({inner})"
 
 
 @runtime_checkable
