@@ -7,7 +7,18 @@ the tail sells to consumers), ``N`` SKUs, ``L`` = 21 lookback days, ``A`` action
 
 from __future__ import annotations
 
-from envs_jax.core import ContextField
+from typing import TYPE_CHECKING
+
+import jax
+import jax.numpy as jnp
+
+from envs_jax.core import ContextField, MaskContext
+
+if TYPE_CHECKING:  # pragma: no cover
+    from envs_jax.mabim.env import MabimEnv, MabimParams, MabimState
+
+Z_95 = 1.6448536  # norm.ppf(0.95), the original's reorder-point quantile
+FEATURE_CLIP = 30.0
 
 MASK_CONTEXT_FIELDS: tuple[ContextField, ...] = (
     ContextField("in_stock", ("W", "N"), "float32",
@@ -24,9 +35,9 @@ MASK_CONTEXT_FIELDS: tuple[ContextField, ...] = (
                  "mean daily units sold over the last 21 days (sales are capped by stock; unmet demand is lost)"),
     ContextField("replenish_history", ("W", "N", "L"), "float32",
                  "units this warehouse ordered on each of the last 21 days, oldest first"),
-    ContextField("selling_price", ("W", "N"), "float32", "today's selling price per unit at this warehouse"),
+    ContextField("selling_price", ("W", "N"), "float32", "selling price per unit at this warehouse on the decision day"),
     ContextField("procurement_cost", ("W", "N"), "float32",
-                 "today's purchase price per unit (the upstream warehouse's selling price)"),
+                 "purchase price per unit on the decision day (the upstream's selling price)"),
     ContextField("holding_cost", ("W", "N"), "float32", "holding cost per unit in stock per day"),
     ContextField("unit_order_cost", ("W", "N"), "float32",
                  "fixed cost charged for every day on which a positive quantity is ordered"),
@@ -42,3 +53,107 @@ MASK_CONTEXT_FIELDS: tuple[ContextField, ...] = (
     ContextField("day", (), "int32", "decisions already taken in this episode"),
     ContextField("days_left", (), "int32", "decisions left in this episode, including the current one"),
 )
+
+
+N_LOCAL_SCALARS = 16
+N_GLOBAL_SCALARS = 7
+
+
+def obs_dim(n_warehouses: int, lookback: int) -> int:
+    """Features per agent: 16 local scalars + 2 local windows, 7 global scalars + 1 global window,
+    the warehouse one-hot and one time feature (for L = 21: 87 + W)."""
+    return N_LOCAL_SCALARS + 2 * lookback + N_GLOBAL_SCALARS + lookback + n_warehouses + 1
+
+
+def _day_prices(state: "MabimState", params: "MabimParams", row: jax.Array) -> tuple[jax.Array, jax.Array]:
+    price = jax.lax.dynamic_index_in_dim(params.price, row, axis=1, keepdims=False)
+    cost = jax.lax.dynamic_index_in_dim(params.cost, row, axis=1, keepdims=False)
+    return price, cost
+
+
+def observation(env: "MabimEnv", state: "MabimState", params: "MabimParams") -> jax.Array:
+    """Per-agent features of the day just simulated, ``[W * N, obs_dim]``, warehouse-major.
+
+    The feature set follows the original MARL wrapper (``ObservationWrapper4OldCode``), computed on
+    the day just simulated (so nothing leaks at reset), with three changes for a shared network:
+    the lead time is divided by 10, the "remaining capacity" feature is the free fraction
+    ``(cap - sum I) / cap`` (the original's ``N - sum I / cap`` grows with N), and a time feature
+    ``min(days_left, 30) / 30`` is appended. Every feature is clipped to +-30.
+
+    Local (per agent; ``z = dm + 1`` with ``dm`` the mean of the 21-day demand window, ``I`` stock,
+    ``T`` in transit, ``p`` price, ``c`` cost): [I<=0], I/z, T/z, (I+T)/z, rop/z, [I+T<=rop],
+    std(demand)/z, dm/cap, c/p, (p-c)/p, holding/p, order_cost/p, vlt/10, dm(vlt+1)/z,
+    (I+T-dm(vlt+1))/z, a constant 1, then the demand window / z and the order window / z.
+    Global (per warehouse, broadcast over its SKUs): sum I/cap, stock margin ratio, free
+    capacity fraction, sum T/cap, in-transit margin ratio (all warehouses), sum (I+T)/cap,
+    (I+T) margin ratio, then the order window / cap.
+    """
+    W, N, L, dt = env.W, env.N, env.L, env.dtype
+    I, T = state.in_stock, state.in_transit
+    dem = state.demand_hist  # [W, L, N], ends with the day just simulated
+    rep = state.replenish_hist
+    dm = jnp.mean(dem, axis=1)
+    z = dm + 1.0
+    std_d = jnp.std(dem, axis=1)
+    sale_mean = jnp.mean(state.sale_hist, axis=1)
+    sale_std = jnp.std(state.sale_hist, axis=1)
+    vlt = params.vlt
+    rop = vlt * sale_mean + jnp.sqrt(vlt) * sale_std * Z_95
+    cap = params.capacity[:, None]
+    price, cost = _day_prices(state, params, state.start + state.t - 1)
+    safe_p = jnp.where(price > 0, price, 1.0)
+    cover = dm * (vlt + 1.0)
+    local = jnp.stack([
+        (I <= 0).astype(dt), I / z, T / z, (I + T) / z, rop / z, (I + T <= rop).astype(dt), std_d / z,
+        dm / cap, cost / safe_p, (price - cost) / safe_p, params.holding_cost / safe_p,
+        params.unit_order_cost / safe_p, vlt / 10.0, cover / z, (I + T - cover) / z, jnp.ones_like(I),
+    ], axis=-1)  # [W, N, 16]
+    windows = jnp.concatenate([jnp.swapaxes(dem, 1, 2) / z[..., None], jnp.swapaxes(rep, 1, 2) / z[..., None]], axis=-1)
+
+    margin = price - cost
+    sum_I = jnp.sum(I, axis=1, keepdims=True)
+    sum_T = jnp.sum(T, axis=1, keepdims=True)
+    sum_IT = sum_I + sum_T
+    ones = jnp.ones_like(I)
+    glob = jnp.stack([
+        ones * sum_I / cap,
+        jnp.sum(I * margin, axis=1, keepdims=True) / ((sum_I + 1.0) * safe_p),
+        ones * (cap - sum_I) / cap,
+        ones * sum_T / cap,
+        jnp.sum(T * margin) / ((sum_T + 1.0) * safe_p),
+        ones * sum_IT / cap,
+        jnp.sum((I + T) * margin, axis=1, keepdims=True) / ((sum_IT + 1.0) * safe_p),
+    ], axis=-1)  # [W, N, 7]
+    rep_cap = jnp.swapaxes(rep, 1, 2) / cap[..., None]
+    onehot = jnp.broadcast_to(jnp.eye(W, dtype=dt)[:, None, :], (W, N, W))
+    days_left = (params.horizon - state.t).astype(dt)
+    time = jnp.broadcast_to(jnp.minimum(days_left, 30.0) / 30.0, (W, N, 1))
+    obs = jnp.concatenate([local, windows, glob, rep_cap, onehot, time], axis=-1)
+    obs = jnp.clip(obs, -FEATURE_CLIP, FEATURE_CLIP)
+    return obs.reshape(W * N, obs_dim(W, L)).astype(dt)
+
+
+def mask_context(env: "MabimEnv", state: "MabimState", params: "MabimParams") -> MaskContext:
+    """The documented fields of :data:`MASK_CONTEXT_FIELDS` for the next decision (day ``t``)."""
+    W, N, L = env.W, env.N, env.L
+    price, cost = _day_prices(state, params, state.start + jnp.minimum(state.t, params.horizon - 1))
+    return MaskContext({
+        "in_stock": state.in_stock,
+        "in_transit": state.in_transit,
+        "demand_mean": env.demand_mean(state),
+        "demand_std": jnp.std(state.demand_hist, axis=1),
+        "demand_history": jnp.swapaxes(state.demand_hist, 1, 2),
+        "sale_mean": jnp.mean(state.sale_hist, axis=1),
+        "replenish_history": jnp.swapaxes(state.replenish_hist, 1, 2),
+        "selling_price": price,
+        "procurement_cost": cost,
+        "holding_cost": params.holding_cost,
+        "unit_order_cost": params.unit_order_cost,
+        "vlt": params.vlt,
+        "capacity": params.capacity,
+        "total_stock": jnp.sum(state.in_stock, axis=1),
+        "total_in_transit": jnp.sum(state.in_transit, axis=1),
+        "echelon": jnp.broadcast_to(jnp.arange(W, dtype=jnp.int32)[:, None], (W, N)),
+        "day": state.t.astype(jnp.int32),
+        "days_left": (params.horizon - state.t).astype(jnp.int32),
+    })
