@@ -94,6 +94,28 @@ class MabimTables:
     vlt: dict[str, np.ndarray]
     source: str
 
+    @classmethod
+    def from_arrays(cls, demand: np.ndarray, prices: dict[str, np.ndarray], init_stock: dict[str, np.ndarray],
+                    vlt: dict[str, np.ndarray], first_date: _dt.date = FIRST_DATE,
+                    source: str = "arrays") -> "MabimTables":
+        """Tables from in-memory arrays (``demand [T, N]``, ``prices[table] [T, N]``, statics ``[N]``).
+
+        SKU ids are ``SKU0..SKU{N-1}``; rows are consecutive days from ``first_date``.
+        """
+        demand = np.asarray(demand, dtype=np.float64)
+        if demand.ndim != 2:
+            raise MabimDataError(f"demand must be [days, skus], got shape {demand.shape}")
+        T, N = demand.shape
+        for name, arr in prices.items():
+            if np.shape(arr) != (T, N):
+                raise MabimDataError(f"price table {name} must have shape {(T, N)}, got {np.shape(arr)}")
+        for name, arr in [*init_stock.items(), *vlt.items()]:
+            if np.shape(arr) != (N,):
+                raise MabimDataError(f"static data for {name} must have shape ({N},), got {np.shape(arr)}")
+        dates = tuple(first_date + _dt.timedelta(days=i) for i in range(T))
+        as64 = lambda d: {k: np.asarray(v, dtype=np.float64) for k, v in d.items()}  # noqa: E731
+        return cls(dates, tuple(f"SKU{i}" for i in range(N)), demand, as64(prices), as64(init_stock), as64(vlt), source)
+
     def date_index(self, d: _dt.date) -> int:
         """Row of a date; :class:`MabimDataError` when the data do not cover it."""
         i = (d - self.dates[0]).days

@@ -78,6 +78,7 @@ class MabimParams:
     backlog_ratio: jax.Array  # scalar
     overflow_cost_ratio: jax.Array  # scalar
     action_values: jax.Array  # [A]
+    lookback: jax.Array  # [W, N] filled with L: a full runtime divisor, see demand_mean
     start_lo: jax.Array  # int32 scalar
     n_starts: jax.Array  # int32 scalar
     horizon: jax.Array  # int32 scalar
@@ -181,6 +182,7 @@ class MabimEnv:
             backlog_ratio=as_f(cfg.backlog_ratio),
             overflow_cost_ratio=as_f(cfg.overflow_cost_ratio),
             action_values=as_f(cfg.action_values),
+            lookback=as_f(np.full((self.W, self.N), self.L)),
             start_lo=jnp.int32(lo),
             n_starts=jnp.int32(n_starts),
             horizon=jnp.int32(horizon),
@@ -300,9 +302,13 @@ class MabimEnv:
         )
         return nxt, components, flows
 
-    def demand_mean(self, state: MabimState) -> jax.Array:
-        """Mean demand of the previous ``L`` days ``[W, N]`` (the original's ``np.average``)."""
-        return jnp.sum(state.demand_hist, axis=1) / self.L
+    def demand_mean(self, state: MabimState, params: MabimParams) -> jax.Array:
+        """Mean demand of the previous ``L`` days ``[W, N]`` (the original's ``np.average``).
+
+        The divisor is a full runtime array: XLA rewrites a division by a constant or by a broadcast
+        scalar into a multiplication by its reciprocal, which can move a floor boundary by one unit.
+        """
+        return jnp.sum(state.demand_hist, axis=1) / params.lookback
 
     def order_quantity(self, state: MabimState, actions: jax.Array, params: MabimParams) -> jax.Array:
         """Integer order quantities ``[W, N]`` for actions ``[n_agents]`` (indices or multipliers)."""
@@ -311,7 +317,7 @@ class MabimEnv:
             multiplier = actions.astype(self.dtype)
         else:
             multiplier = params.action_values[actions]
-        return jnp.floor(multiplier * self.demand_mean(state))
+        return jnp.floor(multiplier * self.demand_mean(state, params))
 
     def warm_up(self, state: MabimState, params: MabimParams) -> MabimState:
         """The original's ``replenish_by_last_demand``: L days ordering yesterday's demand."""
@@ -352,6 +358,11 @@ class MabimEnv:
         self.check_actions(actions)
         quantity = self.order_quantity(state, actions, params)
         nxt, components, flows = self.simulate_day(state, quantity, params)
+        if self.dtype == jnp.float64:
+            # exact mode: a select between each product and the subtractions stops the compiler
+            # from contracting them into fused multiply-adds, which round differently from the
+            # original's separate numpy operations
+            components = {k: jnp.where(v != 0, v, 0.0) for k, v in components.items()}
         reward = (components["profit"] - components["excess_cost"] - components["order_cost"]
                   - components["holding_cost"] - components["backlog_cost"])
         done = nxt.t >= params.horizon

@@ -135,12 +135,12 @@ def observation(env: "MabimEnv", state: "MabimState", params: "MabimParams") -> 
 
 def mask_context(env: "MabimEnv", state: "MabimState", params: "MabimParams") -> MaskContext:
     """The documented fields of :data:`MASK_CONTEXT_FIELDS` for the next decision (day ``t``)."""
-    W, N, L = env.W, env.N, env.L
+    W, N = env.W, env.N
     price, cost = _day_prices(state, params, state.start + jnp.minimum(state.t, params.horizon - 1))
     return MaskContext({
         "in_stock": state.in_stock,
         "in_transit": state.in_transit,
-        "demand_mean": env.demand_mean(state),
+        "demand_mean": env.demand_mean(state, params),
         "demand_std": jnp.std(state.demand_hist, axis=1),
         "demand_history": jnp.swapaxes(state.demand_hist, 1, 2),
         "sale_mean": jnp.mean(state.sale_hist, axis=1),
