@@ -52,29 +52,32 @@ def abstract_context(spec: EnvSpec) -> MaskContext:
                         for f in spec.context_fields})
 
 
-def random_context(spec: EnvSpec, key: jax.Array) -> MaskContext:
-    """A context of random, plausibly scaled values for every field."""
+def random_context(spec: EnvSpec, seed: int, batch: tuple[int, ...] = ()) -> MaskContext:
+    """A context of random, plausibly scaled numpy values for every field (optional leading batch axes)."""
+    rng = np.random.default_rng(seed)
     fields = {}
-    keys = jax.random.split(key, len(spec.context_fields))
-    for k, f in zip(keys, spec.context_fields):
-        shape = spec.field_shape(f)
+    for f in spec.context_fields:
+        shape = (*batch, *spec.field_shape(f))
         if f.dtype == "bool":
-            fields[f.name] = jax.random.bernoulli(k, 0.7, shape)
+            value = rng.random(shape) < 0.7
         elif f.dtype == "int32":
-            fields[f.name] = jax.random.randint(k, shape, 0, 8 if "phase" in f.name else 30)
+            value = rng.integers(0, 8 if "phase" in f.name else 30, shape).astype(np.int32)
         elif f.name == "capacity":
-            fields[f.name] = jax.random.uniform(k, shape, minval=100.0, maxval=2000.0)
+            value = rng.uniform(100.0, 2000.0, shape)
         elif f.name == "vlt":
-            fields[f.name] = jnp.floor(jax.random.uniform(k, shape, minval=1.0, maxval=10.0))
-        elif f.name == "phase_pressure":
-            fields[f.name] = jax.random.normal(k, shape) * 10.0
+            value = np.floor(rng.uniform(1.0, 10.0, shape))
+        elif "pressure" in f.name:
+            value = rng.normal(0.0, 10.0, shape)
         else:
-            fields[f.name] = jnp.floor(jax.random.uniform(k, shape, minval=0.0, maxval=60.0))
+            value = np.floor(rng.uniform(0.0, 60.0, shape))
+        fields[f.name] = value.astype(np.dtype(f.dtype))
     return MaskContext(fields)
 
 
-def compile_source(source: str):
-    """Exec a rendered mask source with ``np``/``jnp`` bound to jax.numpy; returns compute_mask."""
-    namespace = {"np": jnp, "jnp": jnp}
+def compile_source(source: str, backend: str = "jax"):
+    """Exec a rendered mask source with ``np``/``jnp`` bound to jax.numpy (or to numpy for fast
+    value checks of the same code); returns its compute_mask."""
+    module = jnp if backend == "jax" else np
+    namespace = {"np": module, "jnp": module}
     exec(compile(source, "<template>", "exec"), namespace)
     return namespace["compute_mask"]

@@ -289,7 +289,7 @@ class AnthropicProvider:
         self.label = f"LLM ({generator_model})"
         # Errors that end the run: retrying or skipping a slot cannot fix them.
         self._abort = (anthropic.AuthenticationError, anthropic.PermissionDeniedError, anthropic.BadRequestError,
-                       anthropic.NotFoundError, anthropic.PaymentRequiredError)
+                       anthropic.NotFoundError, anthropic.PaymentRequiredError, anthropic.CredentialsError)
         self._slot_errors = (anthropic.RateLimitError, anthropic.InternalServerError, anthropic.APIConnectionError,
                              anthropic.APIStatusError, anthropic.APIResponseValidationError)
 
@@ -483,21 +483,40 @@ class TemplateProvider:
                                    {"genome": genome.to_dict()}))
         return out
 
+    def _genome_for(self, iteration: int, slot: int, code: str) -> Genome | None:
+        """The genome whose source is ``code``: the one issued for the slot, else (after a resume)
+        the search's proposal or one of its repair restarts."""
+        want = _normalise(code)
+        candidates = [self._issued.get((iteration, slot)), self.search.propose(iteration, slot)]
+        candidates += [self.search.restart(iteration, slot, r) for r in range(1, 4)]
+        return next((g for g in candidates if g is not None and _normalise(self.source(g)) == want), None)
+
     def tell(self, iteration: int, results: Sequence[SlotResult]) -> None:
         """Feed one generation's selection scores to the search.
 
-        A slot counts only if its reported code is the source this provider issued for it
-        (fallback slots report ``code=None`` and count as failures).
+        A slot counts when its reported code is a source this provider issued for it; fallback
+        slots report ``code=None`` and count as failures. Unrecognised code is ignored with a warning.
         """
         scores: dict[int, tuple[Genome, float | None]] = {}
+        unknown = []
         for res in results:
-            genome = self._issued.get((iteration, res.slot))
+            if res.code is None:
+                continue
+            genome = self._genome_for(iteration, res.slot, res.code)
             if genome is None:
-                genome = self.search.propose(iteration, res.slot)
-            ok = res.code is not None and res.code.strip() == self.source(genome).strip()
-            score = res.score if ok and res.score is not None and math.isfinite(float(res.score)) else None
-            scores[res.slot] = (genome, score)
+                unknown.append(res.slot)
+                continue
+            ok = res.score is not None and math.isfinite(float(res.score))
+            scores[res.slot] = (genome, float(res.score) if ok else None)
+        if unknown:
+            warnings.warn(f"template provider: iteration {iteration} slots {unknown} report code it did not issue; "
+                          "their scores are ignored", stacklevel=2)
         self.search.tell(iteration, scores)
+
+
+def _normalise(code: str) -> str:
+    lines = (ln.rstrip() for ln in code.strip().splitlines())
+    return "\n".join(ln for ln in lines if ln and not ln.lstrip().startswith("#"))
 
 
 # --------------------------------------------------------------------------------------------

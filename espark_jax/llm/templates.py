@@ -216,7 +216,7 @@ def prepare_families(
         if not all(r in roles for r in fam.roles):
             continue
         probe = fam.default_genome()
-        source = _render_one(fam, probe, "compute_mask", {**{r: r for r in fam.roles}, **roles})
+        source = _render_one(fam, probe, "compute_mask", roles)
         if set(re.findall(r"\bctx\.(\w+)", source)) <= names:
             usable.append(fam)
     if not usable:
