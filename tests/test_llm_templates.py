@@ -73,6 +73,17 @@ def test_every_template_traces_with_the_right_shape_and_binary_values(family):
             prov.source(prov.families[i].default_genome()), "numpy")(ctx0, actions)))
 
 
+@pytest.mark.parametrize("family", ["mabim", "sumo"])
+def test_every_template_passes_the_static_mask_validator(family):
+    from espark_jax.masks.static import validate_source
+    from espark_jax.masks.task import MaskTask
+
+    prov = _provider(family)
+    task = MaskTask.from_env_spec(SPECS[family])
+    for genome in _genomes(prov):
+        validate_source(extract_code(f"```python\n{prov.source(genome)}```"), task)
+
+
 def test_template_reply_is_extractable_and_labelled():
     prov = _provider("mabim")
     (resp,) = prov.generate([_request(1, 0)])
