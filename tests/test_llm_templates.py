@@ -287,6 +287,21 @@ def test_sumo_roles_follow_the_documented_fields():
     assert {f.name for f in fams} == {"top_k_queue", "forbid_empty", "keep_current"}
 
 
+def test_sumo_templates_resolve_on_the_real_sumo_context_fields():
+    import dataclasses
+
+    from envs_jax.sumo.features import MASK_CONTEXT_FIELDS
+
+    spec = dataclasses.replace(SPECS["sumo"], context_fields=MASK_CONTEXT_FIELDS, dims={"I": 4, "P": 8, "M": 8})
+    prov = TemplateProvider("sumo", 0, EnvPromptInfo.from_spec(spec, "x"))
+    assert {f.name for f in prov.families} == {f.name for f in families_for("sumo")}
+    actions = np.arange(8, dtype=np.float32)
+    for fam in prov.families:
+        fn = compile_source(prov.source(fam.default_genome()), "numpy")
+        mask = np.asarray(fn(random_context(spec, 0), actions))
+        assert mask.shape == (4, 8) and set(np.unique(mask)) <= {0, 1}
+
+
 def test_bad_template_inputs():
     with pytest.raises(ValueError, match="no mask templates for environment family 'chess'"):
         families_for("chess")
