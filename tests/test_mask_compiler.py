@@ -189,7 +189,7 @@ def compute_mask(ctx, action_space: np.ndarray) -> np.ndarray:
     """Capacity rule (paper Fig. 21 style)."""
     order = np.floor(action_space[np.newaxis, np.newaxis, :] * ctx.demand_mean[:, :, np.newaxis])
     pipeline = (ctx.total_stock + ctx.total_in_transit)[:, None, None]
-    fits = pipeline + order <= ctx.capacity[:, None, None]
+    fits = np.logical_or(pipeline + order <= ctx.capacity[:, None, None], order == 0)
     cover = (ctx.in_stock + ctx.in_transit) / np.maximum(ctx.demand_mean, 1e-6)
     overstocked = (cover > 10.0)[:, :, None]
     order_nothing = (action_space == 0)[None, None, :]
@@ -202,7 +202,7 @@ It keeps the warehouses under capacity.'''
 def fig21_reference(ctx: MaskContext, action_space: jax.Array) -> jax.Array:
     order = jnp.floor(action_space * ctx.demand_mean[..., None])
     room = ctx.capacity - ctx.total_stock - ctx.total_in_transit
-    fits = order <= room[:, None, None]
+    fits = (order <= room[:, None, None]) | (order == 0)
     days_of_cover = (ctx.in_stock + ctx.in_transit) / jnp.maximum(ctx.demand_mean, 1e-6)
     return jnp.where((days_of_cover > 10.0)[..., None], action_space == 0, fits)
 
@@ -278,12 +278,12 @@ def test_good_programs_match_reference(text: str, reference, task: MaskTask) -> 
 
 
 def test_fig21_hand_computed_case() -> None:
-    """One warehouse at the capacity edge, one overstocked SKU: checked entry by entry."""
+    """A warehouse at the capacity edge, one over it, one overstocked SKU: checked entry by entry."""
     fields = {f.name: np.zeros(f.shape, np.dtype(f.dtype)) for f in TASK.fields}
     fields["demand_mean"] = np.array([[10.0, 1.0, 0.0], [4.0, 4.0, 4.0]], np.float32)
     fields["in_stock"] = np.array([[5.0, 50.0, 0.0], [0.0, 0.0, 0.0]], np.float32)
-    fields["capacity"] = np.array([100.0, 1000.0], np.float32)
-    fields["total_stock"] = np.array([55.0, 0.0], np.float32)
+    fields["capacity"] = np.array([100.0, 10.0], np.float32)
+    fields["total_stock"] = np.array([55.0, 20.0], np.float32)
     fields["total_in_transit"] = np.array([15.0, 0.0], np.float32)
     ctx = MaskContext(fields)
     fn_ = load_mask_fn(extract_code(FIG21_NUMPY), TASK)
@@ -295,8 +295,9 @@ def test_fig21_hand_computed_case() -> None:
     np.testing.assert_array_equal(mask[0, 1], mult == 0)
     # SKU 2 has no demand: every order is 0 units and fits
     assert mask[0, 2].all()
-    # warehouse 1 has room for everything
-    assert mask[1].all()
+    # warehouse 1 is already over capacity: only orders of 0 units (floor(4 m) = 0 <=> m <= 0.16)
+    for sku in range(3):
+        np.testing.assert_array_equal(mask[1, sku], mult <= 0.16)
 
 
 def test_annotations_are_never_evaluated(tmp_path) -> None:
