@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from envs_jax.sumo.bridge import Scenario, SumoEnv
+from envs_jax.sumo import bridge
+from envs_jax.sumo.bridge import Scenario, SumoEnv, SumoWorkerError
 from envs_jax.sumo.features import MASK_CONTEXT_FIELDS, OBS_DIM, REWARD_COMPONENTS
 from envs_jax.sumo.netgen import generate_grid_net, write_trips
 from tests.sumo_nets import two_arm_net
@@ -115,6 +116,26 @@ def test_worker_crash_is_recovered_by_replay(grid_env):
     assert not info["restarted"].any() and np.array_equal(info["worker_restarts"], [1, 0])
 
 
+def test_ctrl_c_during_a_step_leaves_a_usable_env(grid_env, monkeypatch):
+    env = grid_env
+    first, _ = env.reset([2, 2])
+    real_recv = bridge._Worker.recv
+
+    def interrupted(self, timeout):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bridge._Worker, "recv", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        env.step(np.zeros((2, 4), dtype=int))  # sent to both workers, answers never read
+    monkeypatch.setattr(bridge._Worker, "recv", real_recv)
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step(np.zeros((2, 4), dtype=int))
+    again, _ = env.reset([2, 2])  # the stale answers are dropped, not taken for this reset's
+    assert np.array_equal(first, again)
+    _, _, _, info = env.step(np.zeros((2, 4), dtype=int))
+    assert np.array_equal(info["time"], [15.0, 15.0])
+
+
 def test_bad_calls_raise_clear_errors(tmp_path):
     scenario = Scenario("test/road", str(two_arm_net(tmp_path)), (), episode_seconds=30)
     with pytest.raises(ValueError, match="multiple of 15"):
@@ -135,6 +156,20 @@ def test_bad_calls_raise_clear_errors(tmp_path):
         assert done.all()
     with pytest.raises(RuntimeError, match="closed"):
         env.reset(0)
+    with pytest.raises(FileNotFoundError, match="missing.rou.xml"):
+        SumoEnv(Scenario("test/road", scenario.net_file, (str(tmp_path / "missing.rou.xml"),)), 1)
+
+
+def test_a_sumo_error_in_a_worker_is_raised_in_one_line(tmp_path):
+    net = two_arm_net(tmp_path)
+    bad = tmp_path / "bad.rou.xml"
+    bad.write_text('<routes><vehicle id="v" depart="0"><route edges="NOPE CE"/></vehicle></routes>')
+    with SumoEnv(Scenario("test/bad", str(net), (str(bad),)), 2, episode_seconds=30) as env:
+        with pytest.raises(SumoWorkerError, match="edge 'NOPE' within the route for vehicle 'v' is not known") as err:
+            env.reset(0)
+        assert "\n" not in str(err.value) and "Traceback" in err.value.details
+        with pytest.raises(RuntimeError, match="call reset"):
+            env.step(np.ones((2, 1), dtype=int))
 
 
 def test_close_stops_every_worker(grid_scenario):
@@ -151,7 +186,8 @@ def test_close_stops_every_worker(grid_scenario):
 CHILD = textwrap.dedent(
     """
     import sys, time
-    from envs_jax.sumo.bridge import Scenario, SumoEnv
+    from envs_jax.sumo import bridge
+from envs_jax.sumo.bridge import Scenario, SumoEnv, SumoWorkerError
     env = SumoEnv(Scenario("test/road", sys.argv[1], ()), 2, episode_seconds=30)
     env.reset(0)
     print(*env.worker_pids(), flush=True)

@@ -86,6 +86,42 @@ class Scenario:
     sumo_args: tuple[str, ...] = ()
 
 
+def build_plan(
+    scenario: Scenario,
+    layout: NetLayout,
+    index: LayoutIndex,
+    decisions: int,
+    tripinfo_file: str,
+    time_to_teleport: float = -1.0,
+) -> dict[str, Any]:
+    """What one worker runs: the plan dict of :class:`envs_jax.sumo.worker.Simulation`.
+
+    Also lets a caller run a :class:`~envs_jax.sumo.worker.Simulation` in-process (the
+    benchmark's raw-libsumo baseline) with exactly the bridge's settings.
+    """
+    sc = scenario
+    cmd = [
+        "sumo", "-n", sc.net_file, "-r", ",".join(sc.route_files), "-b", f"{sc.begin:g}",
+        "--no-step-log", "--no-warnings", "--duration-log.disable",
+        "--time-to-teleport", f"{time_to_teleport:g}",
+        "--tripinfo-output", tripinfo_file,
+        "--tripinfo-output.write-unfinished", "--tripinfo-output.write-undeparted",
+        *sc.sumo_args,
+    ]
+    return {
+        "sumo_cmd": cmd,
+        "begin": sc.begin,
+        "decisions": int(decisions),
+        "decision_seconds": DECISION_SECONDS,
+        "yellow_seconds": YELLOW_SECONDS,
+        "program_id": PROGRAM_ID,
+        "tls": [{"id": it.tls_id, "program": it.program(), "initial_phase": it.initial_phase}
+                for it in layout.intersections],
+        "lanes": list(index.lanes),
+        "n_incoming": index.n_incoming,
+    }
+
+
 class SumoWorkerError(RuntimeError):
     """A worker raised an exception, or kept dying after restarts. ``details`` holds the traceback."""
 
@@ -96,6 +132,15 @@ class SumoWorkerError(RuntimeError):
 
 class _WorkerDied(Exception):
     pass
+
+
+def _exception_line(tb: str) -> str:
+    """The exception message of a formatted traceback, on one line."""
+    lines = tb.strip().splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i] and not lines[i][0].isspace() and ": " in lines[i]:
+            return " ".join(x.strip() for x in lines[i:] if x.strip())
+    return lines[-1] if lines else "unknown error"
 
 
 @dataclasses.dataclass
@@ -125,6 +170,7 @@ class _Worker:
         self.plan = plan
         self.proc: subprocess.Popen | None = None
         self.conn: Connection | None = None
+        self.pending = 0  # requests sent whose answer has not been read yet
 
     def start(self) -> None:
         """Launch the process and send it the plan (the reply is read by ``recv``)."""
@@ -139,6 +185,7 @@ class _Worker:
         finally:
             theirs.close()
         self.conn = Connection(ours.detach())
+        self.pending = 0
         self.send("init", self.plan)
 
     def send(self, cmd: str, arg: Any) -> None:
@@ -146,6 +193,7 @@ class _Worker:
             self.conn.send((cmd, arg))
         except (OSError, ValueError, AttributeError) as err:
             raise _WorkerDied(f"send failed: {err}") from None
+        self.pending += 1
 
     def recv(self, timeout: float) -> Any:
         deadline = time.monotonic() + timeout
@@ -154,6 +202,7 @@ class _Worker:
                 ready = self.conn.poll(min(1.0, max(0.0, deadline - time.monotonic())))
                 if ready:
                     status, payload = self.conn.recv()
+                    self.pending -= 1
                     break
             except (EOFError, OSError, AttributeError):
                 raise _WorkerDied("connection lost") from None
@@ -162,9 +211,16 @@ class _Worker:
             if time.monotonic() >= deadline:
                 raise _WorkerDied(f"no answer within {timeout:.0f} s")
         if status == "error":
-            last = payload.strip().splitlines()[-1] if payload.strip() else "unknown error"
-            raise SumoWorkerError(f"SUMO worker {self.slot} failed: {last}", payload)
+            raise SumoWorkerError(f"SUMO worker {self.slot} failed: {_exception_line(payload)}", payload)
         return payload
+
+    def drain(self, timeout: float) -> None:
+        """Read and drop answers left over from an interrupted call."""
+        while self.pending > 0:
+            try:
+                self.recv(timeout)
+            except SumoWorkerError:
+                pass
 
     @property
     def pid(self) -> int | None:
@@ -222,6 +278,9 @@ class SumoEnv:
         if seconds <= 0 or decisions != int(decisions):
             raise ValueError(f"episode_seconds must be a positive multiple of {DECISION_SECONDS:g}, got {seconds:g}")
         deps.require("libsumo", "sumolib")
+        for f in (scenario.net_file, *scenario.route_files):
+            if not os.path.isfile(f):
+                raise FileNotFoundError(f"scenario {scenario.name}: file not found: {f}")
         self.scenario = scenario
         self.n_envs = int(n_envs)
         self.decisions = int(decisions)
@@ -238,14 +297,21 @@ class SumoEnv:
         self._seeds = np.zeros(self.n_envs, dtype=np.int64)
         self._history: list[np.ndarray] = []
         self.restarts = np.zeros(self.n_envs, dtype=np.int64)
-        self._workers = [_Worker(b, self._plan(b, time_to_teleport)) for b in range(self.n_envs)]
+        self._workers = [
+            _Worker(b, build_plan(scenario, self.layout, self.index, self.decisions, self.tripinfo_file(b),
+                                  time_to_teleport))
+            for b in range(self.n_envs)
+        ]
         _install_cleanup()
         _LIVE.add(self)
         try:
             for w in self._workers:
                 w.start()
             for w in self._workers:
-                w.recv(self.step_timeout)
+                try:
+                    w.recv(self.step_timeout)
+                except _WorkerDied as err:
+                    raise SumoWorkerError(f"SUMO worker {w.slot} failed to start ({err}); see its output above") from None
         except BaseException:
             self.close()
             raise
@@ -254,29 +320,6 @@ class SumoEnv:
     def tripinfo_file(self, b: int) -> str:
         """Path of simulation ``b``'s tripinfo file (complete once its episode is done)."""
         return os.path.join(self._tmp, f"tripinfo_{b}.xml")
-
-    def _plan(self, b: int, time_to_teleport: float) -> dict[str, Any]:
-        sc = self.scenario
-        cmd = [
-            "sumo", "-n", sc.net_file, "-r", ",".join(sc.route_files), "-b", f"{sc.begin:g}",
-            "--no-step-log", "--no-warnings", "--duration-log.disable",
-            "--time-to-teleport", f"{time_to_teleport:g}",
-            "--tripinfo-output", self.tripinfo_file(b),
-            "--tripinfo-output.write-unfinished", "--tripinfo-output.write-undeparted",
-            *sc.sumo_args,
-        ]
-        return {
-            "sumo_cmd": cmd,
-            "begin": sc.begin,
-            "decisions": self.decisions,
-            "decision_seconds": DECISION_SECONDS,
-            "yellow_seconds": YELLOW_SECONDS,
-            "program_id": PROGRAM_ID,
-            "tls": [{"id": it.tls_id, "program": it.program(), "initial_phase": it.initial_phase}
-                    for it in self.layout.intersections],
-            "lanes": list(self.index.lanes),
-            "n_incoming": self.index.n_incoming,
-        }
 
     # ------------------------------------------------------------------------------ interface
     @property
@@ -429,14 +472,28 @@ class SumoEnv:
         return act
 
     def _call(self, cmd: str, args: list[Any]) -> tuple[list[Any], np.ndarray]:
-        """Send one request to every worker, then collect the answers; replace dead workers."""
+        """Send one request to every worker, then collect the answers; replace dead workers.
+
+        A worker-side exception is raised once every answer is in. Any exception (Ctrl-C
+        included) leaves the environment needing ``reset``; answers still in flight are dropped
+        at the next call.
+        """
+        try:
+            return self._call_all(cmd, args)
+        except BaseException:
+            self._state = None
+            raise
+
+    def _call_all(self, cmd: str, args: list[Any]) -> tuple[list[Any], np.ndarray]:
         dead: list[int] = []
         for b, w in enumerate(self._workers):
             try:
+                w.drain(self.step_timeout)
                 w.send(cmd, args[b])
             except _WorkerDied:
                 dead.append(b)
         out: list[Any] = [None] * self.n_envs
+        errors: list[SumoWorkerError] = []
         for b, w in enumerate(self._workers):
             if b in dead:
                 continue
@@ -444,10 +501,14 @@ class SumoEnv:
                 out[b] = w.recv(self.step_timeout)
             except _WorkerDied:
                 dead.append(b)
+            except SumoWorkerError as err:
+                errors.append(err)
         restarted = np.zeros(self.n_envs, dtype=bool)
         for b in dead:
             out[b] = self._recover(b, cmd, args[b])
             restarted[b] = True
+        if errors:
+            raise errors[0]
         return out, restarted
 
     def _recover(self, b: int, cmd: str, arg: Any) -> Any:

@@ -1,0 +1,240 @@
+"""SUMO bridge speed, and fixed-time vs MaxPressure baselines.
+
+Part ``bridge`` (writes ``benchmarks/results/sumo_bridge.json``): one 240-decision grid4x4 episode
+under the fixed-time schedule, timed three ways on the same seed and actions (so the simulated
+traffic is identical):
+
+* ``sim only``: in-process libsumo, the net's own programs, one ``simulationStep`` per 15 s and
+  no reads (a floor, for context);
+* ``raw libsumo``: in-process :class:`envs_jax.sumo.worker.Simulation`: the bridge's control
+  (yellow / green) and per-lane reads, without processes;
+* ``bridge``: :class:`envs_jax.sumo.bridge.SumoEnv` with 1 and 2 workers (observation, reward,
+  mask context and IPC included).
+
+Overhead = (bridge with 1 worker - raw libsumo) / raw libsumo. Decisions/s count decisions of
+all simulations together (2 workers: 2 x 240 per episode).
+
+Part ``baselines`` (writes ``benchmarks/results/sumo_baselines.json`` and the ``## SUMO``
+section of ``benchmarks/README.md``): fixed-time and MaxPressure on grid4x4 and cologne8, one
+3600-s episode per seed, mean and std over seeds of average delay, trip time and waiting time.
+
+Usage: ``python benchmarks/sumo_bridge.py [--part bridge|baselines|all] [--repeats 3] [--seeds 0 1 2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+import envs_jax
+from envs_jax.sumo.baselines import FixedTime, MaxPressure, evaluate, fixed_time_actions
+from envs_jax.sumo.bridge import DECISION_SECONDS, build_plan
+from envs_jax.sumo.features import LayoutIndex
+from envs_jax.sumo.scenarios import resco_scenario
+from envs_jax.sumo.standardize import standardize_net
+from envs_jax.sumo.worker import Simulation
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+README = HERE / "README.md"
+
+
+def machine_info() -> dict[str, Any]:
+    """Device, versions and load, for the JSON files."""
+    import importlib.metadata as md
+
+    import jax
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "device": f"CPU: {cpu}, {os.cpu_count()} cores (SUMO runs on the host CPU)",
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "libsumo": md.version("libsumo"),
+        "sumo_rl": md.version("sumo-rl"),
+        "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+
+
+def _worker_cpu(pids: list[int | None]) -> float:
+    """CPU seconds (user + system) used so far by the given processes (Linux /proc)."""
+    total = 0.0
+    for pid in pids:
+        if pid is None:
+            continue
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _run(fn: Callable[[], Any], pids: list[int | None]) -> tuple[float, float]:
+    """``(wall s, cpu s)`` of one call; cpu = this process + the worker processes."""
+    c0, w0, t0 = time.process_time(), _worker_cpu(pids), time.perf_counter()
+    fn()
+    wall = time.perf_counter() - t0
+    return wall, time.process_time() - c0 + _worker_cpu(pids) - w0
+
+
+def bench_bridge(repeats: int, seed: int = 42) -> dict[str, Any]:
+    """Time one grid4x4 episode: sim only, raw libsumo, and the bridge with 1 and 2 workers.
+
+    The modes are interleaved (round-robin over repeats) so that load changes on a shared
+    machine hit them alike; CPU seconds are reported beside wall seconds.
+    """
+    import libsumo
+
+    sc = resco_scenario("grid4x4")
+    layout = standardize_net(sc.net_file)
+    index = LayoutIndex.from_layout(layout)
+    decisions = int(sc.episode_seconds / DECISION_SECONDS)
+    schedule = [fixed_time_actions(index.phase_avail, k) for k in range(decisions)]
+    tmp = tempfile.mkdtemp(prefix="espark-bench-")
+
+    def sim_only() -> None:
+        libsumo.start(["sumo", "-n", sc.net_file, "-r", sc.route_files[0], "--no-step-log", "--no-warnings",
+                       "--time-to-teleport", "-1", "--seed", str(seed)])
+        for k in range(decisions):
+            libsumo.simulationStep((k + 1) * DECISION_SECONDS)
+        libsumo.close()
+
+    sim = Simulation(build_plan(sc, layout, index, decisions, os.path.join(tmp, "raw.xml")))
+
+    def raw() -> None:
+        sim.reset(seed)
+        for a in schedule:
+            sim.step(a)
+
+    def bridged(env: Any) -> Callable[[], None]:
+        def episode() -> None:
+            env.reset(seed)
+            for a in schedule:
+                env.mask_context()
+                env.step(np.broadcast_to(a, (env.n_envs, len(a))))
+        return episode
+
+    envs = {w: envs_jax.make("sumo/grid4x4", n_envs=w) for w in (1, 2)}
+    modes = {
+        "sim only (native programs, no reads)": (sim_only, lambda: [], 0, 1),
+        "raw libsumo (control + reads)": (raw, lambda: [], 0, 1),
+        **{f"bridge, {w} worker(s)": (bridged(e), e.worker_pids, w, w) for w, e in envs.items()},
+    }
+    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in modes}
+    try:
+        for _ in range(repeats):
+            for name, (fn, pids, _, _) in modes.items():
+                samples[name].append(_run(fn, pids()))
+    finally:
+        for e in envs.values():
+            e.close()
+    rows: dict[str, Any] = {}
+    for name, (_, _, workers, n_sims) in modes.items():
+        wall = statistics.median(s[0] for s in samples[name])
+        cpu = statistics.median(s[1] for s in samples[name])
+        rows[name] = {"workers": workers, "wall_s": [s[0] for s in samples[name]], "cpu_s": [s[1] for s in samples[name]],
+                      "median_wall_s": wall, "median_cpu_s": cpu, "decisions_per_s": n_sims * decisions / wall,
+                      "decisions_per_cpu_s": n_sims * decisions / cpu}
+    raw_r, one, two = rows["raw libsumo (control + reads)"], rows["bridge, 1 worker(s)"], rows["bridge, 2 worker(s)"]
+    return {"scenario": "sumo/grid4x4", "decisions_per_episode": decisions, "seed": seed, "repeats": repeats,
+            "controller": "fixed-time schedule", "rows": rows,
+            "bridge_overhead_wall": (one["median_wall_s"] - raw_r["median_wall_s"]) / raw_r["median_wall_s"],
+            "bridge_overhead_cpu": (one["median_cpu_s"] - raw_r["median_cpu_s"]) / raw_r["median_cpu_s"],
+            "speedup_2_vs_1_workers": two["decisions_per_s"] / one["decisions_per_s"]}
+
+
+def bench_baselines(seeds: list[int]) -> dict[str, Any]:
+    """Fixed-time and MaxPressure on grid4x4 and cologne8; one episode per seed."""
+    out: dict[str, Any] = {}
+    for scenario in ("sumo/grid4x4", "sumo/cologne8"):
+        with envs_jax.make(scenario, n_envs=min(len(seeds), 2)) as env:
+            for ctrl in (FixedTime(), MaxPressure()):
+                t0 = time.perf_counter()
+                res = evaluate(env, ctrl, seeds)
+                res["wall_s"] = time.perf_counter() - t0
+                out[f"{scenario} | {ctrl.name}"] = res
+    return out
+
+
+def bridge_table(res: dict[str, Any]) -> str:
+    lines = ["| run | workers | episode wall s | episode CPU s | decisions/s (wall) | decisions per CPU s |",
+             "|---|---|---|---|---|---|"]
+    for name, r in res["rows"].items():
+        lines.append(f"| {name} | {r['workers'] or '-'} | {r['median_wall_s']:.2f} | {r['median_cpu_s']:.2f} | "
+                     f"{r['decisions_per_s']:.0f} | {r['decisions_per_cpu_s']:.0f} |")
+    lines.append("")
+    lines.append(f"Bridge overhead vs raw libsumo (1 worker): {100 * res['bridge_overhead_cpu']:+.1f} % CPU, "
+                 f"{100 * res['bridge_overhead_wall']:+.1f} % wall; 2 workers vs 1: "
+                 f"{res['speedup_2_vs_1_workers']:.2f}x decisions/s (wall). Medians of {res['repeats']} runs.")
+    return "\n".join(lines)
+
+
+def baselines_table(res: dict[str, Any]) -> str:
+    lines = ["| scenario | controller | avg delay s | avg trip time s | avg waiting time s | episodes |",
+             "|---|---|---|---|---|---|"]
+    for key, r in res.items():
+        scen, ctrl = key.split(" | ")
+        cell = lambda k: f"{r['mean'][k]:.1f} ± {r['std'][k]:.1f}"  # noqa: E731
+        lines.append(f"| {scen} | {ctrl} | {cell('avg_delay')} | {cell('avg_trip_time')} | "
+                     f"{cell('avg_waiting_time')} | {len(r['seeds'])} |")
+    return "\n".join(lines)
+
+
+def write_readme_section(body: str) -> None:
+    """Replace (or append) the ``## SUMO`` section of benchmarks/README.md, leaving the rest alone."""
+    text = README.read_text() if README.exists() else "# Benchmarks\n"
+    start = text.find("\n## SUMO\n")
+    section = "\n## SUMO\n\n" + body.strip() + "\n"
+    if start < 0:
+        text = text.rstrip("\n") + "\n" + section
+    else:
+        nxt = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[nxt:] if nxt >= 0 else "")
+    README.write_text(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--part", choices=("bridge", "baselines", "all"), default="all")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = ap.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    info = machine_info()
+    if args.part in ("bridge", "all"):
+        res = bench_bridge(args.repeats)
+        res.update(info, load_avg_after=[round(x, 2) for x in os.getloadavg()])
+        (RESULTS / "sumo_bridge.json").write_text(json.dumps(res, indent=2))
+        print(bridge_table(res))
+    if args.part in ("baselines", "all"):
+        res = bench_baselines(args.seeds)
+        payload = {**info, "load_avg_after": [round(x, 2) for x in os.getloadavg()], "results": res}
+        (RESULTS / "sumo_baselines.json").write_text(json.dumps(payload, indent=2))
+        table = baselines_table(res)
+        print(table)
+        write_readme_section(
+            "Fixed-time (30 s per available phase, listed order) and MaxPressure through the bridge, one "
+            "3600-s episode per SUMO seed, mean ± std over seeds "
+            f"{args.seeds}; delay includes never-inserted vehicles (see `envs_jax/sumo/metrics.py`).\n\n"
+            f"{table}\n\nIPPO (and eSpark) rows come once the trainer drives the bridge.\n\n"
+            f"Machine: {info['device']}; load average {info['load_avg_1_5_15']} (shared machine). "
+            f"Command: `{info['command']}`. Raw numbers: `results/sumo_baselines.json`; bridge speed: "
+            "`results/sumo_bridge.json` (`python benchmarks/sumo_bridge.py --part bridge`)."
+        )
+
+
+if __name__ == "__main__":
+    main()
