@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from envs_jax.core import MaskContext
 from espark_jax.masks import (
@@ -26,7 +28,7 @@ from espark_jax.masks import (
     sample_contexts,
     validate_source,
 )
-from espark_jax.masks.compile import exec_program
+from espark_jax.masks.compile import abstract_check, exec_program
 from espark_jax.masks.safe import allow_all, fix_empty_rows
 from espark_jax.masks.task import load_samples, normalize_samples, save_samples
 from mask_tasks import contexts, mabim_spec, mabim_task, sumo_task
@@ -120,6 +122,9 @@ BAD_STATIC = [
     ("syntax-error", "def compute_mask(ctx, action_space)\n    return 1\n", "syntax", "line 1"),
     ("empty", "   \n", "extract", "no code found"),
     ("empty-fence", "Here:\n```python\n```\n", "extract", "no ```python code block"),
+    ("deep-nesting", fn("x = ctx" + ".T" * 3000 + "\nreturn x"), "static", "nested too deeply"),
+    ("long-sum", fn("x = " + "+".join(["1"] * 2500) + "\nreturn x"), "static", "nested too deeply"),
+    ("too-long", fn("x = 1\n" * 3000 + f"return {ONES}"), "extract", "at most 8000 are allowed"),
 ]
 
 BAD_RUNTIME = [
@@ -411,3 +416,44 @@ def test_sample_contexts_shapes_and_kinds() -> None:
     assert kinds["extreme"]["phase_queue"].max() == 1e6
     again = sample_contexts(SUMO, n_random=5, seed=3)
     np.testing.assert_array_equal(kinds["random"]["phase_queue"], again["random"]["phase_queue"])
+
+
+# ------------------------------------------------------------------------------ properties
+_FIX = jax.jit(fix_empty_rows)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.booleans(), min_size=15, max_size=15))
+def test_fix_empty_rows_property(bits: list[bool]) -> None:
+    raw = np.array(bits).reshape(3, 5)
+    out = np.asarray(_FIX(jnp.asarray(raw, dtype=jnp.float32)))
+    assert out.any(axis=-1).all()
+    keep = raw.any(axis=-1)
+    np.testing.assert_array_equal(out[keep], raw[keep])
+    assert out[~keep].all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_validator_only_ever_rejects_cleanly(data) -> None:
+    """Arbitrary text and damaged good programs: either accepted or a Rejected, never another error."""
+    source = data.draw(st.one_of(
+        st.text(max_size=200),
+        st.sampled_from([HELPERS_JNP, extract_code(FIG21_NUMPY), SUMO_TOP4]).flatmap(
+            lambda src: st.lists(st.integers(0, src.count("\n")), max_size=3).map(
+                lambda drop: "\n".join(line for i, line in enumerate(src.splitlines()) if i not in drop))),
+    ))
+    try:
+        validate_source(source, TASK)
+    except Rejected as rej:
+        assert rej.stage in {"extract", "syntax", "static"} and rej.message and rej.hint
+
+
+def test_abstract_check_bans_callbacks_defence_in_depth() -> None:
+    """Code reaching jax.pure_callback cannot pass the allow-list; the jaxpr check catches it anyway."""
+    def sneaky(ctx, action_space):
+        host = jax.pure_callback(lambda x: np.asarray(x), jax.ShapeDtypeStruct((2, 3), jnp.float32), ctx.in_stock)
+        return jnp.broadcast_to(host[..., None] > 0, (2, 3, 34))
+
+    with pytest.raises(Rejected, match="primitive 'pure_callback' is not allowed"):
+        abstract_check(sneaky, TASK, CheckLimits())

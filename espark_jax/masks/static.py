@@ -36,7 +36,7 @@ array_equal asarray atleast_1d atleast_2d average bincount bitwise_and bitwise_n
 broadcast_arrays broadcast_to cbrt ceil clip column_stack concatenate copysign cos cosh count_nonzero cumprod cumsum
 cumulative_sum deg2rad diag diagonal diff digitize divide dot dstack e einsum equal exp exp2 expand_dims expm1 eye
 float16 float32 float64 floor floor_divide flip fliplr flipud fmax fmin fmod full full_like greater greater_equal
-heaviside hstack hypot identity inf inner int8 int16 int32 int64 interp invert isclose isfinite isinf isnan isneginf
+heaviside hstack hypot identity inf inner isin int8 int16 int32 int64 interp invert isclose isfinite isinf isnan isneginf
 isposinf less less_equal linspace log log10 log1p log2 logaddexp logical_and logical_not logical_or logical_xor matmul
 max maximum mean median min minimum mod moveaxis multiply nan nan_to_num nanmax nanmean nanmin nansum negative newaxis
 not_equal ones ones_like outer percentile pi positive power prod ptp quantile rad2deg ravel reciprocal remainder repeat
@@ -340,7 +340,7 @@ class _FunctionChecker:
                               "write jnp.logical_and(a < x, x < b)")
             if not isinstance(node.ops[0], _ALLOWED_CMP):
                 raise _reject(node, f"the operator `{type(node.ops[0]).__name__}` (in / is) is not allowed",
-                              "compare with == / != or use jnp.isin-free arithmetic (e.g. jnp.any(x == values))")
+                              "use jnp.isin(x, values) or jnp.any(x[..., None] == values, axis=-1)")
         if isinstance(node, ast.BinOp) and not isinstance(node.op, _ALLOWED_OPS):
             raise _reject(node, f"the operator {type(node.op).__name__} is not allowed", "use jnp arithmetic")
         if not isinstance(node, _ALLOWED_NODES):
@@ -567,6 +567,15 @@ def validate_source(code: str, task: MaskTask) -> ast.Module:
     Raises:
         Rejected: stage ``extract``, ``syntax`` or ``static`` with a one-line message and a hint.
     """
+    try:
+        module = _validate(code, task)
+        compile(module, "<mask>", "exec")  # the compiler has its own nesting limits
+        return module
+    except (RecursionError, MemoryError):
+        raise Rejected("static", "the code is nested too deeply", "split long expressions into several lines") from None
+
+
+def _validate(code: str, task: MaskTask) -> ast.Module:
     if not code.strip():
         raise Rejected("extract", "no code found in the response",
                        f"answer with one ```python block that defines {task.signature()}")
