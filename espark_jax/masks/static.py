@@ -121,7 +121,7 @@ _ALLOWED_NODES = (
 _NUMPY_IMPORTS = {("numpy", "np"), ("numpy", None), ("numpy", "numpy"), ("jax.numpy", "jnp"), ("jax.numpy", "np")}
 
 
-class Rejected(Exception):
+class Rejected(ValueError):
     """A candidate failed a check.
 
     Attributes:
