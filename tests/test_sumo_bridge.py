@@ -186,8 +186,7 @@ def test_close_stops_every_worker(grid_scenario):
 CHILD = textwrap.dedent(
     """
     import sys, time
-    from envs_jax.sumo import bridge
-from envs_jax.sumo.bridge import Scenario, SumoEnv, SumoWorkerError
+    from envs_jax.sumo.bridge import Scenario, SumoEnv
     env = SumoEnv(Scenario("test/road", sys.argv[1], ()), 2, episode_seconds=30)
     env.reset(0)
     print(*env.worker_pids(), flush=True)

@@ -29,7 +29,10 @@ actions (SUMO is deterministic), so the batch continues exactly where it was; th
 a ``RuntimeWarning`` and the counters above, and a worker that keeps dying raises
 :class:`SumoWorkerError`. Workers never outlive the environment: ``close()`` (also called by the
 context manager, ``__del__`` and an ``atexit`` hook; ``SIGTERM`` is turned into ``SystemExit``
-when no handler was installed), and each worker also exits when its parent process dies.
+when no handler was installed), and each worker also exits when its parent process dies (on
+Linux, when the *thread* that built the environment ends: build it in a long-lived thread).
+Workers run in their own session, so Ctrl-C in a terminal reaches only the parent; an interrupted
+call leaves the environment needing ``reset``.
 """
 
 from __future__ import annotations
