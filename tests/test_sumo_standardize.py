@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from envs_jax.sumo import deps
 from envs_jax.sumo.netgen import generate_grid_net
@@ -79,6 +83,16 @@ def test_hand_made_four_arm_junction_is_relative_to_link_zero():
     assert it.initial_phase == 0
     # the labels turn with the reference: starting from the north edge gives compass labels
     assert standardize_tls(_cross("from_n")).arm_edges == ("from_n", "from_e", "from_s", "from_w")
+
+
+@settings(max_examples=40, deadline=None)
+@given(theta=st.floats(0.0, 360.0), first=st.sampled_from(["from_n", "from_e", "from_s", "from_w"]))
+def test_standardisation_is_rotation_invariant(theta, first):
+    topo = _cross(first)
+    c, s = math.cos(math.radians(theta)), math.sin(math.radians(theta))
+    turned = {e: (c * x - s * y, s * x + c * y) for e, (x, y) in topo.edge_heading.items()}
+    rotated = TLSTopology(topo.tls_id, topo.n_links, topo.links, turned)
+    assert standardize_tls(rotated) == standardize_tls(topo)
 
 
 def test_shared_left_through_lane_turns_left_permissively():
