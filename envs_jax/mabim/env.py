@@ -86,17 +86,19 @@ class MabimParams:
 
 @struct.dataclass
 class MabimState:
-    """Carry of one environment. Histories are ``[W, L, N]``, oldest day first."""
+    """Carry of one environment. Histories are ``[W, N, L]``, oldest day first."""
 
     t: jax.Array  # int32: day within the episode (negative during the warm-up)
     start: jax.Array  # int32: data row of day 0
     in_stock: jax.Array  # [W, N]
     in_transit: jax.Array  # [W, N]
     pipeline: jax.Array  # [W, V, N]: pipeline[:, j] arrives on day t + j
-    demand_hist: jax.Array  # [W, L, N]
-    sale_hist: jax.Array  # [W, L, N]
-    replenish_hist: jax.Array  # [W, L, N]
+    demand_hist: jax.Array  # [W, N, L]
+    sale_hist: jax.Array  # [W, N, L]
+    replenish_hist: jax.Array  # [W, N, L]
     excess: jax.Array  # [W, N] destroyed on the last simulated day
+    price: jax.Array  # [W, N] selling price on the last simulated day
+    cost: jax.Array  # [W, N] procurement cost on the last simulated day
 
 
 class MabimEnv:
@@ -214,7 +216,7 @@ class MabimEnv:
 
     def _initial_state(self, start: jax.Array, params: MabimParams) -> MabimState:
         W, N, L, V, dt = self.W, self.N, self.L, self.V, self.dtype
-        zeros_hist = jnp.zeros((W, L, N), dt)
+        zeros_hist = jnp.zeros((W, N, L), dt)
         return MabimState(
             t=jnp.int32(-L),
             start=start.astype(jnp.int32),
@@ -225,6 +227,8 @@ class MabimEnv:
             sale_hist=zeros_hist,
             replenish_hist=zeros_hist,
             excess=jnp.zeros((W, N), dt),
+            price=jnp.zeros((W, N), dt),
+            cost=jnp.zeros((W, N), dt),
         )
 
     def simulate_day(self, state: MabimState, quantity: jax.Array, params: MabimParams
@@ -288,7 +292,7 @@ class MabimEnv:
                  "accepted": accepted, "excess": excess}
 
         # (5) advance
-        push = lambda hist, x: jnp.concatenate([hist[:, 1:], x[:, None, :]], axis=1)  # noqa: E731
+        push = lambda hist, x: jnp.concatenate([hist[..., 1:], x[..., None]], axis=-1)  # noqa: E731
         nxt = MabimState(
             t=t + 1,
             start=state.start,
@@ -299,6 +303,8 @@ class MabimEnv:
             sale_hist=push(state.sale_hist, sale),
             replenish_hist=push(state.replenish_hist, quantity),
             excess=excess,
+            price=price,
+            cost=cost,
         )
         return nxt, components, flows
 
@@ -308,7 +314,7 @@ class MabimEnv:
         The divisor is a full runtime array: XLA rewrites a division by a constant or by a broadcast
         scalar into a multiplication by its reciprocal, which can move a floor boundary by one unit.
         """
-        return jnp.sum(state.demand_hist, axis=1) / params.lookback
+        return jnp.sum(state.demand_hist, axis=-1) / params.lookback
 
     def order_quantity(self, state: MabimState, actions: jax.Array, params: MabimParams) -> jax.Array:
         """Integer order quantities ``[W, N]`` for actions ``[n_agents]`` (indices or multipliers)."""
@@ -323,7 +329,7 @@ class MabimEnv:
         """The original's ``replenish_by_last_demand``: L days ordering yesterday's demand."""
 
         def day(s: MabimState, _: Any) -> tuple[MabimState, None]:
-            s, _, _ = self.simulate_day(s, jnp.floor(s.demand_hist[:, -1, :]), params)
+            s, _, _ = self.simulate_day(s, jnp.floor(s.demand_hist[..., -1]), params)
             return s, None
 
         state, _ = jax.lax.scan(day, state, None, length=self.L)

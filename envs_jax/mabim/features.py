@@ -35,9 +35,9 @@ MASK_CONTEXT_FIELDS: tuple[ContextField, ...] = (
                  "mean daily units sold over the last 21 days (sales are capped by stock; unmet demand is lost)"),
     ContextField("replenish_history", ("W", "N", "L"), "float32",
                  "units this warehouse ordered on each of the last 21 days, oldest first"),
-    ContextField("selling_price", ("W", "N"), "float32", "selling price per unit at this warehouse on the decision day"),
+    ContextField("selling_price", ("W", "N"), "float32", "selling price per unit at this warehouse on the last simulated day (prices change rarely)"),
     ContextField("procurement_cost", ("W", "N"), "float32",
-                 "purchase price per unit on the decision day (the upstream's selling price)"),
+                 "purchase price per unit on the last simulated day (the upstream warehouse's selling price)"),
     ContextField("holding_cost", ("W", "N"), "float32", "holding cost per unit in stock per day"),
     ContextField("unit_order_cost", ("W", "N"), "float32",
                  "fixed cost charged for every day on which a positive quantity is ordered"),
@@ -65,10 +65,11 @@ def obs_dim(n_warehouses: int, lookback: int) -> int:
     return N_LOCAL_SCALARS + 2 * lookback + N_GLOBAL_SCALARS + lookback + n_warehouses + 1
 
 
-def _day_prices(state: "MabimState", params: "MabimParams", row: jax.Array) -> tuple[jax.Array, jax.Array]:
-    price = jax.lax.dynamic_index_in_dim(params.price, row, axis=1, keepdims=False)
-    cost = jax.lax.dynamic_index_in_dim(params.cost, row, axis=1, keepdims=False)
-    return price, cost
+def _mean_std(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean and population std over the last axis in one pass (features only; not exact)."""
+    mean = jnp.mean(x, axis=-1)
+    var = jnp.maximum(jnp.mean(x * x, axis=-1) - mean * mean, 0.0)
+    return mean, jnp.sqrt(var)
 
 
 def observation(env: "MabimEnv", state: "MabimState", params: "MabimParams") -> jax.Array:
@@ -80,73 +81,78 @@ def observation(env: "MabimEnv", state: "MabimState", params: "MabimParams") -> 
     ``(cap - sum I) / cap`` (the original's ``N - sum I / cap`` grows with N), and a time feature
     ``min(days_left, 30) / 30`` is appended. Every feature is clipped to +-30.
 
-    Local (per agent; ``z = dm + 1`` with ``dm`` the mean of the 21-day demand window, ``I`` stock,
-    ``T`` in transit, ``p`` price, ``c`` cost): [I<=0], I/z, T/z, (I+T)/z, rop/z, [I+T<=rop],
-    std(demand)/z, dm/cap, c/p, (p-c)/p, holding/p, order_cost/p, vlt/10, dm(vlt+1)/z,
-    (I+T-dm(vlt+1))/z, a constant 1, then the demand window / z and the order window / z.
-    Global (per warehouse, broadcast over its SKUs): sum I/cap, stock margin ratio, free
-    capacity fraction, sum T/cap, in-transit margin ratio (all warehouses), sum (I+T)/cap,
-    (I+T) margin ratio, then the order window / cap.
+    Order of the features:
+
+    1. 16 local scalars (``z = dm + 1`` with ``dm`` the mean of the 21-day demand window, ``I``
+       stock, ``T`` in transit, ``p`` price, ``c`` cost): [I<=0], I/z, T/z, (I+T)/z, rop/z,
+       [I+T<=rop], std(demand)/z, dm/cap, c/p, (p-c)/p, holding/p, order_cost/p, vlt/10,
+       dm(vlt+1)/z, (I+T-dm(vlt+1))/z, a constant 1;
+    2. 7 warehouse-level scalars (broadcast over the warehouse's SKUs): sum I/cap, stock margin
+       ratio, free capacity fraction, sum T/cap, in-transit margin ratio (all warehouses),
+       sum (I+T)/cap, (I+T) margin ratio;
+    3. windows, oldest day first: demand / z (21), orders / z (21), orders / cap (21);
+    4. the warehouse one-hot (W) and the time feature (1).
     """
     W, N, L, dt = env.W, env.N, env.L, env.dtype
     I, T = state.in_stock, state.in_transit
-    dem = state.demand_hist  # [W, L, N], ends with the day just simulated
-    rep = state.replenish_hist
-    dm = jnp.mean(dem, axis=1)
-    z = dm + 1.0
-    std_d = jnp.std(dem, axis=1)
-    sale_mean = jnp.mean(state.sale_hist, axis=1)
-    sale_std = jnp.std(state.sale_hist, axis=1)
+    dem, rep = state.demand_hist, state.replenish_hist  # [W, N, L], ending with the day just simulated
+    dm, std_d = _mean_std(dem)
+    sale_mean, sale_std = _mean_std(state.sale_hist)
     vlt = params.vlt
     rop = vlt * sale_mean + jnp.sqrt(vlt) * sale_std * Z_95
-    cap = params.capacity[:, None]
-    price, cost = _day_prices(state, params, state.start + state.t - 1)
-    safe_p = jnp.where(price > 0, price, 1.0)
+    inv_cap = 1.0 / params.capacity[:, None]  # [W, 1]
+    inv_z = 1.0 / (dm + 1.0)
+    price, cost = state.price, state.cost
+    inv_p = 1.0 / jnp.where(price > 0, price, 1.0)
+    IT = I + T
     cover = dm * (vlt + 1.0)
     local = jnp.stack([
-        (I <= 0).astype(dt), I / z, T / z, (I + T) / z, rop / z, (I + T <= rop).astype(dt), std_d / z,
-        dm / cap, cost / safe_p, (price - cost) / safe_p, params.holding_cost / safe_p,
-        params.unit_order_cost / safe_p, vlt / 10.0, cover / z, (I + T - cover) / z, jnp.ones_like(I),
+        (I <= 0).astype(dt), I * inv_z, T * inv_z, IT * inv_z, rop * inv_z, (IT <= rop).astype(dt), std_d * inv_z,
+        dm * inv_cap, cost * inv_p, (price - cost) * inv_p, params.holding_cost * inv_p,
+        params.unit_order_cost * inv_p, vlt * 0.1, cover * inv_z, (IT - cover) * inv_z, jnp.ones_like(I),
     ], axis=-1)  # [W, N, 16]
-    windows = jnp.concatenate([jnp.swapaxes(dem, 1, 2) / z[..., None], jnp.swapaxes(rep, 1, 2) / z[..., None]], axis=-1)
 
     margin = price - cost
-    sum_I = jnp.sum(I, axis=1, keepdims=True)
+    sum_I = jnp.sum(I, axis=1, keepdims=True)  # [W, 1]
     sum_T = jnp.sum(T, axis=1, keepdims=True)
     sum_IT = sum_I + sum_T
     ones = jnp.ones_like(I)
     glob = jnp.stack([
-        ones * sum_I / cap,
-        jnp.sum(I * margin, axis=1, keepdims=True) / ((sum_I + 1.0) * safe_p),
-        ones * (cap - sum_I) / cap,
-        ones * sum_T / cap,
-        jnp.sum(T * margin) / ((sum_T + 1.0) * safe_p),
-        ones * sum_IT / cap,
-        jnp.sum((I + T) * margin, axis=1, keepdims=True) / ((sum_IT + 1.0) * safe_p),
+        ones * (sum_I * inv_cap),
+        jnp.sum(I * margin, axis=1, keepdims=True) / (sum_I + 1.0) * inv_p,
+        ones * ((1.0 / inv_cap - sum_I) * inv_cap),
+        ones * (sum_T * inv_cap),
+        jnp.sum(T * margin) / (sum_T + 1.0) * inv_p,
+        ones * (sum_IT * inv_cap),
+        jnp.sum(IT * margin, axis=1, keepdims=True) / (sum_IT + 1.0) * inv_p,
     ], axis=-1)  # [W, N, 7]
-    rep_cap = jnp.swapaxes(rep, 1, 2) / cap[..., None]
-    onehot = jnp.broadcast_to(jnp.eye(W, dtype=dt)[:, None, :], (W, N, W))
     days_left = (params.horizon - state.t).astype(dt)
-    time = jnp.broadcast_to(jnp.minimum(days_left, 30.0) / 30.0, (W, N, 1))
-    obs = jnp.concatenate([local, windows, glob, rep_cap, onehot, time], axis=-1)
-    obs = jnp.clip(obs, -FEATURE_CLIP, FEATURE_CLIP)
-    return obs.reshape(W * N, obs_dim(W, L)).astype(dt)
+    tail = jnp.concatenate([
+        jnp.broadcast_to(jnp.eye(W, dtype=dt)[:, None, :], (W, N, W)),
+        jnp.broadcast_to(jnp.minimum(days_left, 30.0) / 30.0, (W, N, 1)),
+    ], axis=-1)
+    scalars = jnp.clip(jnp.concatenate([local, glob], axis=-1), -FEATURE_CLIP, FEATURE_CLIP)
+    windows = jnp.minimum(jnp.concatenate([dem * inv_z[..., None], rep * inv_z[..., None],
+                                           rep * inv_cap[..., None]], axis=-1), FEATURE_CLIP)
+    obs = jnp.concatenate([scalars, windows, tail], axis=-1)
+    return obs.reshape(W * N, obs_dim(W, L))
 
 
 def mask_context(env: "MabimEnv", state: "MabimState", params: "MabimParams") -> MaskContext:
     """The documented fields of :data:`MASK_CONTEXT_FIELDS` for the next decision (day ``t``)."""
     W, N = env.W, env.N
-    price, cost = _day_prices(state, params, state.start + jnp.minimum(state.t, params.horizon - 1))
+    demand_mean = env.demand_mean(state, params)
+    _, demand_std = _mean_std(state.demand_hist)
     return MaskContext({
         "in_stock": state.in_stock,
         "in_transit": state.in_transit,
-        "demand_mean": env.demand_mean(state, params),
-        "demand_std": jnp.std(state.demand_hist, axis=1),
-        "demand_history": jnp.swapaxes(state.demand_hist, 1, 2),
-        "sale_mean": jnp.mean(state.sale_hist, axis=1),
-        "replenish_history": jnp.swapaxes(state.replenish_hist, 1, 2),
-        "selling_price": price,
-        "procurement_cost": cost,
+        "demand_mean": demand_mean,
+        "demand_std": demand_std,
+        "demand_history": state.demand_hist,
+        "sale_mean": jnp.mean(state.sale_hist, axis=-1),
+        "replenish_history": state.replenish_hist,
+        "selling_price": state.price,
+        "procurement_cost": state.cost,
         "holding_cost": params.holding_cost,
         "unit_order_cost": params.unit_order_cost,
         "vlt": params.vlt,
