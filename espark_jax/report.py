@@ -1,0 +1,92 @@
+"""Paper-style tables and figures from run directories.
+
+* :func:`loop_figure`: the summary figure of one eSpark run (candidate scores per iteration with
+  the best-so-far line, and the final test-split reward components per agent group).
+* :func:`results_table`: one row per run (scenario, provider, ablation flags, test return and
+  components), as Markdown, for comparing runs and ablations.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def loop_figure(run_path: str | Path, results: dict[str, Any]) -> Path:
+    """Write ``summary.png`` for a run and return its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_path = Path(run_path)
+    iters = results["iterations"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    best_so_far = []
+    for h in iters:
+        xs = [h["iteration"]] * len(h["scores"])
+        ys = [s if s is not None else math.nan for s in h["scores"]]
+        colours = ["tab:red" if k in h["fallbacks"] else "tab:blue" for k in range(len(ys))]
+        ax1.scatter(xs, ys, c=colours, s=18, alpha=0.7)
+        best_so_far.append(h["best_score"])
+    ax1.plot([h["iteration"] for h in iters], best_so_far, "k-o", label="selected (best of K)")
+    ax1.set_xlabel("iteration")
+    ax1.set_ylabel("selection score (validation return, no masks)")
+    ax1.set_title("candidates per iteration (red: all-ones fallback)")
+    ax1.legend(loc="lower right")
+
+    comps = results["test"]["greedy"].get("components", {})
+    names = list(comps)
+    groups = sorted({g for c in comps.values() for g in c})
+    width = 0.8 / max(1, len(groups))
+    for gi, g in enumerate(groups):
+        vals = [comps[n].get(g, 0.0) or 0.0 for n in names]
+        ax2.bar([i + gi * width for i in range(len(names))], vals, width=width, label=g)
+    ax2.set_xticks([i + 0.4 - width / 2 for i in range(len(names))])
+    ax2.set_xticklabels(names, rotation=20)
+    ax2.set_title(f"test split, greedy: return {results['test']['greedy'].get('return', float('nan')):,.0f}")
+    ax2.legend()
+    fig.suptitle(f"{results['scenario']} - provider: {results['provider']} - data: {results['data_source']}")
+    fig.tight_layout()
+    out = run_path / "summary.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _ablation(cfg: dict[str, Any]) -> str:
+    flags = []
+    if not cfg.get("retention", True):
+        flags.append("w/o retention")
+    if not cfg.get("checker", True):
+        flags.append("w/o checker")
+    if not cfg.get("reward_factors", True):
+        flags.append("w/o reward factors")
+    if cfg.get("formulation") == "lang":
+        flags.append("w/ lang")
+    return ", ".join(flags) or "full"
+
+
+def results_table(run_dirs: Sequence[str | Path]) -> str:
+    """A Markdown table comparing finished runs (each must hold ``results.json``)."""
+    rows = []
+    comp_names: list[str] = []
+    for d in run_dirs:
+        path = Path(d) / "results.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: the run has not finished (continue it with --resume {d})")
+        res = json.loads(path.read_text())
+        greedy = res["test"]["greedy"]
+        comps = {n: sum(v for v in g.values() if v is not None) for n, g in greedy.get("components", {}).items()}
+        comp_names = comp_names or list(comps)
+        rows.append((Path(d).name, res["scenario"], res["provider"], _ablation(res["config"]), greedy["return"], comps,
+                     res["data_source"]))
+    head = "| run | scenario | provider | variant | test return | " + " | ".join(comp_names) + " | data |"
+    sep = "|" + "---|" * (6 + len(comp_names))
+    lines = [head, sep]
+    for name, scen, prov, var, ret, comps, data in rows:
+        cells = " | ".join(f"{comps.get(n, float('nan')):,.0f}" for n in comp_names)
+        lines.append(f"| {name} | {scen} | {prov} | {var} | {ret:,.0f} | {cells} | {data} |")
+    return "\n".join(lines)
