@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import numbers
 
 from envs_jax.mabim.data import parse_date
 
@@ -86,6 +87,8 @@ class MabimConfig:
             raise ValueError(f"{self.name}: lookback and horizon must be positive")
         if self.n_skus is not None and self.n_skus < 1:
             raise ValueError(f"{self.name}: n_skus must be positive")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
+            raise ValueError(f"{self.name}: seed must be a non-negative integer, got {self.seed!r}")
         if any(v < 0 for v in self.action_values) or not self.action_values:
             raise ValueError(f"{self.name}: action_values must be a non-empty list of non-negative multipliers")
         for split in ("train", "validation", "test"):
@@ -122,6 +125,8 @@ def scenario_config(name: str, n: int, echelons: int = 1, capacity_per_sku: floa
     ``sku_list`` defaults to the bundled ``sku{n}`` list; pass ``n_skus=n`` in ``overrides`` to take
     the first ``n`` ids of a longer list.
     """
+    if echelons not in TOPOLOGIES:
+        raise ValueError(f"{name}: echelons must be one of {sorted(TOPOLOGIES)}, got {echelons!r}")
     warehouses, prices, costs = TOPOLOGIES[echelons]
     list_name = sku_list or f"sku{n}"
     cap = float(capacity_per_sku * n)

@@ -61,10 +61,11 @@ def format_date(d: _dt.date) -> str:
 def parse_date(text: str) -> _dt.date:
     """Parse ``Y/M/D`` (or ISO ``Y-M-D``) into a date; raises ``ValueError`` on bad input."""
     parts = text.strip().replace("-", "/").split("/")
-    if len(parts) != 3:
-        raise ValueError(f"not a Y/M/D date: {text!r}")
-    y, m, d = (int(p) for p in parts)
-    return _dt.date(y, m, d)
+    try:
+        y, m, d = (int(p) for p in parts)
+        return _dt.date(y, m, d)
+    except ValueError:  # wrong field count, non-numeric field, or no such day
+        raise ValueError(f"not a Y/M/D date: {text!r}") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -219,7 +220,7 @@ def read_wide_csv(path: Path, sku_ids: Sequence[str]) -> tuple[tuple[_dt.date, .
         raise MabimDataError(
             f"MABIM data file not found: {path}. Point --data-dir at a directory with the original "
             f"ReplenishmentEnv/data/sku2778 files, or write synthetic ones with "
-            f"`espark data synth DIR`"
+            f"envs_jax.mabim.data.write_synthetic_dir(DIR)"
         )
     with path.open() as fh:
         lines = [ln for ln in fh if ln.strip() and not ln.startswith("#")]
@@ -239,22 +240,44 @@ def read_wide_csv(path: Path, sku_ids: Sequence[str]) -> tuple[tuple[_dt.date, .
     idx = [col[s] for s in sku_ids]
     dates: list[_dt.date] = []
     rows: list[list[float]] = []
+    # rows are counted among the non-comment lines, the header being row 1
     for lineno, ln in enumerate(lines[1:], start=2):
         parts = ln.rstrip("\r\n").split(",")
         if len(parts) != len(header):
             raise MabimDataError(f"{path}: row {lineno} has {len(parts)} fields, the header has {len(header)}")
         try:
             dates.append(parse_date(parts[0]))
-            rows.append([float(parts[i]) for i in idx])
         except ValueError as err:
             raise MabimDataError(f"{path}: row {lineno}: {err}") from None
+        try:
+            rows.append([float(parts[i]) for i in idx])
+        except ValueError:
+            bad = next(i for i in idx if not _is_number(parts[i]))
+            raise MabimDataError(
+                f"{path}: row {lineno}, column {header[bad].strip()}: {parts[bad].strip()!r} is not a number"
+            ) from None
+    if not rows:
+        raise MabimDataError(f"{path}: the file has a header but no data rows")
     for a, b in zip(dates, dates[1:]):
         if (b - a).days != 1:
             raise MabimDataError(f"{path}: dates must be consecutive days, found {format_date(a)} then {format_date(b)}")
     values = np.asarray(rows, dtype=np.float64)
     if not np.isfinite(values).all():
         raise MabimDataError(f"{path}: values must be finite numbers")
+    if (values < 0).any():
+        r, c = (int(i[0]) for i in np.nonzero(values < 0))
+        raise MabimDataError(
+            f"{path}: values must be non-negative, found {values[r, c]:g} for {sku_ids[c]} on {format_date(dates[r])}"
+        )
     return tuple(dates), values
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def load_real(data_dir: str | os.PathLike[str], sku_ids: Sequence[str],
@@ -297,7 +320,8 @@ def _synthetic_sku(seed: int, sku: int, n_days: int) -> tuple[np.ndarray, dict[s
     lasts weeks), a slow trend, and Poisson sampling -> non-negative integers.
     Prices: store1 price is piecewise constant (changes every 30-120 days by a few percent);
     every upstream table is the downstream price divided by its own piecewise-constant markup,
-    rounded down and kept at least 1 below, so store1 > store2 > store3 > super_vendor >= 1.
+    rounded down and kept at least 1 below, so store1 > store2 > store3 > super_vendor >= 1
+    (see :func:`upstream_price`).
     """
     rng = np.random.default_rng([seed, sku, 0x4D41])
     days = np.arange(n_days)
@@ -325,16 +349,23 @@ def _synthetic_sku(seed: int, sku: int, n_days: int) -> tuple[np.ndarray, dict[s
             value = value * rng.uniform(low, high)
         return out
 
-    p1 = np.maximum(np.floor(piecewise(np.exp(rng.normal(3.6, 0.6)), 0.94, 1.07)), 4.0)
+    n_up = len(PRICE_TABLES) - 1
+    p1 = np.maximum(np.floor(piecewise(np.exp(rng.normal(3.6, 0.6)), 0.94, 1.07)), n_up + 1.0)
     prices = {"store1": p1}
     below = p1
-    for table in PRICE_TABLES[1:]:
+    for i, table in enumerate(PRICE_TABLES[1:]):
         markup = piecewise(1.0 + rng.uniform(0.03, 0.25), 0.97, 1.03)
-        up = np.minimum(np.floor(below / np.maximum(markup, 1.0)), below - 1.0)
-        up = np.maximum(up, 1.0)
-        prices[table] = up
-        below = up
+        prices[table] = below = upstream_price(below, markup, floor=float(n_up - i))
     return demand, prices
+
+
+def upstream_price(below: np.ndarray, markup: np.ndarray, floor: float) -> np.ndarray:
+    """The upstream table's price: ``below / markup`` rounded down, at least 1 below ``below`` and at
+    least ``floor``. With ``below >= floor + 1`` everywhere the result is strictly below ``below``;
+    the floors ``3, 2, 1`` of store2, store3 and the super vendor (store1 >= 4) keep the whole chain
+    strictly decreasing however large a markup drifts."""
+    up = np.minimum(np.floor(below / np.maximum(markup, 1.0)), below - 1.0)
+    return np.maximum(up, floor)
 
 
 def synthetic_tables(sku_ids: Sequence[str], seed: int = 0,
