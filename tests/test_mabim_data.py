@@ -225,6 +225,7 @@ def test_dates_outside_the_data():
 @pytest.mark.parametrize("kwargs, exc, pattern", [
     ({"capacity": -5}, ValueError, r"capacity must be positive, got -5.0"),
     ({"capacity": (100.0, 100.0)}, ValueError, r"capacity needs one entry per warehouse \(1\)"),
+    ({"capacity": "big"}, ValueError, r"capacity must be a number or one number per warehouse, got 'big'"),
     ({"capacty": 5}, TypeError, r"unknown option\(s\) capacty; valid options: sku_list, n_skus, .*capacity"),
     ({"seed": -1}, ValueError, r"seed must be a non-negative integer, got -1"),
     ({"n_skus": 60}, ValueError, r"n_skus=60 but the list sku50 has 50 SKUs"),

@@ -51,13 +51,23 @@ def _factory(base: MabimConfig) -> Callable[..., MabimEnv]:
         if unknown:
             valid = ", ".join(f.name for f in dataclasses.fields(MabimConfig) if f.name != "name")
             raise TypeError(f"{base.name}: unknown option(s) {', '.join(sorted(unknown))}; valid options: {valid}")
-        if "capacity" in overrides and not isinstance(overrides["capacity"], (tuple, list)):
-            overrides["capacity"] = (float(overrides["capacity"]),) * len(base.warehouses)  # type: ignore[arg-type]
-        elif "capacity" in overrides:
-            overrides["capacity"] = tuple(float(c) for c in overrides["capacity"])  # type: ignore[union-attr]
+        if "capacity" in overrides:
+            overrides["capacity"] = _capacity(base, overrides["capacity"])
         return build(dataclasses.replace(base, **overrides))
 
     return make
+
+
+def _capacity(base: MabimConfig, value: Any) -> tuple[float, ...]:
+    """A capacity override: one number for every warehouse, or one per warehouse."""
+    try:
+        if isinstance(value, (tuple, list)):
+            return tuple(float(c) for c in value)
+        return (float(value),) * len(base.warehouses)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{base.name}: capacity must be a number or one number per warehouse, got {value!r}"
+        ) from None
 
 
 PAPER_SCENARIOS: dict[str, MabimConfig] = {}
