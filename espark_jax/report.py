@@ -20,6 +20,7 @@ def loop_figure(run_path: str | Path, results: dict[str, Any]) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     run_path = Path(run_path)
     iters = results["iterations"]
@@ -33,6 +34,7 @@ def loop_figure(run_path: str | Path, results: dict[str, Any]) -> Path:
         best_so_far.append(h["best_score"])
     ax1.plot([h["iteration"] for h in iters], best_so_far, "k-o", label="selected (best of K)")
     ax1.set_xlabel("iteration")
+    ax1.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax1.set_ylabel("selection score (validation return, no masks)")
     ax1.set_title("candidates per iteration (red: all-ones fallback)")
     ax1.legend(loc="lower right")
@@ -89,4 +91,26 @@ def results_table(run_dirs: Sequence[str | Path]) -> str:
     for name, scen, prov, var, ret, comps, data in rows:
         cells = " | ".join(f"{comps.get(n, float('nan')):,.0f}" for n in comp_names)
         lines.append(f"| {name} | {scen} | {prov} | {var} | {ret:,.0f} | {cells} | {data} |")
+    return "\n".join(lines)
+
+
+def final_table(results: dict[str, Any]) -> str:
+    """The table ``espark run`` prints at the end: iterations, then the test evaluation."""
+    lines = [f"eSpark on {results['scenario']} | provider: {results['provider']} | data: {results['data_source']}",
+             "", "| iteration | best slot | selection score | fallbacks | generate+check s | train s |",
+             "|---|---|---|---|---|---|"]
+    for h in results["iterations"]:
+        t = h["timings"]
+        lines.append(f"| {h['iteration']} | {h['best_slot']} | {h['best_score']:,.1f} | {len(h['fallbacks'])} | "
+                     f"{t.get('generate_and_check_s', float('nan')):.1f} | {t.get('train_s', float('nan')):.1f} |")
+    for mode in ("greedy", "sampled"):
+        ev = results["test"].get(mode)
+        if not ev:
+            continue
+        comps = ev.get("components", {})
+        groups = sorted({g for c in comps.values() for g in c})
+        lines += ["", f"test split, {mode} policy, no masks: return {ev['return']:,.1f}",
+                  "| component | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+        for name, by_group in comps.items():
+            lines.append(f"| {name} | " + " | ".join(f"{by_group.get(g, float('nan')):,.1f}" for g in groups) + " |")
     return "\n".join(lines)

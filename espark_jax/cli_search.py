@@ -1,0 +1,152 @@
+"""``espark run`` and ``espark report``: the eSpark loop and its reports from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RUN_EPILOG = """examples:
+  espark run --preset quick                                  # a few minutes on a laptop CPU
+  espark run --scenario mabim/3-echelons-100 --preset paper   # the paper's budget (use a GPU)
+  espark run --provider template --no-retention --name ablation-noret
+  espark run --resume runs/standard-100-template-20261126-1200
+"""
+
+
+def enable_compile_cache() -> None:
+    """Keep compiled XLA programs on disk between runs (``ESPARK_COMPILE_CACHE=0`` disables it)."""
+    import jax
+
+    setting = os.environ.get("ESPARK_COMPILE_CACHE", "")
+    if setting == "0" or jax.config.jax_compilation_cache_dir:
+        return
+    path = setting or os.path.join(os.path.expanduser("~"), ".cache", "espark-jax", "xla")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def add_run_parser(sub: Any) -> None:
+    """Register ``espark run``."""
+    p = sub.add_parser("run", help="run the eSpark loop (LLM exploration functions + K-parallel IPPO)",
+                       epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scenario", default="mabim/standard-100", help="registered scenario (default %(default)s)")
+    p.add_argument("--preset", default="quick", choices=["quick", "paper"],
+                   help="sizes and budget: quick = a few minutes on a CPU, paper = K 16, 10 iterations, 5.02 M steps")
+    p.add_argument("--provider", default="auto",
+                   help="auto (anthropic if ANTHROPIC_API_KEY is set, else template), anthropic, replay:DIR, template")
+    p.add_argument("--k", type=int, help="candidates per iteration")
+    p.add_argument("--iterations", type=int, help="eSpark iterations")
+    p.add_argument("--steps", type=float, help="environment steps per candidate over the whole run (e.g. 5.02e6)")
+    p.add_argument("--num-envs", type=int, help="parallel environments per learner")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", help="run name (default: scenario-provider-time)")
+    p.add_argument("--runs-dir", default="runs", help="where run directories go (default %(default)s)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run; its recorded config is used")
+    p.add_argument("--no-checker", action="store_true", help="ablation: no LLM checker")
+    p.add_argument("--no-retention", action="store_true", help="ablation: fresh learners every iteration (3x steps)")
+    p.add_argument("--no-reward-factors", action="store_true", help="ablation: feedback with the total reward only")
+    p.add_argument("--formulation", choices=["code", "lang"], default="code",
+                   help="RL formulation in the prompts: environment source code or natural language")
+    p.add_argument("--generator-model", help="anthropic generator model (default claude-sonnet-4-6)")
+    p.add_argument("--checker-model", help="anthropic checker model (default claude-haiku-4-5)")
+    p.add_argument("--data-dir", help="MABIM data directory in the original layout (default: synthetic data)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)
+
+
+def add_report_parser(sub: Any) -> None:
+    """Register ``espark report``."""
+    p = sub.add_parser("report", help="compare finished runs in a Markdown table")
+    p.add_argument("runs", nargs="+", help="run directories")
+    p.add_argument("--out", help="also write the table to this file")
+    p.set_defaults(func=cmd_report)
+
+
+def _config_from_args(args: argparse.Namespace) -> Any:
+    from espark_jax.search import SearchConfig
+
+    env_kwargs = {"data_dir": args.data_dir} if args.data_dir else {}
+    overrides = dict(
+        scenario=args.scenario, k=args.k, iterations=args.iterations,
+        steps=int(args.steps) if args.steps is not None else None, num_envs=args.num_envs, seed=args.seed,
+        provider=args.provider, checker=not args.no_checker, retention=not args.no_retention,
+        reward_factors=not args.no_reward_factors, formulation=args.formulation,
+        generator_model=args.generator_model, checker_model=args.checker_model, env_kwargs=env_kwargs,
+    )
+    return SearchConfig.from_preset(args.preset, **overrides)
+
+
+def _default_name(cfg: Any, provider_name: str) -> str:
+    scen = re.sub(r"[^A-Za-z0-9._-]+", "-", cfg.scenario.split("/", 1)[-1])
+    return f"{scen}-{provider_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``espark run``: start or resume a run, print the final table."""
+    import envs_jax
+    from espark_jax.llm.prompts import EnvPromptInfo, prompt_hashes
+    from espark_jax.llm.providers import make_provider
+    from espark_jax.report import final_table
+    from espark_jax.runs import RunDir
+    from espark_jax.search import load_config, run_search
+
+    enable_compile_cache()
+    if args.resume:
+        run = RunDir.open(args.resume)
+        cfg = load_config(run)
+        print(f"resuming {run.path} (finished iterations: {run.finished_iterations() or 'none'})")
+    else:
+        cfg = _config_from_args(args)
+        envs_jax.make(cfg.scenario, **cfg.env_kwargs)  # fail fast on an unknown scenario or bad data
+        run = None
+    family = cfg.scenario.split("/", 1)[0]
+    env = envs_jax.make(cfg.scenario, **cfg.env_kwargs)
+    provider, announcement = make_provider(
+        cfg.provider, env_family=family, seed=cfg.seed, generator_model=cfg.generator_model,
+        checker_model=cfg.checker_model, env_info=EnvPromptInfo.from_env(env))
+    print(announcement)
+    if run is None:
+        name = args.name or _default_name(cfg, provider.name)
+        run = RunDir.create(Path(args.runs_dir) / name, {
+            "config": cfg.to_dict(), "provider": provider.describe(), "provider_label": provider.label,
+            "announcement": announcement, "scenario": cfg.scenario, "data_source": env.spec.data_source,
+            "prompt_hashes": prompt_hashes(),
+        })
+        print(f"run directory: {run.path}")
+    results = run_search(cfg, run, provider, progress=not args.no_progress)
+    print(final_table(results))
+    print(f"results: {run.path / 'results.json'}  figure: {run.path / 'summary.png'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``espark report``: a Markdown table of finished runs."""
+    from espark_jax.report import results_table
+
+    table = results_table(args.runs)
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table + "\n")
+    return 0
+
+
+def main_for_tests(argv: list[str]) -> int:  # pragma: no cover - thin wrapper used by the CLI tests
+    parser = argparse.ArgumentParser(prog="espark")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_run_parser(sub)
+    add_report_parser(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main_for_tests(sys.argv[1:]))
