@@ -41,6 +41,9 @@ Deviations from the original MABIM baselines, on purpose:
 * The original base-stock policy goes through ``demand_mean_continuous`` with ``action =
   target / (m + 1e-5)``, which floors to ``target - 1`` for every positive target and orders
   nothing when ``m = 0``. We order ``floor(target)`` exactly; the quirk is not reproduced.
+* Base-stock safety days are selected per SKU the way the original (S, s) search selects its
+  pairs: from episodes in which every SKU uses the same candidate, scored per SKU over warehouses.
+  SKUs share the warehouse capacity, so the combined choice is not a joint optimum.
 * ``sS_static`` evaluates all 169 pairs on the *same* training windows (common random numbers,
   ``n_windows`` of them, 8 by default) instead of one different window per pair drawn from Python's
   unseeded ``random``.
@@ -354,9 +357,9 @@ def fit_base_stock(env: MabimEnv, key: jax.Array, dynamic: bool, n_windows: int 
     demand; dynamic levels the rolling estimate (see the module docstring).
     """
     train = env.default_params("train")
-    _check_history(env, train)
     grid = jnp.asarray(safety_days, env.dtype)
     if dynamic:
+        _check_history(env, train)
         make = dynamic_base_stock_policy
     else:
         mean = train_mean_demand(env)
