@@ -318,12 +318,15 @@ class MabimEnv:
 
     def order_quantity(self, state: MabimState, actions: jax.Array, params: MabimParams) -> jax.Array:
         """Integer order quantities ``[W, N]`` for actions ``[n_agents]`` (indices or multipliers)."""
+        return self._quantity(actions, self.demand_mean(state, params), params)
+
+    def _quantity(self, actions: jax.Array, demand_mean: jax.Array, params: MabimParams) -> jax.Array:
         actions = jnp.reshape(actions, (self.W, self.N))
         if self.config.continuous:
             multiplier = actions.astype(self.dtype)
         else:
             multiplier = params.action_values[actions]
-        return jnp.floor(multiplier * self.demand_mean(state, params))
+        return jnp.floor(multiplier * demand_mean)
 
     def warm_up(self, state: MabimState, params: MabimParams) -> MabimState:
         """The original's ``replenish_by_last_demand``: L days ordering yesterday's demand."""
@@ -362,7 +365,8 @@ class MabimEnv:
         """
         del key
         self.check_actions(actions)
-        quantity = self.order_quantity(state, actions, params)
+        sums = features.window_sums(state)
+        quantity = self._quantity(actions, sums.demand / params.lookback, params)  # = demand_mean(state)
         nxt, components, flows = self.simulate_day(state, quantity, params)
         if self.dtype == jnp.float64:
             # exact mode: a select between each product and the subtractions stops the compiler
@@ -373,7 +377,9 @@ class MabimEnv:
                   - components["holding_cost"] - components["backlog_cost"])
         done = nxt.t >= params.horizon
         info = {"components": {k: v.reshape(-1) for k, v in components.items()}, "flows": flows}
-        return self.observe(nxt, params), nxt, reward.reshape(-1), done, info
+        sums = features.advance_window_sums(sums, state, flows["demand"], flows["sale"])
+        obs = features.observation(self, nxt, params, sums)
+        return obs, nxt, reward.reshape(-1), done, info
 
     def check_actions(self, actions: Any) -> None:
         """Raise :class:`ActionError` for a wrong shape/dtype, and for out-of-range values
