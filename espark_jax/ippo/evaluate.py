@@ -1,0 +1,79 @@
+"""Evaluation of K learners without masks: episode return and every reward component per group.
+
+Masks act in training only; evaluation uses the raw policy, greedy (argmax) or sampled. All K
+learners see the same environment randomness (common random numbers), so their returns are
+directly comparable. One evaluation = reset E environments and run one whole episode of the
+split's length; rewards after an environment reports ``done`` are not counted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from espark_jax.ippo import distributions as dist
+from espark_jax.ippo.batching import kmap
+
+
+def make_evaluate(env: Any, apply_fn: Callable, length: int, greedy: bool, num_envs: int) -> Callable:
+    """Build ``evaluate(params, key, env_params) -> dict`` for K learners (params ``[K, ...]``).
+
+    The result holds ``return`` ``[K, E]`` (episode reward summed over agents),
+    ``group_return`` ``[K, E, G]`` and ``components`` ``{name: [K, E, G]}`` (episode sums per agent
+    group, ``G = spec.n_groups``). Pure; jit it.
+    """
+    spec = env.spec
+    group_onehot = jnp.asarray(np.eye(spec.n_groups, dtype=np.float32)[np.asarray(spec.agent_group)])  # [n, G]
+    names = tuple(spec.reward_components)
+
+    def evaluate(params: Any, key: jax.Array, env_params: Any) -> dict[str, Any]:
+        n_k = jax.tree_util.tree_leaves(params)[0].shape[0]
+        k_reset, k_run = jax.random.split(key)
+        reset_keys = jax.random.split(k_reset, num_envs)
+        obs, state = jax.vmap(env.reset, (0, None))(reset_keys, env_params)
+        obs = jnp.broadcast_to(obs, (n_k,) + obs.shape)
+        state = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n_k,) + x.shape), state)
+        step_env = kmap(jax.vmap(env.step, (0, 0, 0, None)), (None, 0, 0, None))
+
+        def step(carry, step_key):
+            state, obs, alive, reward_sum, comp_sum = carry
+            k_act, k_env = jax.random.split(step_key)
+            logits, _ = kmap(apply_fn)(params, obs)
+            action = dist.mode(logits) if greedy else dist.sample(k_act, logits)
+            env_keys = jax.random.split(k_env, num_envs)
+            obs, state, reward, done, info = step_env(env_keys, state, action, env_params)
+            w = alive[..., None].astype(reward.dtype)
+            reward_sum = reward_sum + reward * w
+            comp_sum = {n: comp_sum[n] + info["components"][n] * w for n in names}
+            alive = alive & ~jnp.asarray(done, bool)
+            return (state, obs, alive, reward_sum, comp_sum), None
+
+        zeros = jnp.zeros((n_k, num_envs, spec.n_agents), jnp.float32)
+        init = (state, obs, jnp.ones((n_k, num_envs), bool), zeros, {n: zeros for n in names})
+        (_, _, _, reward_sum, comp_sum), _ = jax.lax.scan(step, init, jax.random.split(k_run, length))
+        return {
+            "return": jnp.sum(reward_sum, axis=-1),
+            "group_return": reward_sum @ group_onehot,
+            "components": {n: comp_sum[n] @ group_onehot for n in names},
+        }
+
+    return evaluate
+
+
+def summarize(raw: dict[str, Any], group_names: tuple[str, ...]) -> dict[str, Any]:
+    """Means over environments as plain lists (JSON-ready): ``return [K]``, ``return_std [K]``,
+    ``group_return {group: [K]}``, ``components {name: {group: [K]}}``."""
+    ret = np.asarray(raw["return"], dtype=np.float64)
+    group = np.asarray(raw["group_return"], dtype=np.float64).mean(axis=1)
+    return {
+        "return": ret.mean(axis=1).tolist(),
+        "return_std": ret.std(axis=1).tolist(),
+        "group_return": {g: group[:, i].tolist() for i, g in enumerate(group_names)},
+        "components": {
+            n: {g: np.asarray(v, dtype=np.float64).mean(axis=1)[:, i].tolist() for i, g in enumerate(group_names)}
+            for n, v in raw["components"].items()
+        },
+    }
