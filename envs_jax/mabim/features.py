@@ -165,8 +165,13 @@ def _stack_clipped(features: list[jax.Array]) -> jax.Array:
     XLA:CPU fuses a concatenation only when it has at most 8 operands; a longer stack becomes one
     kernel per feature plus a copy. The clip between the groups keeps XLA from flattening them.
     """
-    groups = [jnp.clip(jnp.stack(features[i:i + 8]), -FEATURE_CLIP, FEATURE_CLIP) for i in range(0, len(features), 8)]
+    groups = [_clip(jnp.stack(features[i:i + 8])) for i in range(0, len(features), 8)]
     return jnp.concatenate(groups)
+
+
+def _clip(x: jax.Array) -> jax.Array:
+    """``clip(x, -30, 30)`` as selects (``clip`` lowers to NaN- and signed-zero-aware min/max)."""
+    return jnp.where(x > FEATURE_CLIP, FEATURE_CLIP, jnp.where(x < -FEATURE_CLIP, -FEATURE_CLIP, x))
 
 
 def _clip_above(x: jax.Array) -> jax.Array:
