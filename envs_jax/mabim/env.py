@@ -314,7 +314,7 @@ class MabimEnv:
         The divisor is a full runtime array: XLA rewrites a division by a constant or by a broadcast
         scalar into a multiplication by its reciprocal, which can move a floor boundary by one unit.
         """
-        return jnp.sum(state.demand_hist, axis=-1) / params.lookback
+        return features.window_sums(state).demand / params.lookback
 
     def order_quantity(self, state: MabimState, actions: jax.Array, params: MabimParams) -> jax.Array:
         """Integer order quantities ``[W, N]`` for actions ``[n_agents]`` (indices or multipliers)."""
@@ -366,7 +366,7 @@ class MabimEnv:
         del key
         self.check_actions(actions)
         sums = features.window_sums(state)
-        quantity = self._quantity(actions, sums.demand / params.lookback, params)  # = demand_mean(state)
+        quantity = self._quantity(actions, sums.demand / params.lookback, params)  # demand_mean, sums reused
         nxt, components, flows = self.simulate_day(state, quantity, params)
         if self.dtype == jnp.float64:
             # exact mode: a select between each product and the subtractions stops the compiler

@@ -225,8 +225,8 @@ def _scalar_block(env: "MabimEnv", state: "MabimState", params: "MabimParams", s
 def mask_context(env: "MabimEnv", state: "MabimState", params: "MabimParams") -> MaskContext:
     """The documented fields of :data:`MASK_CONTEXT_FIELDS` for the next decision (day ``t``)."""
     W, N = env.W, env.N
-    demand_mean = env.demand_mean(state, params)
-    sums = window_sums(state)
+    sums = window_sums(state)  # the same reduction as in env.step: XLA computes it once per state
+    demand_mean = sums.demand / params.lookback  # = env.demand_mean(state, params)
     _, demand_std = _mean_std(sums.demand, sums.demand_sq, env.L)
     return MaskContext({
         "in_stock": state.in_stock,
