@@ -5,7 +5,8 @@ W independent warehouses x N SKUs, one agent each (warehouse-major). Every day a
 demand is served from stock, unmet demand is lost. Rewards use MABIM's component names so
 the trainer's reporting is exercised: profit on sales, excess cost for arrivals beyond a per-SKU
 shelf limit, a fixed order cost, holding cost and a backlog penalty on lost sales. Demand is
-``floor(U(0.5, 1.5) * mean)`` (cheap to compile, unlike Poisson sampling). The mask context
+``floor(u * mean)`` with ``u`` in [0.5, 1.5) from a cheap hash of the key bits, the day and the
+SKU: no ``jax.random`` sampler, whose threefry code costs seconds of XLA compile time on CPU. The mask context
 exposes a subset of MABIM's fields (same names and meanings).
 """
 
@@ -22,6 +23,15 @@ from envs_jax.mabim.features import MASK_CONTEXT_FIELDS
 ACTION_VALUES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0)
 COMPONENTS = ("profit", "excess_cost", "order_cost", "holding_cost", "backlog_cost")
 _CTX_NAMES = ("in_stock", "in_transit", "demand_mean", "demand_std", "echelon", "day", "days_left")
+
+
+def _hash_uniform(key: jax.Array, day: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Pseudo-random numbers in [0, 1) from the key bits, the day and the position (sin hash)."""
+    bits = jnp.asarray(key, jnp.uint32).reshape(-1)
+    seed = (bits[0] % 10007).astype(jnp.float32) + (bits[-1] % 10009).astype(jnp.float32) * 0.618
+    pos = jnp.arange(int(np.prod(shape)), dtype=jnp.float32).reshape(shape)
+    x = jnp.sin(seed * 0.1234 + pos * 12.9898 + day.astype(jnp.float32) * 78.233) * 43758.5453
+    return x - jnp.floor(x)
 
 
 @flax.struct.dataclass
@@ -100,7 +110,7 @@ class ToyInventoryEnv:
 
     def reset(self, key: jax.Array, params: ToyParams):
         """Random initial stock between 0 and 3 days of demand; nothing in transit."""
-        frac = jax.random.uniform(key, params.demand_mean.shape, minval=0.0, maxval=3.0)
+        frac = 3.0 * _hash_uniform(key, jnp.zeros((), jnp.int32), params.demand_mean.shape)
         state = ToyState(
             in_stock=jnp.floor(frac * params.demand_mean),
             in_transit=jnp.zeros_like(params.demand_mean),
@@ -113,7 +123,7 @@ class ToyInventoryEnv:
         values = jnp.asarray(ACTION_VALUES, jnp.float32)
         shape = params.demand_mean.shape
         qty = jnp.floor(values[actions].reshape(shape) * params.demand_mean)
-        noise = jax.random.uniform(key, shape, minval=0.5, maxval=1.5)
+        noise = 0.5 + _hash_uniform(key, state.day + 1, shape)
         demand = jnp.floor(noise * params.demand_mean)
         sale = jnp.minimum(demand, state.in_stock)
         stock = state.in_stock - sale

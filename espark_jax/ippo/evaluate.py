@@ -18,8 +18,11 @@ from espark_jax.ippo import distributions as dist
 from espark_jax.ippo.batching import kmap
 
 
-def make_evaluate(env: Any, apply_fn: Callable, length: int, greedy: bool, num_envs: int) -> Callable:
-    """Build ``evaluate(params, key, env_params) -> dict`` for K learners (params ``[K, ...]``).
+def make_evaluate(env: Any, apply_fn: Callable, length: int, num_envs: int) -> Callable:
+    """Build ``evaluate(params, key, env_params, greedy) -> dict`` for K learners (params ``[K, ...]``).
+
+    ``greedy`` is a traced bool (argmax actions when True, sampled otherwise), so one compiled
+    program serves both modes.
 
     The result holds ``return`` ``[K, E]`` (episode reward summed over agents),
     ``group_return`` ``[K, E, G]`` and ``components`` ``{name: [K, E, G]}`` (episode sums per agent
@@ -29,7 +32,7 @@ def make_evaluate(env: Any, apply_fn: Callable, length: int, greedy: bool, num_e
     group_onehot = jnp.asarray(np.eye(spec.n_groups, dtype=np.float32)[np.asarray(spec.agent_group)])  # [n, G]
     names = tuple(spec.reward_components)
 
-    def evaluate(params: Any, key: jax.Array, env_params: Any) -> dict[str, Any]:
+    def evaluate(params: Any, key: jax.Array, env_params: Any, greedy: jax.Array) -> dict[str, Any]:
         n_k = jax.tree_util.tree_leaves(params)[0].shape[0]
         k_reset, k_run = jax.random.split(key)
         reset_keys = jax.random.split(k_reset, num_envs)
@@ -42,7 +45,7 @@ def make_evaluate(env: Any, apply_fn: Callable, length: int, greedy: bool, num_e
             state, obs, alive, reward_sum, comp_sum = carry
             k_act, k_env = jax.random.split(step_key)
             logits, _ = kmap(apply_fn)(params, obs)
-            action = dist.mode(logits) if greedy else dist.sample(k_act, logits)
+            action = jnp.where(greedy, dist.mode(logits), dist.sample(k_act, logits))
             env_keys = jax.random.split(k_env, num_envs)
             obs, state, reward, done, info = step_env(env_keys, state, action, env_params)
             w = alive[..., None].astype(reward.dtype)

@@ -80,13 +80,14 @@ def _seed(key: jax.Array) -> np.ndarray:
     return np.asarray(key, dtype=np.uint32).ravel()
 
 
-def _layer_shapes(network: ActorCritic, obs_dim: int) -> dict:
+def param_shapes(network: ActorCritic, obs_dim: int) -> dict:
+    """Shapes and dtypes (``ShapeDtypeStruct``) of one learner's parameters, without computing them."""
     dummy = jax.ShapeDtypeStruct((1, obs_dim), jnp.float32)
     return jax.eval_shape(lambda x: network.init(jax.random.PRNGKey(0), x), dummy)["params"]
 
 
 def _init_host(network: ActorCritic, key: jax.Array, obs_dim: int, shapes: dict | None = None) -> dict:
-    shapes = shapes or _layer_shapes(network, obs_dim)
+    shapes = shapes or param_shapes(network, obs_dim)
     rng = np.random.default_rng(_seed(key))
     return {
         name: {
@@ -113,6 +114,6 @@ def init_stacked_params(network: ActorCritic, keys: jax.Array, obs_dim: int) -> 
     ``init_params(network, keys[k], obs_dim)`` exactly. Never ``jax.vmap(network.init)`` (see the
     module doc).
     """
-    shapes = _layer_shapes(network, obs_dim)
+    shapes = param_shapes(network, obs_dim)
     params = [_init_host(network, keys[k], obs_dim, shapes) for k in range(keys.shape[0])]
     return jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack(xs)), *params)

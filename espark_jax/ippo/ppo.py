@@ -71,7 +71,7 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
 
     def update(updates, state, params=None):
         del params
-        norm = optax.global_norm(updates)
+        norm = optax.tree.norm(updates)
         factor = jnp.where(norm > max_norm, max_norm * (1.0 / norm), 1.0)
         return jax.tree_util.tree_map(lambda g: g * factor, updates), state
 
@@ -190,7 +190,7 @@ def make_update(
         (loss, aux), grads = grad_fn(params, batch)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        return params, opt_state, {"loss": loss, "grad_norm": optax.global_norm(grads), **aux}
+        return params, opt_state, {"loss": loss, "grad_norm": optax.tree.norm(grads), **aux}
 
     def update(params, opt_state, traj: Transition, last_value: jax.Array, key: jax.Array):
         if on_trace is not None:

@@ -149,9 +149,6 @@ def _strong(tree: Any) -> Any:
     return jax.tree_util.tree_map(lambda x: jax.lax.convert_element_type(x, jnp.result_type(x)), tree)
 
 
-def _split_rows(key: jax.Array, n: int) -> jax.Array:
-    return jax.random.split(key, n)
-
 
 def make_rollout(
     env: Any,
@@ -177,22 +174,19 @@ def make_rollout(
             on_trace()
         n_envs = envs.episode_return.shape[1]
 
-        def step(carry, step_key):
+        def step(carry, step_keys):
             envs, ret_sum, n_eps, n_allowed = carry
-            k_mask, k_act, k_env, k_reset = jnp.moveaxis(jax.vmap(lambda k: jax.random.split(k, 4))(step_key), 1, 0)
-            mask_keys = jax.vmap(_split_rows, (0, None))(k_mask, n_envs)
+            k_act = step_keys[:, 0]  # [K, 2]
+            mask_keys, env_keys, reset_keys = (step_keys[:, 1 + i * n_envs: 1 + (i + 1) * n_envs] for i in range(3))
             ctx = _vmap2(env.mask_context, (0, None))(envs.state, env_params)
             masks = apply_masks(mask_fns, ctx, mask_keys, action_space, spec.agent_shape)
             action, log_prob, value = policy_step(apply_fn, params, envs.obs, masks, k_act)
-            env_keys = jax.vmap(_split_rows, (0, None))(k_env, n_envs)
             obs, state, reward, done, _ = _vmap2(env.step, (0, 0, 0, None))(env_keys, envs.state, action, env_params)
             done = jnp.asarray(done, bool)
             ep_ret = envs.episode_return + invariant_sum(reward, axis=-1)
             ret_sum = ret_sum + jnp.where(done, ep_ret, 0.0)  # [K, E]; reduced once at the end
             n_eps = n_eps + done
             n_allowed = n_allowed + jnp.sum(dist.effective_mask(masks), axis=(1, 2, 3), dtype=jnp.int32)
-
-            reset_keys = jax.vmap(_split_rows, (0, None))(k_reset, n_envs)
 
             def do_reset(_):
                 fresh = reset_envs(env, reset_keys, env_params)
@@ -206,7 +200,12 @@ def make_rollout(
             return (new_envs, ret_sum, n_eps, n_allowed), trans
 
         n_k = key.shape[0]
-        keys = jnp.moveaxis(jax.vmap(lambda k: jax.random.split(k, num_steps))(key), 1, 0)  # [T, K, 2]
+        # every key of the rollout from one batched split (one threefry in the program: cheaper to
+        # compile than splitting inside the loop): per step one action key and E mask, step and
+        # reset keys per learner
+        per_step = 1 + 3 * n_envs
+        keys = jax.vmap(lambda k: jax.random.split(k, num_steps * per_step).reshape(num_steps, per_step, -1))(key)
+        keys = jnp.moveaxis(keys, 1, 0)  # [T, K, 1 + 3E, 2]
         init = (envs, jnp.zeros((n_k, n_envs), jnp.float32), jnp.zeros((n_k, n_envs), jnp.int32),
                 jnp.zeros((n_k,), jnp.int32))
         (envs, ret_sum, n_eps, n_allowed), traj = jax.lax.scan(step, init, keys)

@@ -17,17 +17,17 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 
-def make_mesh(n_learners: int, n_envs: int, devices: Sequence[Any] | None = None) -> Mesh | None:
-    """A ``("k", "e")`` mesh for K learners x E environments, or ``None`` on a single device.
+def mesh_shape(n_learners: int, n_envs: int, n_devices: int) -> tuple[int, int]:
+    """Devices along ``k`` and ``e``: ``gcd(K, n_devices)`` for learners, then as many of the rest
+    as divide E for environments (devices that fit neither stay idle)."""
+    k_dev = math.gcd(n_learners, n_devices)
+    return k_dev, math.gcd(n_envs, n_devices // k_dev)
 
-    Uses ``gcd(K, n_devices)`` devices along ``k`` and as many of the rest as divide E along
-    ``e``; devices that fit neither are left idle (say so in logs: see :func:`describe_mesh`).
-    """
+
+def make_mesh(n_learners: int, n_envs: int, devices: Sequence[Any] | None = None) -> Mesh | None:
+    """A ``("k", "e")`` mesh for K learners x E environments, or ``None`` when it would hold one device."""
     devices = list(devices if devices is not None else jax.devices())
-    if len(devices) <= 1:
-        return None
-    k_dev = math.gcd(n_learners, len(devices))
-    e_dev = math.gcd(n_envs, len(devices) // k_dev)
+    k_dev, e_dev = mesh_shape(n_learners, n_envs, len(devices))
     if k_dev * e_dev == 1:
         return None
     return Mesh(np.array(devices[: k_dev * e_dev]).reshape(k_dev, e_dev), ("k", "e"))

@@ -63,7 +63,9 @@ class TrainConfig:
         eval_split: split used for the periodic evaluation (and the selection score).
         eval_greedy: greedy (True) or sampled (False) periodic evaluation.
         select_last: selection score = mean evaluation return over this many last checkpoints.
-        fuse_chunk: one jitted program per chunk (True) or rollout/update dispatched separately.
+        fuse_chunk: one jitted program per chunk (True), or the rollout and the update as two
+            programs dispatched U times without host synchronisation (False, the default: the
+            update then compiles once per trainer, whatever the mask functions).
         shard: spread K (and E) over all visible devices when there are several.
     """
 
@@ -80,7 +82,7 @@ class TrainConfig:
     eval_split: str = "validation"
     eval_greedy: bool = True
     select_last: int = 3
-    fuse_chunk: bool = True
+    fuse_chunk: bool = False
     shard: bool = True
 
     def __post_init__(self) -> None:
@@ -119,7 +121,7 @@ class _TimedJit:
 
     def __call__(self, *args: Any) -> Any:
         leaves, treedef = jax.tree_util.tree_flatten(args)
-        sig = (treedef, tuple((np.shape(x), np.result_type(x), getattr(x, "sharding", None)) for x in leaves))
+        sig = (treedef, tuple((np.shape(x), _dtype(x), getattr(x, "sharding", None)) for x in leaves))
         exe = self._executables.get(sig)
         if exe is None:
             start = time.perf_counter()
@@ -127,6 +129,11 @@ class _TimedJit:
             self._log.setdefault(self._name, []).append(time.perf_counter() - start)
             self._executables[sig] = exe
         return exe(*args)
+
+
+def _dtype(x: Any) -> Any:
+    dtype = getattr(x, "dtype", None)
+    return (dtype, bool(getattr(x, "weak_type", False))) if dtype is not None else np.asarray(x).dtype
 
 
 def _slot(tree: Any, index: int) -> Any:
@@ -337,11 +344,11 @@ class Trainer:
             raise ValueError(f"unknown split {split!r}; use one of {sorted(self.spec.episode_length)}")
         if split not in self._eval_params:
             self._eval_params[split] = self.env.default_params(split)
-        sig = (split, greedy, num_envs)
+        sig = (split, num_envs)
         if sig not in self._eval_fns:
-            fn = make_evaluate(self.env, self.apply_fn, int(self.spec.episode_length[split]), greedy, num_envs)
+            fn = make_evaluate(self.env, self.apply_fn, int(self.spec.episode_length[split]), num_envs)
             self._eval_fns[sig] = _TimedJit(fn, "evaluate", self.compile_seconds)
-        raw = self._eval_fns[sig](params, key, self._eval_params[split])
+        raw = self._eval_fns[sig](params, key, self._eval_params[split], jnp.asarray(bool(greedy)))
         return {"split": split, "greedy": greedy, **summarize(jax.device_get(raw), tuple(self.spec.group_names))}
 
     # ---------------------------------------------------------------- bookkeeping
