@@ -17,7 +17,7 @@ Z_95 = 1.6448536
 
 def reference_observation(env: MabimEnv, state, params) -> np.ndarray:
     """The 87 + W features of ``features.observation``'s docstring, written out in float64 NumPy."""
-    W, N, L = env.W, env.N, env.L
+    W, N = env.W, env.N
     f = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731
     I, T, p, c = f(state.in_stock), f(state.in_transit), f(state.price), f(state.cost)
     dem, sale, rep = f(state.demand_hist), f(state.sale_hist), f(state.replenish_hist)

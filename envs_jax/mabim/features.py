@@ -140,9 +140,14 @@ def observation(env: "MabimEnv", state: "MabimState", params: "MabimParams", sum
     3. windows, oldest day first: demand / z (21), orders / z (21), orders / cap (21);
     4. the warehouse one-hot (W) and the time feature (1).
 
-    Implementation (speed): every scalar feature is computed feature-major, ``[F, W, N]`` with
-    the SKU axis contiguous, so the arithmetic vectorises; that block is materialised once and
-    transposed while the per-agent rows are written, together with the scaled windows.
+    The demand window needs no explicit clip: a day's demand is at most the window's sum, so
+    demand / z < 21.
+
+    Implementation (speed, measured in ``benchmarks/env_throughput.py``): the scalar features are
+    computed feature-major, ``[F, W, N]`` with the SKU axis contiguous, so their arithmetic
+    vectorises; XLA writes that block once and transposes it while it writes the per-agent rows
+    with the scaled windows. The window statistics come from :class:`WindowSums`, which
+    ``env.step`` slides by one day instead of summing the histories again.
     """
     W, N, L = env.W, env.N, env.L
     sums = window_sums(state) if sums is None else sums
@@ -186,7 +191,7 @@ def _scalar_block(env: "MabimEnv", state: "MabimState", params: "MabimParams", s
                   ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The 23 clipped scalar features, the one-hot and the time feature as ``[F, W, N]`` (F = 24 + W),
     with ``1/z`` ``[W, N]`` and ``1/cap`` ``[W, 1]`` for the windows."""
-    W, N, dt = env.W, env.N, env.dtype
+    W, dt = env.W, env.dtype
     I, T = state.in_stock, state.in_transit
     dm, std_d = _mean_std(sums.demand, sums.demand_sq, env.L)
     sale_mean, sale_std = _mean_std(sums.sale, sums.sale_sq, env.L)
