@@ -65,7 +65,8 @@ def worker(args: argparse.Namespace) -> dict:
             learners = [trainer.train_chunk(s, args.updates)[0] for s in learners]
             jax.block_until_ready(learners)
             times.append(time.perf_counter() - t0)
-        steps = trainer.agent_steps_per_update() * args.updates * k * len(learners)
+        learners_total = trainer.num_learners * len(learners)  # K vmapped, or 1 x K sequential
+        steps = trainer.agent_steps_per_update() * args.updates * learners_total
         tag = "fused" if fused else "split"
         result[f"{tag}_agent_steps_per_s"] = steps / statistics.median(times)
         result[f"{tag}_seconds_per_update"] = statistics.median(times) / args.updates
@@ -75,7 +76,7 @@ def worker(args: argparse.Namespace) -> dict:
         else:
             result["compile_rollout_s"] = trainer.compile_seconds["rollout"][0]
             result["compile_update_s"] = trainer.compile_seconds["update"][0]
-        result["agent_steps_per_update"] = trainer.agent_steps_per_update() * k
+        result["agent_steps_per_update"] = trainer.agent_steps_per_update() * learners_total
     result["peak_memory_bytes"], result["memory_kind"] = _peak_memory()
     return result
 

@@ -60,9 +60,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from espark_jax.masks.builtin import get_builtin_mask
 
     env_kwargs = {"data_dir": args.data_dir} if args.data_dir else {}
-    env = envs_jax.make(args.scenario, **env_kwargs)
     masks = [m.strip() for m in args.mask.split(",") if m.strip()]
-    mask_fns = [get_builtin_mask(m, env.spec) for m in masks]
+    try:
+        env = envs_jax.make(args.scenario, **env_kwargs)
+        mask_fns = [get_builtin_mask(m, env.spec) for m in masks]
+    except (KeyError, ValueError) as err:  # unknown scenario or mask: the message lists the valid names
+        raise SystemExit(f"espark train: {err}") from None
     episode = int(env.spec.episode_length["train"])
     updates = max(1, math.ceil(args.steps / (episode * args.num_envs)))
     cfg = TrainConfig(
@@ -78,7 +81,10 @@ def cmd_train(args: argparse.Namespace) -> int:
               "versions": _versions(), "command": " ".join(sys.argv)}
     _write_json(out / CONFIG_FILE, config)
 
-    trainer = Trainer(env, cfg, mask_fns)
+    try:
+        trainer = Trainer(env, cfg, mask_fns)
+    except ValueError as err:  # e.g. a host (SUMO) scenario
+        raise SystemExit(f"espark train: {err}") from None
     key = jax.random.PRNGKey(args.seed)
     k_init, k_train, k_eval = jax.random.split(key, 3)
     print(f"training {len(masks)} learner(s) [{', '.join(masks)}] on {args.scenario} "

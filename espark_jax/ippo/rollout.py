@@ -149,7 +149,6 @@ def _strong(tree: Any) -> Any:
     return jax.tree_util.tree_map(lambda x: jax.lax.convert_element_type(x, jnp.result_type(x)), tree)
 
 
-
 def make_rollout(
     env: Any,
     apply_fn: Callable,
