@@ -5,6 +5,7 @@ Usage::
     python benchmarks/env_throughput.py                                   # CPU defaults
     python benchmarks/env_throughput.py --host-devices 2 --envs 8 32 128  # shard envs over 2 CPU cores
     python benchmarks/env_throughput.py --envs 1024 4096 16384            # a GPU
+    python benchmarks/env_throughput.py --baseline 33fd6e5 --envs 16      # A/B against a commit
 
 Each (scenario, env count, mode) is one jitted program: ``E`` environments vmapped, time in a
 ``lax.scan``. The observation is materialised every step (the scan carries it, as a rollout
@@ -19,6 +20,10 @@ Random actions come from a counter-based integer hash (murmur3's 32-bit finalise
 environment and agent indices, reduced to ``[0, A)`` with a multiply-shift): a few integer
 operations per agent, under 1 ns on this CPU, where ``jax.random.randint`` costs about 21 ns per
 agent with threefry and 50 ns with rbg (``--rng`` selects them for comparison).
+
+``--baseline REV`` also times ``envs_jax`` as of a git revision (loaded from ``git archive`` under
+another name) in turns with the working tree's, so both see the same machine load (an A/B that
+stays meaningful on a shared machine).
 
 When JAX sees several devices (GPUs, or CPU cores exposed with ``--host-devices``), the
 environment axis is sharded over all of them (``E`` must be a multiple of the device count).
@@ -64,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=9, help="timed calls per row (median and best reported)")
     parser.add_argument("--host-devices", type=int, default=None,
                         help="CPU only: expose this many CPU devices (XLA_FLAGS) and shard the environments over them")
+    parser.add_argument("--baseline", metavar="REV", default=None,
+                        help="also time envs_jax as of this git revision, in turns with the working tree's (A/B)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "env_throughput.json"))
     args = parser.parse_args(argv)
     if args.envs is not None and any(n < 1 for n in args.envs):
@@ -202,6 +209,54 @@ def time_programs(programs: dict[Any, tuple[Callable, tuple]], repeats: int) -> 
     return results
 
 
+def load_baseline(rev: str) -> Any:
+    """``envs_jax`` as of git revision ``rev``, importable next to the current one as ``envs_jax_baseline``.
+
+    The package is extracted with ``git archive`` into a temporary directory and its absolute
+    imports renamed; the SUMO family is left out (only MABIM is timed).
+    """
+    import atexit
+    import importlib
+    import io
+    import re
+    import shutil
+    import subprocess
+    import tarfile
+    import tempfile
+
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        blob = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", rev, "envs_jax"],
+                              capture_output=True, check=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError) as err:
+        raise SystemExit(f"--baseline {rev}: git archive failed in {repo} ({err}); pass a commit of this repository")
+    root = Path(tempfile.mkdtemp(prefix="env_throughput_baseline_"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        tar.extractall(root, filter="data")
+    pkg = root / "envs_jax_baseline"
+    (root / "envs_jax").rename(pkg)
+    shutil.rmtree(pkg / "sumo", ignore_errors=True)
+    for f in pkg.rglob("*.py"):
+        f.write_text(re.sub(r"\benvs_jax\b", "envs_jax_baseline", f.read_text()))
+    sys.path.insert(0, str(root))
+    return importlib.import_module("envs_jax_baseline")
+
+
+def git_commit(path: Path) -> str | None:
+    """The commit of the git checkout holding ``path`` (with ``+dirty`` for local changes), or None."""
+    import subprocess
+
+    try:
+        rev = subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "--", "."], capture_output=True,
+                               text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return rev + ("+dirty" if dirty else "")
+
+
 def device_info() -> dict[str, Any]:
     """The devices JAX runs on and the host."""
     import jax
@@ -237,46 +292,55 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()
     print(f"device {dev['platform']} ({dev['kind']}) x{n_dev}, {dev['cpu_count']} CPUs, load {load_before[0]:.1f}; "
           f"jax {jax.__version__}")
-    print(f"{'scenario':<22} {'mode':<10} {'actions':<8} {'envs':>6} {'agents':>6} {'compile s':>9} {'run s':>8} "
+    print(f"{'scenario':<22} {'impl':<9} {'mode':<10} {'actions':<8} {'envs':>6} {'agents':>6} "
+          f"{'compile s':>9} {'run s':>8} "
           f"{'env-steps/s':>12} {'agent-steps/s':>14} {'best agent/s':>14} {'per CPU-s':>14} {'cpu/wall':>8}")
+    impls = {"current": envs_jax}
+    if args.baseline is not None:
+        impls[f"baseline {args.baseline}"] = load_baseline(args.baseline)
     rows = []
     for name in args.scenarios:
-        env = envs_jax.make(name)
-        params = env.default_params("train")
-        horizon = int(params.horizon)
+        envs = {impl: pkg.make(name) for impl, pkg in impls.items()}
+        horizon = int(envs["current"].default_params("train").horizon)
+        n_agents = envs["current"].spec.n_agents
         for n_envs in env_counts:
             programs = {}
-            for rng in args.rng:
-                built = build_programs(env, params, n_envs, rng, args.episodes, sharding)
-                for mode in args.modes:
-                    if mode != "step-norng" or rng == args.rng[0]:
-                        programs[(mode, rng if mode != "step-norng" else "-")] = built[mode]
+            for impl, env in envs.items():
+                params = env.default_params("train")
+                for rng in args.rng:
+                    built = build_programs(env, params, n_envs, rng, args.episodes, sharding)
+                    for mode in args.modes:
+                        if mode != "step-norng" or rng == args.rng[0]:
+                            programs[(impl, mode, rng if mode != "step-norng" else "-")] = built[mode]
             results = time_programs(programs, args.repeats)
-            for (mode, rng), res in results.items():
+            for (impl, mode, rng), res in results.items():
                 steps = horizon * n_envs * (args.episodes if mode == "episode" else 1)
                 env_sps = steps / res["median_s"]
-                row = {"scenario": name, "mode": mode, "rng": rng, "envs": n_envs, "agents": env.spec.n_agents,
+                row = {"impl": impl, "scenario": name, "mode": mode, "rng": rng, "envs": n_envs, "agents": n_agents,
                        "devices": n_dev, "steps_per_call": steps, "env_steps_per_s": env_sps,
-                       "agent_steps_per_s": env_sps * env.spec.n_agents,
-                       "agent_steps_per_s_best": steps * env.spec.n_agents / res["min_s"],
-                       "agent_steps_per_cpu_s": steps * env.spec.n_agents / res["cpu_median_s"], **res}
+                       "agent_steps_per_s": env_sps * n_agents,
+                       "agent_steps_per_s_best": steps * n_agents / res["min_s"],
+                       "agent_steps_per_cpu_s": steps * n_agents / res["cpu_median_s"], **res}
                 rows.append(row)
-                print(f"{name:<22} {mode:<10} {rng:<8} {n_envs:>6} {env.spec.n_agents:>6} {res['compile_s']:>9.2f} "
+                print(f"{name:<22} {impl.split()[-1]:<9} {mode:<10} {rng:<8} {n_envs:>6} {n_agents:>6} "
+                      f"{res['compile_s']:>9.2f} "
                       f"{res['median_s']:>8.4f} {env_sps:>12.4g} {row['agent_steps_per_s']:>14.4g} "
                       f"{row['agent_steps_per_s_best']:>14.4g} {row['agent_steps_per_cpu_s']:>14.4g} "
                       f"{res['cpu_median_s'] / res['median_s']:>8.2f}", flush=True)
 
+    pkg_dir = Path(envs_jax.__file__).parent
     record = {
         "benchmark": "env_throughput",
         "command": " ".join(["python", "benchmarks/env_throughput.py", *(sys.argv[1:] if argv is None else argv)]),
         "device": dev,
         "versions": {"python": platform.python_version(), "jax": jax.__version__,
                      "jaxlib": jaxlib.__version__, "numpy": np.__version__},
+        "envs_jax": {"path": str(pkg_dir), "git_commit": git_commit(pkg_dir)},
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "rngs": args.rng, "episodes": args.episodes, "repeats": args.repeats,
+        "rngs": args.rng, "episodes": args.episodes, "repeats": args.repeats, "baseline": args.baseline,
         "rows": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items() if k != "all_s"}
                  | {"all_s": [round(t, 6) for t in r["all_s"]]} for r in rows],
     }
