@@ -33,14 +33,15 @@ def add_train_parser(sub: Any) -> None:
     p.add_argument("--scenario", default="mabim/standard-100", help="registered scenario (default %(default)s)")
     p.add_argument("--mask", default="none",
                    help="built-in mask, or several separated by commas (one learner each, trained in parallel): "
-                        "none, random, ss-pruning, upbound")
+                        "none, random, ss-pruning, upbound (MABIM), maxpressure-pruning, random-pruning (SUMO)")
     p.add_argument("--steps", type=float, default=2e6,
                    help="environment steps per learner (decisions x environments; default %(default)g)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output directory (default runs/train-<scenario>-<mask>-s<seed>)")
-    p.add_argument("--num-envs", type=int, default=16, help="parallel environments per learner")
+    p.add_argument("--num-envs", type=int,
+                   help="parallel environments per learner (default 16; SUMO: 2 simulations, one process each)")
     p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (paper: 5e-4)")
-    p.add_argument("--reward-scale", type=float, default=1e-3, help="reward multiplier before PPO")
+    p.add_argument("--reward-scale", type=float, help="reward multiplier before PPO (default 1e-3; SUMO 1e-2)")
     p.add_argument("--hidden", default="64,64", help="hidden widths of actor and critic, e.g. 128,128")
     p.add_argument("--updates-per-chunk", type=int, default=5, help="updates per compiled chunk")
     p.add_argument("--eval-every", type=int, help="updates between evaluations (default: 10 checkpoints)")
@@ -54,24 +55,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train, evaluate the selected learner on validation and test, save checkpoint and results."""
     import jax
 
-    import envs_jax
+    from espark_jax.ippo import host
     from espark_jax.ippo.ppo import PPOConfig
-    from espark_jax.ippo.train import Trainer, TrainConfig, train
+    from espark_jax.ippo.train import TrainConfig, train
     from espark_jax.masks.builtin import get_builtin_mask
 
     env_kwargs = {"data_dir": args.data_dir} if args.data_dir else {}
     masks = [m.strip() for m in args.mask.split(",") if m.strip()]
-    try:
-        env = envs_jax.make(args.scenario, **env_kwargs)
+    try:  # a host (SUMO) scenario gets len(masks) x num-envs simulations
+        env = host.make_env(args.scenario, len(masks), args.num_envs or host.DEFAULT_NUM_ENVS, **env_kwargs)
         mask_fns = [get_builtin_mask(m, env.spec) for m in masks]
     except (KeyError, ValueError) as err:  # unknown scenario or mask: the message lists the valid names
         raise SystemExit(f"espark train: {err}") from None
+    is_host = host.is_host_env(env)
+    num_envs = args.num_envs or (host.DEFAULT_NUM_ENVS if is_host else 16)
+    reward_scale = args.reward_scale if args.reward_scale is not None else (host.REWARD_SCALE if is_host else 1e-3)
+    host_eval = {"eval_envs": num_envs} if is_host else {}  # SUMO: one evaluation round of all simulations
     episode = int(env.spec.episode_length["train"])
-    updates = max(1, math.ceil(args.steps / (episode * args.num_envs)))
+    updates = max(1, math.ceil(args.steps / (episode * num_envs)))
     cfg = TrainConfig(
-        num_envs=args.num_envs, num_updates=updates, updates_per_chunk=min(args.updates_per_chunk, updates),
-        hidden=_parse_hidden(args.hidden), reward_scale=args.reward_scale, ppo=PPOConfig(lr=args.lr),
-        eval_every=args.eval_every or max(1, updates // 10), eval_split=args.eval_split,
+        num_envs=num_envs, num_updates=updates, updates_per_chunk=min(args.updates_per_chunk, updates),
+        hidden=_parse_hidden(args.hidden), reward_scale=reward_scale, ppo=PPOConfig(lr=args.lr),
+        eval_every=args.eval_every or max(1, updates // 10), eval_split=args.eval_split, **host_eval,
     )
     out = Path(args.out or f"runs/train-{args.scenario.replace('/', '-')}-{'+'.join(masks)}-s{args.seed}")
     out.mkdir(parents=True, exist_ok=True)
@@ -82,20 +87,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     _write_json(out / CONFIG_FILE, config)
 
     try:
-        trainer = Trainer(env, cfg, mask_fns)
-    except ValueError as err:  # e.g. a host (SUMO) scenario
+        trainer = host.make_trainer(env, cfg, mask_fns, progress=not args.no_progress)
+    except ValueError as err:
         raise SystemExit(f"espark train: {err}") from None
     key = jax.random.PRNGKey(args.seed)
     k_init, k_train, k_eval = jax.random.split(key, 3)
     print(f"training {len(masks)} learner(s) [{', '.join(masks)}] on {args.scenario} "
-          f"({env.spec.data_source}): {updates} updates x {args.num_envs} envs x {episode} steps")
-    result = train(trainer, trainer.init(k_init), k_train, metrics_path=str(out / METRICS_FILE),
-                   progress=not args.no_progress)
-    best = max(range(len(masks)), key=lambda k: result.scores[k])
-    params = jax.tree_util.tree_map(lambda x: x[best], result.state.params)
-    _save_params(out / CHECKPOINT_DIR, params)
-
-    final = _evaluate_all(trainer, params, k_eval, ("validation", "test"), cfg.eval_envs)
+          f"({env.spec.data_source}): {updates} updates x {num_envs} envs x {episode} steps")
+    try:
+        result = train(trainer, trainer.init(k_init), k_train, metrics_path=str(out / METRICS_FILE),
+                       progress=not args.no_progress)
+        best = max(range(len(masks)), key=lambda k: result.scores[k])
+        params = jax.tree_util.tree_map(lambda x: x[best], result.state.params)
+        _save_params(out / CHECKPOINT_DIR, params)
+        final = _evaluate_all(trainer, params, k_eval, ("validation", "test"), cfg.eval_envs)
+    finally:
+        if is_host:
+            env.close()
     results = {"selected": best, "selected_mask": masks[best], "scores": result.scores, "train_seconds": result.seconds,
                "compile_seconds": trainer.compile_seconds, "evaluation": final}
     config.update(selected=best, selected_mask=masks[best])
@@ -121,10 +129,12 @@ def add_eval_parser(sub: Any) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Restore the saved learner and evaluate it greedy and sampled on one split."""
+    import dataclasses
+
     import jax
 
-    import envs_jax
-    from espark_jax.ippo.train import Trainer, TrainConfig
+    from espark_jax.ippo import host
+    from espark_jax.ippo.train import TrainConfig
     from espark_jax.masks.builtin import get_builtin_mask
 
     root = Path(args.checkpoint)
@@ -132,11 +142,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise SystemExit(f"espark eval: {root} has no {CONFIG_FILE} and {CHECKPOINT_DIR}/; "
                          "pass the --out directory of 'espark train'")
     config = json.loads((root / CONFIG_FILE).read_text())
-    env = envs_jax.make(config["scenario"], **config.get("env_kwargs", {}))
+    env = host.make_env(config["scenario"], 1, args.num_envs, **config.get("env_kwargs", {}))
     cfg = TrainConfig(**config["train_config"])
-    trainer = Trainer(env, cfg, [get_builtin_mask("none", env.spec)])
-    params = _load_params(root / CHECKPOINT_DIR, trainer)
-    result = _evaluate_all(trainer, params, jax.random.PRNGKey(args.seed), (args.split,), args.num_envs)
+    if host.is_host_env(env):  # one learner on num-envs simulations
+        cfg = dataclasses.replace(cfg, num_envs=args.num_envs)
+    try:
+        trainer = host.make_trainer(env, cfg, [get_builtin_mask("none", env.spec)])
+        params = _load_params(root / CHECKPOINT_DIR, trainer)
+        result = _evaluate_all(trainer, params, jax.random.PRNGKey(args.seed), (args.split,), args.num_envs)
+    finally:
+        if host.is_host_env(env):
+            env.close()
     _print_evaluation(result)
     if args.json:
         _write_json(Path(args.json), result)
@@ -181,7 +197,8 @@ def _print_evaluation(result: dict[str, Any]) -> None:
     for split, modes in result.items():
         for mode, ev in modes.items():
             comps = ", ".join(f"{n} {sum(g.values()):.1f}" for n, g in ev["components"].items())
-            print(f"{split:>10} {mode:>7}: return {ev['return']:.1f} +- {ev['return_std']:.1f} ({comps})")
+            extra = "".join(f", {n} {v:.1f}" for n, v in ev.get("metrics", {}).items())  # SUMO episode metrics
+            print(f"{split:>10} {mode:>7}: return {ev['return']:.1f} +- {ev['return_std']:.1f} ({comps}{extra})")
 
 
 def _save_params(path: Path, params: Any) -> None:

@@ -106,13 +106,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"resuming {run.path} (finished iterations: {run.finished_iterations() or 'none'})")
     else:
         cfg = _config_from_args(args)
-        envs_jax.make(cfg.scenario, **cfg.env_kwargs)  # fail fast on an unknown scenario or bad data
         run = None
     family = cfg.scenario.split("/", 1)[0]
-    env = envs_jax.make(cfg.scenario, **cfg.env_kwargs)
+    env = envs_jax.make(cfg.scenario, **cfg.env_kwargs)  # fails fast on an unknown scenario or bad data
+    try:
+        env_info = EnvPromptInfo.from_env(env)
+    finally:
+        if hasattr(env, "close"):  # a host (SUMO) environment: stop its worker; the search builds its own
+            env.close()
     provider, announcement = make_provider(
         cfg.provider, env_family=family, seed=cfg.seed, generator_model=cfg.generator_model,
-        checker_model=cfg.checker_model, env_info=EnvPromptInfo.from_env(env))
+        checker_model=cfg.checker_model, env_info=env_info)
     print(announcement)
     if run is None:
         name = args.name or _default_name(cfg, provider.name)

@@ -25,10 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import envs_jax
 from envs_jax.core import MaskContext
 from espark_jax.feedback import build_feedback
-from espark_jax.ippo.train import Trainer, TrainConfig, train
+from espark_jax.ippo.host import REWARD_SCALE as HOST_REWARD_SCALE
+from espark_jax.ippo.host import is_host_env, make_env, make_trainer, record_host_contexts
+from espark_jax.ippo.train import TrainConfig, train
 from espark_jax.llm.extract import parse_verdict
 from espark_jax.llm.prompts import EnvPromptInfo, Prompt, checker_messages, generator_messages, repair_messages
 from espark_jax.llm.providers import LLMRequest, LLMResponse, Provider, SlotResult, read_record, record_path, record_response
@@ -44,6 +45,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the paper: K = 16, ten iterations over 5.02 M environment steps per candidate (MABIM)
     "paper": dict(k=16, iterations=10, steps=5_020_000, num_envs=32, eval_checkpoints=5, eval_envs=8,
                   updates_per_chunk=10, hidden=(64, 64), repair_rounds=2, check_rounds=1),
+}
+# Per scenario family, what changes in a preset. SUMO: one update is one 240-decision episode of
+# k x num_envs simulations on the host's CPU cores (seconds each), so the quick preset trains 2
+# episodes per candidate and iteration; the paper's SUMO budget is 2.4 M steps.
+FAMILY_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "sumo": {
+        "quick": dict(steps=1_440, num_envs=1, eval_checkpoints=2, select_last=2, eval_envs=1, updates_per_chunk=1),
+        "paper": dict(steps=2_400_000, num_envs=2, eval_envs=2, updates_per_chunk=1),
+    },
 }
 
 
@@ -115,10 +125,13 @@ class SearchConfig:
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> "SearchConfig":
-        """A preset (``quick`` or ``paper``) with explicit overrides (None values are ignored)."""
+        """A preset (``quick`` or ``paper``), adjusted for the scenario's family (:data:`FAMILY_PRESETS`),
+        with explicit overrides (None values are ignored)."""
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
-        values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+        explicit = {k: v for k, v in overrides.items() if v is not None}
+        family = str(explicit.get("scenario", cls.scenario)).split("/", 1)[0]
+        values = {**PRESETS[preset], **FAMILY_PRESETS.get(family, {}).get(preset, {}), **explicit}
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -336,29 +349,46 @@ def _train_config(cfg: SearchConfig, env: Any) -> tuple[TrainConfig, int]:
     episode = int(env.spec.episode_length["train"])
     updates = max(1, int(math.ceil(cfg.steps_per_iteration() / (episode * cfg.num_envs))))
     eval_every = max(1, updates // cfg.eval_checkpoints)
+    scale = {"reward_scale": HOST_REWARD_SCALE} if is_host_env(env) else {}
     tc = TrainConfig(num_envs=cfg.num_envs, num_updates=updates, updates_per_chunk=min(cfg.updates_per_chunk, eval_every),
-                     hidden=cfg.hidden, eval_every=eval_every, eval_envs=cfg.eval_envs, select_last=cfg.select_last)
+                     hidden=cfg.hidden, eval_every=eval_every, eval_envs=cfg.eval_envs, select_last=cfg.select_last,
+                     **scale)
     return tc, updates
 
 
 class Search:
-    """One eSpark run bound to a run directory (see :func:`run_search`)."""
+    """One eSpark run bound to a run directory (see :func:`run_search`).
+
+    A host (SUMO) scenario gets one environment of ``k x num_envs`` simulations and the
+    :class:`~espark_jax.ippo.host.HostTrainer`; :meth:`close` stops its worker processes.
+    """
 
     def __init__(self, cfg: SearchConfig, run: RunDir, provider: Provider, *, progress: bool = True,
                  log: Callable[[str], None] = print) -> None:
         self.cfg, self.run, self.progress, self.log = cfg, run, progress, log
         self.provider = RecordingProvider(provider, run)
-        self.env = envs_jax.make(cfg.scenario, **cfg.env_kwargs)
-        if not getattr(self.env.spec, "is_jax", True):
-            raise ValueError(f"{cfg.scenario} is a host (SUMO) environment; the eSpark loop needs a JAX scenario")
-        self.spec = self.env.spec
-        self.task = MaskTask.from_env_spec(self.spec)
-        self.info = EnvPromptInfo.from_env(self.env)
-        self.train_config, self.updates = _train_config(cfg, self.env)
-        self.fallback = all_ones(self.spec)
-        self.trainer = Trainer(self.env, self.train_config, [self.fallback] * cfg.k)
-        self.root = jax.random.PRNGKey(cfg.seed)
-        self.samples = record_contexts(self.env, jax.random.fold_in(self.root, 10_000))
+        self.env = make_env(cfg.scenario, cfg.k, cfg.num_envs, **cfg.env_kwargs)
+        try:
+            self.spec = self.env.spec
+            self.task = MaskTask.from_env_spec(self.spec)
+            self.info = EnvPromptInfo.from_env(self.env)
+            self.train_config, self.updates = _train_config(cfg, self.env)
+            self.fallback = all_ones(self.spec)
+            self.trainer = make_trainer(self.env, self.train_config, [self.fallback] * cfg.k, progress=progress)
+            self.root = jax.random.PRNGKey(cfg.seed)
+            if is_host_env(self.env):
+                self.samples = record_host_contexts(self.env, seed=cfg.seed)
+            else:
+                self.samples = record_contexts(self.env, jax.random.fold_in(self.root, 10_000))
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the environment (a host environment's worker processes); idempotent."""
+        close = getattr(self.env, "close", None)
+        if close is not None:
+            close()
 
     # ------------------------------------------------------------------ one iteration
     def iteration(self, it: int, feedback: str | None, best_code: str | None, best: Any) -> dict[str, Any]:
@@ -540,7 +570,11 @@ def _iteration_line(summary: dict[str, Any], k: int) -> str:
 def run_search(cfg: SearchConfig, run: RunDir, provider: Provider, *, progress: bool = True,
                log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or continue) an eSpark search in ``run`` and return the final results."""
-    return Search(cfg, run, provider, progress=progress, log=log).run_all()
+    search = Search(cfg, run, provider, progress=progress, log=log)
+    try:
+        return search.run_all()
+    finally:
+        search.close()
 
 
 def load_config(run: RunDir) -> SearchConfig:

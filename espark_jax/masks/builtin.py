@@ -20,8 +20,13 @@ Names (see :func:`get_builtin_mask`):
   ``[0.5, 2] x (S - x)`` (plus the one nearest to ``S - x``, so the window is never empty),
   otherwise allow only "order nothing" (multiplier 0). Defaults ``S = 6``, ``s = 3`` days.
 - ``upbound``: allow only multipliers ``<= upper`` (default 3.0 days of mean demand).
+- ``maxpressure-pruning`` (SUMO): the 4 available phases with the highest pressure
+  (:func:`espark_jax.masks.sumo_pruning.maxpressure_pruning`).
+- ``random-pruning`` (SUMO): each available phase masked with probability 0.3, redrawn every step
+  (:func:`espark_jax.masks.sumo_pruning.random_pruning`).
 
-``ss-pruning`` and ``upbound`` read MABIM fields (``in_stock``, ``in_transit``, ``demand_mean``).
+``ss-pruning`` and ``upbound`` read MABIM fields (``in_stock``, ``in_transit``, ``demand_mean``);
+the two SUMO masks read SUMO fields and reject other scenarios.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from envs_jax.core import EnvSpec, MaskContext
+from espark_jax.masks import sumo_pruning
 
 MaskFn = Callable[[MaskContext, jax.Array], jax.Array]
 """A mask function: ``(ctx, action_space [A]) -> [*agent_shape, A]`` 0/1 or bool."""
@@ -67,6 +73,9 @@ def ss_pruning(spec: EnvSpec, S: float = 6.0, s: float = 3.0) -> MaskFn:
     """
     if not 0.0 <= s <= S:
         raise ValueError(f"(S, s) pruning needs 0 <= s <= S, got S={S}, s={s}")
+    missing = sorted({"in_stock", "in_transit", "demand_mean"} - {f.name for f in spec.context_fields})
+    if missing:
+        raise ValueError(f"ss-pruning reads MABIM inventory fields; {spec.name} has no {', '.join(missing)}")
 
     def ss_mask(ctx: MaskContext, action_space: jax.Array) -> jax.Array:
         position = (ctx.in_stock + ctx.in_transit) / (ctx.demand_mean + 1e-4)  # [W, N] days
@@ -97,6 +106,8 @@ _BUILTIN: dict[str, Callable[..., MaskFn]] = {
     "random": random_pruning,
     "ss-pruning": ss_pruning,
     "upbound": upbound_pruning,
+    "maxpressure-pruning": sumo_pruning.maxpressure_pruning,
+    "random-pruning": sumo_pruning.random_pruning,
 }
 
 
