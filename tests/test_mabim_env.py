@@ -328,6 +328,27 @@ def test_float64_floors_are_exact():
         assert env.dtype == jnp.float64
 
 
+def test_float64_floors_are_exact_under_vmap_with_shared_params():
+    """Batched environments sharing one params: the demand mean must stay a true division."""
+    with jax.enable_x64(True):
+        tabs = random_tables(8, n_skus=6)
+        env = make_env(tabs, echelons=2, precision="float64")
+        params = env.default_params("train")
+        _, state = env.reset_to(params.start_lo, params)
+        rng = np.random.default_rng(1)
+        B = 64
+        hist = rng.integers(0, 500, (B, 2, 6, 21)).astype(np.float64)
+        actions = rng.integers(0, 34, (B, 12))
+        states = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (B,) + x.shape), state)
+        states = states.replace(demand_hist=jnp.asarray(hist))
+        q = np.asarray(jax.jit(jax.vmap(env.order_quantity, in_axes=(0, 0, None)))(
+            states, jnp.asarray(actions, jnp.int32), params))
+        expected = np.floor(np.asarray(MULTIPLIERS_34)[actions].reshape(B, 2, 6) * np.average(hist, -1))
+        np.testing.assert_array_equal(q, expected)
+        m = np.asarray(jax.jit(jax.vmap(env.demand_mean, in_axes=(0, None)))(states, params))
+        np.testing.assert_array_equal(m, np.average(hist, -1))
+
+
 def test_observation_and_context_shapes():
     tabs = random_tables(9)
     env = make_env(tabs, echelons=3, capacity=500.0)

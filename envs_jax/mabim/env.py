@@ -309,12 +309,20 @@ class MabimEnv:
         return nxt, components, flows
 
     def demand_mean(self, state: MabimState, params: MabimParams) -> jax.Array:
-        """Mean demand of the previous ``L`` days ``[W, N]`` (the original's ``np.average``).
+        """Mean demand of the previous ``L`` days ``[W, N]`` (the original's ``np.average``)."""
+        return self._mean(features.window_sums(state).demand, params)
 
-        The divisor is a full runtime array: XLA rewrites a division by a constant or by a broadcast
-        scalar into a multiplication by its reciprocal, which can move a floor boundary by one unit.
+    @staticmethod
+    def _mean(total: jax.Array, params: MabimParams) -> jax.Array:
+        """``total / L`` as a true IEEE division, also under ``vmap`` with shared ``params``.
+
+        XLA rewrites a division by a constant or by a broadcast operand into a multiplication by
+        its reciprocal, which rounds differently and can move a floor boundary by one unit. The
+        divisor is therefore a runtime array (``params.lookback``) made to depend on ``total``
+        (``+ 0 * total``; XLA does not fold ``x * 0`` for floats), so that under ``vmap`` it is a
+        batched array and never a broadcast.
         """
-        return features.window_sums(state).demand / params.lookback
+        return total / (params.lookback + 0.0 * total)
 
     def order_quantity(self, state: MabimState, actions: jax.Array, params: MabimParams) -> jax.Array:
         """Integer order quantities ``[W, N]`` for actions ``[n_agents]`` (indices or multipliers)."""
@@ -366,7 +374,7 @@ class MabimEnv:
         del key
         self.check_actions(actions)
         sums = features.window_sums(state)
-        quantity = self._quantity(actions, sums.demand / params.lookback, params)  # demand_mean, sums reused
+        quantity = self._quantity(actions, self._mean(sums.demand, params), params)  # demand_mean, sums reused
         nxt, components, flows = self.simulate_day(state, quantity, params)
         if self.dtype == jnp.float64:
             # exact mode: a select between each product and the subtractions stops the compiler
