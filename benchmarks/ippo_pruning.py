@@ -55,26 +55,30 @@ def run_scenario(scenario: str, seed: int, args: argparse.Namespace) -> dict:
     test = {mode: trainer.evaluate(result.state.params, jax.random.fold_in(key, 2), split="test",
                                    greedy=mode == "greedy", num_envs=4)
             for mode in ("greedy", "sampled")}
+    masked = trainer.evaluate(result.state.params, jax.random.fold_in(key, 2), split="test", greedy=True,
+                              num_envs=4, masked=True)
     return {"scenario": scenario, "seed": seed, "updates": updates, "env_steps": updates * episode * args.num_envs,
             "train_seconds": result.seconds, "data_source": env.spec.data_source,
             "test": {m: {"greedy": test["greedy"]["return"][i], "sampled": test["sampled"]["return"][i],
+                         "greedy_under_mask": masked["return"][i],
                          "components_greedy": {n: sum(g[i] for g in v.values())
                                                for n, v in test["greedy"]["components"].items()}}
                      for i, m in enumerate(MASKS)}}
 
 
-def table(runs: list[dict], baselines: dict) -> str:
-    """Markdown table: scenarios as rows, methods as columns (mean +- std over seeds)."""
-    cols = [LABELS[m] for m in MASKS] + [OR_ROWS[b] for b in OR_ROWS]
+def table(runs: list[dict], baselines: dict, field: str = "greedy") -> str:
+    """Markdown table: scenarios as rows, methods as columns (mean +- std over seeds of ``field``)."""
+    cols = [LABELS[m] for m in MASKS] + [OR_ROWS[b] for b in OR_ROWS] + ["seeds"]
     lines = ["| scenario | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for scenario in dict.fromkeys(r["scenario"] for r in runs):
         cells = []
         for m in MASKS:
-            vals = [r["test"][m]["greedy"] for r in runs if r["scenario"] == scenario]
+            vals = [r["test"][m][field] for r in runs if r["scenario"] == scenario]
             cells.append(f"{np.mean(vals) / 1e3:,.0f}k ± {np.std(vals) / 1e3:,.0f}k")
         for b in OR_ROWS:
             val = baselines.get(scenario, {}).get(b, {}).get("return")
             cells.append("-" if val is None else f"{val / 1e3:,.0f}k")
+        cells.append(",".join(str(r["seed"]) for r in runs if r["scenario"] == scenario))
         lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -93,25 +97,27 @@ def main() -> int:
 
     start = time.perf_counter()
     load_before = list(os.getloadavg())
-    runs = []
-    out = Path(args.out)
-    for scenario in args.scenarios.split(","):
-        for seed in (int(s) for s in args.seeds.split(",")):
-            runs.append(run_scenario(scenario, seed, args))
-            print(json.dumps({k: runs[-1][k] for k in ("scenario", "seed", "train_seconds")}), flush=True)
     base_path = RESULTS / "mabim_baselines.json"
     baselines = json.loads(base_path.read_text())["results"] if base_path.exists() else {}
-    md = table(runs, baselines)
     dev = jax.devices()[0]
-    record = {"benchmark": "ippo_pruning", "command": " ".join(["python"] + sys.argv),
-              "device": {"platform": dev.platform, "device_kind": dev.device_kind, "cpu_count": os.cpu_count(),
-                         "jax": jax.__version__, "python": platform.python_version()},
-              "load_average_before": load_before, "load_average_after": list(os.getloadavg()),
-              "settings": {"steps": args.steps, "num_envs": args.num_envs, "lr": args.lr, "seeds": args.seeds,
-                           "masks": MASKS, "k_parallel": len(MASKS)},
-              "total_seconds": time.perf_counter() - start, "runs": runs, "table_markdown": md}
+    runs: list[dict] = []
+    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    for seed in (int(s) for s in args.seeds.split(",")):  # seed-major: a stopped run still covers every scenario
+        for scenario in args.scenarios.split(","):
+            runs.append(run_scenario(scenario, seed, args))
+            print(json.dumps({k: runs[-1][k] for k in ("scenario", "seed", "train_seconds")}), flush=True)
+            md = table(runs, baselines) + "\n\nEach learner greedy under its own training mask:\n\n" + \
+                table(runs, baselines, "greedy_under_mask")
+            record = {"benchmark": "ippo_pruning", "command": " ".join(["python"] + sys.argv),
+                      "device": {"platform": dev.platform, "device_kind": dev.device_kind,
+                                 "cpu_count": os.cpu_count(), "jax": jax.__version__,
+                                 "python": platform.python_version()},
+                      "load_average_before": load_before, "load_average_now": list(os.getloadavg()),
+                      "settings": {"steps": args.steps, "num_envs": args.num_envs, "lr": args.lr,
+                                   "seeds": args.seeds, "masks": MASKS, "k_parallel": len(MASKS)},
+                      "total_seconds": time.perf_counter() - start, "runs": runs, "table_markdown": md}
+            out.write_text(json.dumps(record, indent=2) + "\n")  # after every run (partial results survive)
     print(md)
     print(f"wrote {out}")
     return 0

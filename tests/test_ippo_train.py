@@ -119,6 +119,17 @@ def test_train_driver_writes_metrics_and_selection_scores(runs, tmp_path):
         selection_scores([], 3)
 
 
+def test_masked_evaluation_applies_each_learners_mask(runs):
+    single = runs["single"]
+    nothing = lambda ctx, action_space: jnp.broadcast_to(action_space == 0, (2, 4, 8))  # never order
+    single.set_masks([nothing])
+    params = single.init_from_keys(KEYS[:1]).params
+    ev = single.evaluate(params, jax.random.PRNGKey(3), split="test", greedy=False, num_envs=2, masked=True)
+    assert ev["masked"] and sum(v[0] for v in ev["components"]["order_cost"].values()) == 0.0
+    raw = single.evaluate(params, jax.random.PRNGKey(3), split="test", greedy=False, num_envs=2)
+    assert sum(v[0] for v in raw["components"]["order_cost"].values()) > 0.0
+
+
 def test_mask_shape_errors_and_k_mismatch(runs):
     ctx = MaskContext({"in_stock": jnp.zeros((1, 1, 2, 4))})  # [K, E, W, N]
     bad = lambda c, a: jnp.ones((3, 8))

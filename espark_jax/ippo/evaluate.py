@@ -1,6 +1,7 @@
-"""Evaluation of K learners without masks: episode return and every reward component per group.
+"""Evaluation of K learners: episode return and every reward component per group.
 
-Masks act in training only; evaluation uses the raw policy, greedy (argmax) or sampled. All K
+Masks act in training only; evaluation uses the raw policy, greedy (argmax) or sampled. (For
+diagnostics, ``mask_fns`` evaluates each learner under its own training mask instead.) All K
 learners see the same environment randomness (common random numbers), so their returns are
 directly comparable. One evaluation = reset E environments and run one whole episode of the
 split's length; rewards after an environment reports ``done`` are not counted.
@@ -8,7 +9,7 @@ split's length; rewards after an environment reports ``done`` are not counted.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -16,13 +17,16 @@ import numpy as np
 
 from espark_jax.ippo import distributions as dist
 from espark_jax.ippo.batching import kmap
+from espark_jax.ippo.rollout import MaskFn, apply_masks
 
 
-def make_evaluate(env: Any, apply_fn: Callable, length: int, num_envs: int) -> Callable:
+def make_evaluate(env: Any, apply_fn: Callable, length: int, num_envs: int,
+                  mask_fns: Sequence[MaskFn] | None = None) -> Callable:
     """Build ``evaluate(params, key, env_params, greedy) -> dict`` for K learners (params ``[K, ...]``).
 
     ``greedy`` is a traced bool (argmax actions when True, sampled otherwise), so one compiled
-    program serves both modes.
+    program serves both modes. With ``mask_fns`` (K of them) learner k acts under mask k, as in
+    training (the masked policy pi_E); without, under the raw policy.
 
     The result holds ``return`` ``[K, E]`` (episode reward summed over agents),
     ``group_return`` ``[K, E, G]`` and ``components`` ``{name: [K, E, G]}`` (episode sums per agent
@@ -31,6 +35,7 @@ def make_evaluate(env: Any, apply_fn: Callable, length: int, num_envs: int) -> C
     spec = env.spec
     group_onehot = jnp.asarray(np.eye(spec.n_groups, dtype=np.float32)[np.asarray(spec.agent_group)])  # [n, G]
     names = tuple(spec.reward_components)
+    action_space = jnp.asarray(spec.action_values, jnp.float32)
 
     def evaluate(params: Any, key: jax.Array, env_params: Any, greedy: jax.Array) -> dict[str, Any]:
         n_k = jax.tree_util.tree_leaves(params)[0].shape[0]
@@ -43,9 +48,14 @@ def make_evaluate(env: Any, apply_fn: Callable, length: int, num_envs: int) -> C
 
         def step(carry, step_key):
             state, obs, alive, reward_sum, comp_sum = carry
-            k_act, k_env = jax.random.split(step_key)
+            k_act, k_env, k_mask = jax.random.split(step_key, 3)
             logits, _ = kmap(apply_fn)(params, obs)
-            action = jnp.where(greedy, dist.mode(logits), dist.sample(k_act, logits))
+            mask = None
+            if mask_fns is not None:
+                ctx = kmap(jax.vmap(env.mask_context, (0, None)), (0, None))(state, env_params)
+                mask_keys = jax.random.split(k_mask, (n_k, num_envs))
+                mask = apply_masks(mask_fns, ctx, mask_keys, action_space, spec.agent_shape)
+            action = jnp.where(greedy, dist.mode(logits, mask), dist.sample(k_act, logits, mask))
             env_keys = jax.random.split(k_env, num_envs)
             obs, state, reward, done, info = step_env(env_keys, state, action, env_params)
             w = alive[..., None].astype(reward.dtype)

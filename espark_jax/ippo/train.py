@@ -330,11 +330,12 @@ class Trainer:
 
     # ---------------------------------------------------------------- evaluation
     def evaluate(self, params: Any, key: jax.Array, split: str | None = None, greedy: bool | None = None,
-                 num_envs: int | None = None) -> dict[str, Any]:
+                 num_envs: int | None = None, masked: bool = False) -> dict[str, Any]:
         """Evaluate K learners (params ``[K, ...]``) without masks; JSON-ready means over environments.
 
-        Returns ``{"split", "greedy", "return": [K], "return_std": [K], "group_return": {group: [K]},
-        "components": {name: {group: [K]}}}``.
+        ``masked=True`` is a diagnostic: learner k acts under its current training mask (pi_E).
+        Returns ``{"split", "greedy", "masked", "return": [K], "return_std": [K],
+        "group_return": {group: [K]}, "components": {name: {group: [K]}}}``.
         """
         split = split or self.config.eval_split
         greedy = self.config.eval_greedy if greedy is None else greedy
@@ -343,12 +344,14 @@ class Trainer:
             raise ValueError(f"unknown split {split!r}; use one of {sorted(self.spec.episode_length)}")
         if split not in self._eval_params:
             self._eval_params[split] = self.env.default_params(split)
-        sig = (split, num_envs)
+        masks = self.mask_fns if masked else None
+        sig = (split, num_envs, masks)
         if sig not in self._eval_fns:
-            fn = make_evaluate(self.env, self.apply_fn, int(self.spec.episode_length[split]), num_envs)
+            fn = make_evaluate(self.env, self.apply_fn, int(self.spec.episode_length[split]), num_envs, masks)
             self._eval_fns[sig] = _TimedJit(fn, "evaluate", self.compile_seconds)
         raw = self._eval_fns[sig](params, key, self._eval_params[split], jnp.asarray(bool(greedy)))
-        return {"split": split, "greedy": greedy, **summarize(jax.device_get(raw), tuple(self.spec.group_names))}
+        return {"split": split, "greedy": greedy, "masked": masked,
+                **summarize(jax.device_get(raw), tuple(self.spec.group_names))}
 
     # ---------------------------------------------------------------- bookkeeping
     def agent_steps_per_update(self) -> int:
