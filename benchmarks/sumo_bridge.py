@@ -206,6 +206,19 @@ def write_readme_section(body: str) -> None:
     README.write_text(text)
 
 
+def _ippo_rows_and_note() -> tuple[list[str], str]:
+    """IPPO rows for the baselines table and their note, from ``results/sumo_ippo.json`` (written
+    by ``benchmarks/sumo_ippo.py``); nothing when that file does not exist."""
+    path = RESULTS / "sumo_ippo.json"
+    if not path.exists():
+        return [], ""
+    sys.path.insert(0, str(HERE))
+    import sumo_ippo
+
+    res = json.loads(path.read_text())
+    return sumo_ippo.table_rows(res), sumo_ippo.note(res)
+
+
 def readme_section() -> str:
     """The ``## SUMO`` section of benchmarks/README.md, from whichever result files exist."""
     parts = []
@@ -213,14 +226,17 @@ def readme_section() -> str:
     if base_file.exists():
         base = json.loads(base_file.read_text())
         seeds = next(iter(base["results"].values()))["seeds"]
+        ippo_rows, ippo_note = _ippo_rows_and_note()
+        table = "\n".join([baselines_table(base["results"]), *ippo_rows])
         parts.append(
-            "### Fixed-time and MaxPressure\n\n"
+            "### Fixed-time, MaxPressure and IPPO\n\n"
             "Fixed-time (30 s per available phase, in the listed order) and MaxPressure through the bridge, "
             f"one 3600-s episode per SUMO seed {seeds}, mean ± std over seeds (s). Delay includes never-inserted "
-            "vehicles (`envs_jax/sumo/metrics.py`). IPPO and eSpark rows come once the trainer drives the bridge."
-            f"\n\n{baselines_table(base['results'])}\n\n"
-            f"{base['device']}; load average {base['load_avg_1_5_15']} before, {base['load_avg_after']} after "
-            f"(machine shared with other work). Command: `{base['command']}`. Raw: `results/sumo_baselines.json`."
+            "vehicles (`envs_jax/sumo/metrics.py`). eSpark rows are not measured yet."
+            f"\n\n{table}\n\n"
+            f"Fixed-time / MaxPressure: {base['device']}; load average {base['load_avg_1_5_15']} before, "
+            f"{base['load_avg_after']} after (machine shared with other work). Command: `{base['command']}`. "
+            "Raw: `results/sumo_baselines.json`." + (f"\n\n{ippo_note}" if ippo_note else "")
         )
     if bridge_file.exists():
         br = json.loads(bridge_file.read_text())
