@@ -92,6 +92,8 @@ def main() -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", default=str(RESULTS / "ippo_pruning.json"))
+    p.add_argument("--resume", action="store_true",
+                   help="keep the runs already in --out that were made with the same settings, run the rest")
     args = p.parse_args()
     import jax
 
@@ -103,8 +105,18 @@ def main() -> int:
     runs: list[dict] = []
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    settings = {"steps": args.steps, "num_envs": args.num_envs, "lr": args.lr, "masks": list(MASKS)}
+    if args.resume and out.exists():
+        old = json.loads(out.read_text())
+        if {k: old["settings"].get(k) for k in settings} == settings:
+            runs = old["runs"]
+            print(f"resuming: {len(runs)} runs kept from {out}", flush=True)
+        else:
+            print(f"not resuming: {out} was made with other settings", flush=True)
     for seed in (int(s) for s in args.seeds.split(",")):  # seed-major: a stopped run still covers every scenario
         for scenario in args.scenarios.split(","):
+            if any(r["scenario"] == scenario and r["seed"] == seed for r in runs):
+                continue
             runs.append(run_scenario(scenario, seed, args))
             print(json.dumps({k: runs[-1][k] for k in ("scenario", "seed", "train_seconds")}), flush=True)
             md = table(runs, baselines) + "\n\nEach learner greedy under its own training mask:\n\n" + \
@@ -114,8 +126,7 @@ def main() -> int:
                                  "cpu_count": os.cpu_count(), "jax": jax.__version__,
                                  "python": platform.python_version()},
                       "load_average_before": load_before, "load_average_now": list(os.getloadavg()),
-                      "settings": {"steps": args.steps, "num_envs": args.num_envs, "lr": args.lr,
-                                   "seeds": args.seeds, "masks": MASKS, "k_parallel": len(MASKS)},
+                      "settings": {**settings, "seeds": args.seeds, "k_parallel": len(MASKS)},
                       "total_seconds": time.perf_counter() - start, "runs": runs, "table_markdown": md}
             out.write_text(json.dumps(record, indent=2) + "\n")  # after every run (partial results survive)
     print(md)

@@ -32,9 +32,10 @@ import jaxlib
 import envs_jax
 from envs_jax.mabim import baselines as B
 
+from readme_sections import README, write_readme_section
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "mabim_baselines.json"
-README = HERE / "README.md"
 SECTION = "## MABIM baselines"
 SCENARIOS = ("mabim/standard-100", "mabim/2-echelons-100", "mabim/3-echelons-100", "mabim/lower-100",
              "mabim/lowest-100")
@@ -120,19 +121,6 @@ Command: `{payload['command']}`. Raw: `results/mabim_baselines.json`.
 """
 
 
-def write_readme_section(body: str) -> None:
-    """Replace (or append) the ``## MABIM baselines`` section, leaving the other sections alone."""
-    text = README.read_text() if README.exists() else "# Benchmarks\n"
-    start = text.find(f"\n{SECTION}\n")
-    section = "\n" + body.strip() + "\n"
-    if start < 0:
-        text = text.rstrip("\n") + "\n" + section
-    else:
-        nxt = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[nxt:] if nxt >= 0 else "")
-    README.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS))
@@ -163,7 +151,7 @@ def main() -> None:
     print(tables(results))
     print(f"\nwrote {RESULTS}")
     if not args.no_readme:
-        write_readme_section(readme_section(payload))
+        write_readme_section(SECTION, readme_section(payload).removeprefix(SECTION))
         print(f"updated the '{SECTION}' section of {README}")
 
 

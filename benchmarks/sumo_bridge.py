@@ -44,9 +44,10 @@ from envs_jax.sumo.scenarios import resco_scenario
 from envs_jax.sumo.standardize import standardize_net
 from envs_jax.sumo.worker import Simulation
 
+from readme_sections import write_readme_section
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-README = HERE / "README.md"
 
 
 def machine_info() -> dict[str, Any]:
@@ -193,19 +194,6 @@ def baselines_table(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_readme_section(body: str) -> None:
-    """Replace (or append) the ``## SUMO`` section of benchmarks/README.md, leaving the rest alone."""
-    text = README.read_text() if README.exists() else "# Benchmarks\n"
-    start = text.find("\n## SUMO\n")
-    section = "\n## SUMO\n\n" + body.strip() + "\n"
-    if start < 0:
-        text = text.rstrip("\n") + "\n" + section
-    else:
-        nxt = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[nxt:] if nxt >= 0 else "")
-    README.write_text(text)
-
-
 def _ippo_rows_and_note() -> tuple[list[str], str]:
     """IPPO rows for the baselines table and their note, from ``results/sumo_ippo.json`` (written
     by ``benchmarks/sumo_ippo.py``); nothing when that file does not exist."""
@@ -272,7 +260,7 @@ def main() -> None:
         payload = {**info, "load_avg_after": [round(x, 2) for x in os.getloadavg()], "results": res}
         (RESULTS / "sumo_baselines.json").write_text(json.dumps(payload, indent=2))
         print(baselines_table(res))
-    write_readme_section(readme_section())
+    write_readme_section("## SUMO", readme_section())
 
 
 if __name__ == "__main__":

@@ -177,7 +177,7 @@ def main() -> None:
     RESULT_FILE.write_text(json.dumps(res, indent=2) + "\n")
     print("\n".join(table_rows(res)))
     if not args.no_readme:
-        sumo_bridge.write_readme_section(sumo_bridge.readme_section())
+        sumo_bridge.write_readme_section("## SUMO", sumo_bridge.readme_section())
 
 
 if __name__ == "__main__":

@@ -146,7 +146,6 @@ def main() -> int:
         if "vmapped" in by and "sequential" in by:
             ratios[scenario] = by["vmapped"]["split_agent_steps_per_s"] / by["sequential"]["split_agent_steps_per_s"]
             print(f"{scenario}: K={args.k} vmapped / sequential = {ratios[scenario]:.2f}x")
-    import jax  # noqa: E402  (device info of the parent process)
 
     record = {"benchmark": "train_throughput", "command": " ".join([Path(sys.executable).name] + sys.argv),
               "device": _device_info(), "settings": {k: getattr(args, k) for k in ("k", "num_envs", "updates",

@@ -2,8 +2,8 @@
 
 ``espark train`` trains IPPO learners under built-in masks (several masks = several learners in
 parallel) and saves the selected learner as an orbax checkpoint; ``espark eval`` evaluates a saved
-learner without masks. ``espark run`` / ``espark report`` (the eSpark loop) are registered from
-:mod:`espark_jax.cli_search` when it is present.
+learner without masks. ``espark run`` / ``espark report`` (the eSpark loop) live in
+:mod:`espark_jax.cli_search`.
 
     espark train --scenario mabim/standard-100 --mask ss-pruning --steps 2e6 --seed 0 --out runs/ss
     espark eval --checkpoint runs/ss --split test
@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
+
+from espark_jax import cli_search
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoint"
@@ -243,13 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_train_parser(sub)
     add_eval_parser(sub)
-    try:
-        from espark_jax import cli_search
-    except ImportError:
-        cli_search = None
-    if cli_search is not None:
-        cli_search.add_run_parser(sub)
-        cli_search.add_report_parser(sub)
+    cli_search.add_run_parser(sub)
+    cli_search.add_report_parser(sub)
     return parser
 
 

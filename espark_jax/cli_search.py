@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -141,16 +140,3 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).write_text(table + "\n")
     return 0
-
-
-def main_for_tests(argv: list[str]) -> int:  # pragma: no cover - thin wrapper used by the CLI tests
-    parser = argparse.ArgumentParser(prog="espark")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_run_parser(sub)
-    add_report_parser(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main_for_tests(sys.argv[1:]))

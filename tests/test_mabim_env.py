@@ -116,7 +116,7 @@ def test_hand_computed_single_store_three_days():
       day 3); profit [20, 20]; holding [0.03, 0.114]; reward [19.97, 19.886]; in transit [0, 48].
     """
     with jax.enable_x64(True):
-        T, N = 60, 2
+        T = 60
         demand = np.tile([10.0, 4.0], (T, 1))
         prices = {"store1": np.tile([10.0, 20.0], (T, 1)), "store2": np.tile([8.0, 15.0], (T, 1))}
         tabs = MabimTables.from_arrays(demand, prices, {"store1": np.array([5.0, 50.0])},

@@ -64,7 +64,7 @@ from espark_jax.ippo.evaluate import summarize
 from espark_jax.ippo.networks import ActorCritic, init_stacked_params
 from espark_jax.ippo.ppo import make_optimizer, make_update
 from espark_jax.ippo.rollout import MaskFn, RolloutStats, Transition, apply_masks, policy_step
-from espark_jax.ippo.train import LearnerState, TrainConfig, Trainer, _broadcast, _slot, _TimedJit
+from espark_jax.ippo.train import LearnerSet, LearnerState, TrainConfig, Trainer, _broadcast, _slot, _TimedJit
 
 REWARD_SCALE = 0.01
 """Reward multiplier for SUMO (see the module doc); pass it as ``TrainConfig.reward_scale``."""
@@ -157,7 +157,7 @@ def record_host_contexts(
     return {name: np.concatenate([np.asarray(c[name]) for c in kept]) for name in kept[0]}
 
 
-class HostTrainer:
+class HostTrainer(LearnerSet):
     """K-parallel IPPO over a host environment with ``K x E`` simulations (see the module doc).
 
     Args:
@@ -203,17 +203,6 @@ class HostTrainer:
         self.set_masks(mask_fns)
 
     # ---------------------------------------------------------------- setup
-    @property
-    def num_learners(self) -> int:
-        """K, the number of learners (= number of mask functions)."""
-        return len(self.mask_fns)
-
-    def _count(self, name: str) -> Callable[[], None]:
-        def bump() -> None:
-            self.trace_counts[name] += 1
-
-        return bump
-
     def set_masks(self, mask_fns: Sequence[MaskFn]) -> None:
         """Use new mask functions (same K): only the per-decision function is rebuilt.
 

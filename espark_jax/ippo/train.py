@@ -143,7 +143,27 @@ def _broadcast(tree: Any, k: int) -> Any:
     return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (k,) + jnp.shape(x)), tree)
 
 
-class Trainer:
+class LearnerSet:
+    """What every K-learner trainer shares: ``mask_fns`` (one per learner) and trace counters."""
+
+    mask_fns: tuple[MaskFn, ...]
+    trace_counts: dict[str, int]
+
+    @property
+    def num_learners(self) -> int:
+        """K, the number of learners (= number of mask functions)."""
+        return len(self.mask_fns)
+
+    def _count(self, name: str) -> Callable[[], None]:
+        """A callback that counts traces of the program ``name`` (called at trace time)."""
+
+        def bump() -> None:
+            self.trace_counts[name] += 1
+
+        return bump
+
+
+class Trainer(LearnerSet):
     """K-parallel IPPO for one environment and one configuration (see the module doc).
 
     Args:
@@ -177,17 +197,6 @@ class Trainer:
         self.set_masks(mask_fns)
 
     # ---------------------------------------------------------------- setup
-    @property
-    def num_learners(self) -> int:
-        """K, the number of learners (= number of mask functions)."""
-        return len(self.mask_fns)
-
-    def _count(self, name: str) -> Callable[[], None]:
-        def bump() -> None:
-            self.trace_counts[name] += 1
-
-        return bump
-
     def set_masks(self, mask_fns: Sequence[MaskFn]) -> None:
         """Use new mask functions (same K): only the rollout is rebuilt; the update is kept.
 
