@@ -15,6 +15,7 @@ from espark_jax.runs import RunDir, RunDirError
 from espark_jax.search import SearchConfig, run_search
 
 REPLAY_RUN = Path(__file__).parent / "data" / "replay_run"
+REPLAY_K = 2  # candidates per iteration in the recorded run (tests/data/make_replay_run.py)
 COMPONENTS = ("profit", "excess_cost", "order_cost", "holding_cost", "backlog_cost")
 
 
@@ -193,12 +194,12 @@ def test_corrupt_run_directories_are_clear_errors(template_run, tmp_path):
 
 
 def test_replay_of_the_recorded_run(tmp_path):
-    cfg = tiny_config(provider=f"replay:{REPLAY_RUN}")
+    cfg = tiny_config(provider=f"replay:{REPLAY_RUN}", k=REPLAY_K)
     run = new_run(tmp_path / "replayed", cfg)
     # (a prompt that drifted from the recording, e.g. other feedback numbers, only warns)
     results = run_search(cfg, run, ReplayProvider(REPLAY_RUN), progress=False, log=lambda s: None)
     for it in (1, 2):
-        for k in range(4):
+        for k in range(REPLAY_K):
             recorded = json.loads((REPLAY_RUN / f"iter_{it:02d}" / f"cand_{k:02d}" / "generator.json").read_text())
             ours = json.loads((run.cand_dir(it, k) / "generator.json").read_text())
             assert ours["text"] == recorded["text"]

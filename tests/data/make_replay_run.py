@@ -1,4 +1,4 @@
-"""Re-create ``tests/data/replay_run``: a tiny recorded eSpark run (K = 4, 2 iterations) for replay tests.
+"""Re-create ``tests/data/replay_run``: a tiny recorded eSpark run (K = 2, 2 iterations) for replay tests.
 
 The replies are hand-written LLM-style answers (prose plus a fenced function, and checker
 verdicts in JSON), served by a scripted provider; the loop records them exactly as it records
@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 
-from test_search import ScriptedProvider, new_run, tiny_config  # noqa: E402
+from test_search import REPLAY_K, ScriptedProvider, new_run, tiny_config  # noqa: E402
 
 from espark_jax.search import run_search  # noqa: E402
 
@@ -69,11 +69,11 @@ def compute_mask(ctx, action_space):
 def reply(req):
     if req.role == "checker":
         return '{"pass": true, "reasons": ["the mask keeps order-nothing allowed and uses documented fields"]}'
-    return REPLIES[req.slot]
+    return REPLIES[2 * (req.iteration - 1) + req.slot]  # four different answers over the run
 
 
 def main() -> None:
-    cfg = tiny_config(provider="scripted")
+    cfg = tiny_config(provider="scripted", k=REPLAY_K)
     with tempfile.TemporaryDirectory() as tmp:
         run = new_run(Path(tmp) / "rec", cfg)
         run_search(cfg, run, ScriptedProvider(reply), progress=False)
@@ -90,7 +90,7 @@ def main() -> None:
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_text(json.dumps(data, indent=1) + "\n")
         (out / "README.md").write_text(
-            "A tiny recorded eSpark run (mabim/tiny, K = 4, 2 iterations) for the replay tests.\n"
+            "A tiny recorded eSpark run (mabim/tiny, K = 2, 2 iterations) for the replay tests.\n"
             "The replies are hand-written LLM-style answers, not real model output; re-create with\n"
             "`python tests/data/make_replay_run.py`.\n")
 
