@@ -46,6 +46,8 @@ def add_run_parser(sub: Any) -> None:
     p.add_argument("--iterations", type=int, help="eSpark iterations")
     p.add_argument("--steps", type=float, help="environment steps per candidate over the whole run (e.g. 5.02e6)")
     p.add_argument("--num-envs", type=int, help="parallel environments per learner")
+    p.add_argument("--lr", type=float, help="Adam learning rate of the learners (paper and --preset paper: 5e-4; "
+                   "--preset quick: 1e-3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="run name (default: scenario-provider-time)")
     p.add_argument("--runs-dir", default="runs", help="where run directories go (default %(default)s)")
@@ -76,7 +78,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     env_kwargs = {"data_dir": args.data_dir} if args.data_dir else {}
     overrides = dict(
         scenario=args.scenario, k=args.k, iterations=args.iterations,
-        steps=int(args.steps) if args.steps is not None else None, num_envs=args.num_envs, seed=args.seed,
+        steps=int(args.steps) if args.steps is not None else None, num_envs=args.num_envs, lr=args.lr, seed=args.seed,
         provider=args.provider, checker=not args.no_checker, retention=not args.no_retention,
         reward_factors=not args.no_reward_factors, formulation=args.formulation,
         generator_model=args.generator_model, checker_model=args.checker_model, env_kwargs=env_kwargs,

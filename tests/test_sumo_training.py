@@ -224,7 +224,7 @@ def test_sumo_presets_scale_down():
     quick = SearchConfig.from_preset("quick", scenario="sumo/grid4x4")
     assert (quick.num_envs, quick.steps, quick.updates_per_chunk) == (1, 1_440, 1)
     assert SearchConfig.from_preset("quick", scenario="sumo/grid4x4", num_envs=2).num_envs == 2
-    assert SearchConfig.from_preset("quick").num_envs == 4  # MABIM unchanged
+    assert SearchConfig.from_preset("quick").num_envs == 2  # MABIM: the base preset
     assert SearchConfig.from_preset("paper", scenario="sumo/cologne8").steps == 2_400_000
 
 
