@@ -3,7 +3,7 @@
 ``espark train`` trains IPPO learners under built-in masks (several masks = several learners in
 parallel) and saves the selected learner as an orbax checkpoint; ``espark eval`` evaluates a saved
 learner without masks. ``espark run`` / ``espark report`` (the eSpark loop) live in
-:mod:`espark_jax.cli_search`.
+:mod:`espark_jax.cli_search`, ``espark baselines`` in :mod:`espark_jax.cli_baselines`.
 
     espark train --scenario mabim/standard-100 --mask ss-pruning --steps 2e6 --seed 0 --out runs/ss
     espark eval --checkpoint runs/ss --split test
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from espark_jax import cli_search
+from espark_jax import cli_baselines, cli_search
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoint"
@@ -247,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     cli_search.add_run_parser(sub)
     cli_search.add_report_parser(sub)
+    cli_baselines.add_baselines_parser(sub)
     return parser
 
 
