@@ -3,7 +3,8 @@
 ``espark train`` trains IPPO learners under built-in masks (several masks = several learners in
 parallel) and saves the selected learner as an orbax checkpoint; ``espark eval`` evaluates a saved
 learner without masks. ``espark run`` / ``espark report`` (the eSpark loop) live in
-:mod:`espark_jax.cli_search`, ``espark baselines`` in :mod:`espark_jax.cli_baselines`.
+:mod:`espark_jax.cli_search`, ``espark baselines`` in :mod:`espark_jax.cli_baselines`, ``espark sweep``
+in :mod:`espark_jax.cli_sweep`.
 
     espark train --scenario mabim/standard-100 --mask ss-pruning --steps 2e6 --seed 0 --out runs/ss
     espark eval --checkpoint runs/ss --split test
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from espark_jax import cli_baselines, cli_search
+from espark_jax import cli_baselines, cli_search, cli_sweep
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoint"
@@ -248,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_search.add_run_parser(sub)
     cli_search.add_report_parser(sub)
     cli_baselines.add_baselines_parser(sub)
+    cli_sweep.add_sweep_parser(sub)
     return parser
 
 

@@ -91,8 +91,12 @@ def _default_name(cfg: Any, provider_name: str) -> str:
     return f"{scen}-{provider_name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    """``espark run``: start or resume a run, print the final table."""
+def execute_run(cfg: Any | None, run_path: Path | None, resume: bool, progress: bool = True,
+                runs_dir: str | Path = "runs") -> dict[str, Any]:
+    """Start a run of ``cfg`` in ``run_path`` (``resume=False``; None: a new directory under
+    ``runs_dir`` named after scenario, provider and time) or continue the run in ``run_path`` (its
+    recorded config is used). Prints the provider announcement and the final table; returns the
+    results dict."""
     import envs_jax
     from espark_jax.llm.prompts import EnvPromptInfo, prompt_hashes
     from espark_jax.llm.providers import make_provider
@@ -101,13 +105,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from espark_jax.search import load_config, run_search
 
     enable_compile_cache()
-    if args.resume:
-        run = RunDir.open(args.resume)
+    run = None
+    if resume:
+        run = RunDir.open(run_path)
         cfg = load_config(run)
         print(f"resuming {run.path} (finished iterations: {run.finished_iterations() or 'none'})")
-    else:
-        cfg = _config_from_args(args)
-        run = None
     family = cfg.scenario.split("/", 1)[0]
     env = envs_jax.make(cfg.scenario, **cfg.env_kwargs)  # fails fast on an unknown scenario or bad data
     try:
@@ -120,16 +122,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         checker_model=cfg.checker_model, env_info=env_info)
     print(announcement)
     if run is None:
-        name = args.name or _default_name(cfg, provider.name)
-        run = RunDir.create(Path(args.runs_dir) / name, {
+        run_path = run_path or Path(runs_dir) / _default_name(cfg, provider.name)
+        run = RunDir.create(run_path, {
             "config": cfg.to_dict(), "provider": provider.describe(), "provider_label": provider.label,
             "announcement": announcement, "scenario": cfg.scenario, "data_source": env.spec.data_source,
             "prompt_hashes": prompt_hashes(),
         })
         print(f"run directory: {run.path}")
-    results = run_search(cfg, run, provider, progress=not args.no_progress)
+    results = run_search(cfg, run, provider, progress=progress)
     print(final_table(results))
     print(f"results: {run.path / 'results.json'}  figure: {run.path / 'summary.png'}")
+    return results
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``espark run``: start or resume a run, print the final table."""
+    if args.resume:
+        execute_run(None, Path(args.resume), resume=True, progress=not args.no_progress)
+        return 0
+    run_path = Path(args.runs_dir) / args.name if args.name else None
+    execute_run(_config_from_args(args), run_path, resume=False, progress=not args.no_progress, runs_dir=args.runs_dir)
     return 0
 
 

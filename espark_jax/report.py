@@ -4,6 +4,8 @@
   the best-so-far line, and the final test-split reward components per agent group).
 * :func:`results_table`: one row per run (scenario, provider, ablation flags, test return and
   components), as Markdown, for comparing runs and ablations.
+* :func:`variant_table`: one row per (scenario, provider, variant): mean ± std of the test return
+  over the runs (seeds) of a sweep.
 """
 
 from __future__ import annotations
@@ -113,4 +115,20 @@ def final_table(results: dict[str, Any]) -> str:
                   "| component | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
         for name, by_group in comps.items():
             lines.append(f"| {name} | " + " | ".join(f"{by_group.get(g, float('nan')):,.1f}" for g in groups) + " |")
+    return "\n".join(lines)
+
+
+def variant_table(run_dirs: Sequence[str | Path]) -> str:
+    """Markdown: finished runs grouped by (scenario, provider, variant); mean ± std (population,
+    over seeds) of the greedy test return and the number of runs."""
+    import numpy as np
+
+    groups: dict[tuple[str, str, str], list[float]] = {}
+    for d in run_dirs:
+        res = json.loads((Path(d) / "results.json").read_text())
+        key = (res["scenario"], res["provider"], _ablation(res["config"]))
+        groups.setdefault(key, []).append(float(res["test"]["greedy"]["return"]))
+    lines = ["| scenario | provider | variant | test return (mean ± std) | runs |", "|---|---|---|---|---|"]
+    for (scen, prov, var), vals in groups.items():
+        lines.append(f"| {scen} | {prov} | {var} | {np.mean(vals):,.0f} ± {np.std(vals):,.0f} | {len(vals)} |")
     return "\n".join(lines)

@@ -1,0 +1,108 @@
+"""``espark sweep``: the paper's ablations over seeds, one run directory each, resumable.
+
+Every (variant, seed) pair is one ``espark run`` in ``<sweep-dir>/<variant>-s<seed>``. Running the
+same command again skips finished runs and resumes interrupted ones, so a killed sweep loses
+nothing. At the end the runs are compared (``espark report``) and summarised per variant in
+``<sweep-dir>/summary.md``.
+
+    espark sweep --preset quick --variants full,no-retention,no-reward-factors --seeds 0,1
+    espark sweep --scenario mabim/lower-100 --preset paper --variants full,template,lang --seeds 0,1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+# variant name -> SearchConfig overrides (the paper's ablations)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "full": {},
+    "no-retention": {"retention": False},
+    "no-reward-factors": {"reward_factors": False},
+    "no-checker": {"checker": False},
+    "lang": {"formulation": "lang"},
+    "template": {"provider": "template"},
+}
+
+
+def add_sweep_parser(sub: Any) -> None:
+    """Register ``espark sweep``."""
+    p = sub.add_parser("sweep", help="run ablation variants over seeds and compare them",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scenario", default="mabim/standard-100", help="registered scenario (default %(default)s)")
+    p.add_argument("--preset", default="quick", choices=["quick", "paper"], help="sizes and budget (default %(default)s)")
+    p.add_argument("--variants", default="full,no-retention,no-reward-factors",
+                   help=f"comma-separated, from: {', '.join(VARIANTS)} (default %(default)s)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default %(default)s)")
+    p.add_argument("--provider", default="auto", help="provider of the non-template variants (default %(default)s)")
+    p.add_argument("--k", type=int, help="candidates per iteration")
+    p.add_argument("--iterations", type=int, help="eSpark iterations")
+    p.add_argument("--steps", type=float, help="environment steps per candidate over the whole run")
+    p.add_argument("--num-envs", type=int, help="parallel environments per learner")
+    p.add_argument("--lr", type=float, help="Adam learning rate of the learners")
+    p.add_argument("--sweep-dir", help="where the runs go (default runs/sweep-<scenario>-<preset>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_sweep)
+
+
+def plan(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """``[(run directory name, SearchConfig)]`` for every (variant, seed), with one-line errors."""
+    from espark_jax.search import SearchConfig
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise SystemExit(f"espark sweep: unknown variant(s) {', '.join(unknown) or '(none given)'}; "
+                         f"valid: {', '.join(VARIANTS)}")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise SystemExit(f"espark sweep: --seeds expects integers separated by commas, got {args.seeds!r}") from None
+    common = dict(scenario=args.scenario, provider=args.provider, k=args.k, iterations=args.iterations,
+                  steps=int(args.steps) if args.steps is not None else None, num_envs=args.num_envs, lr=args.lr)
+    try:
+        return [(f"{v}-s{seed}", SearchConfig.from_preset(args.preset, **{**common, **VARIANTS[v], "seed": seed}))
+                for v in variants for seed in seeds]
+    except ValueError as err:
+        raise SystemExit(f"espark sweep: {err}") from None
+
+
+def _differences(recorded: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    return [f"{k} {recorded.get(k)!r} vs {v!r}" for k, v in wanted.items() if recorded.get(k) != v]
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run (or resume) every run of the sweep, then print and save the comparison tables."""
+    import envs_jax
+    from espark_jax.cli_search import execute_run
+    from espark_jax.report import results_table, variant_table
+    from espark_jax.runs import RunDir
+
+    if args.scenario not in envs_jax.list_scenarios():
+        raise SystemExit(f"espark sweep: unknown scenario {args.scenario!r}; valid: {', '.join(envs_jax.list_scenarios())}")
+    runs = plan(args)
+    root = Path(args.sweep_dir or f"runs/sweep-{re.sub(r'[^A-Za-z0-9._-]+', '-', args.scenario)}-{args.preset}")
+    for i, (name, cfg) in enumerate(runs, 1):
+        path = root / name
+        print(f"\n=== sweep {i}/{len(runs)}: {name} ({path}) ===")
+        if (path / "results.json").is_file():
+            print("finished earlier: skipped")
+            continue
+        if path.exists():
+            recorded = RunDir.open(path).manifest.get("config", {})
+            diff = _differences(recorded, json.loads(json.dumps(cfg.to_dict())))  # as the manifest stores it
+            if diff:
+                raise SystemExit(f"espark sweep: {path} was made with another configuration ({'; '.join(diff)}); "
+                                 "use another --sweep-dir or the same options")
+            execute_run(None, path, resume=True, progress=not args.no_progress)
+        else:
+            execute_run(cfg, path, resume=False, progress=not args.no_progress)
+    dirs = [root / name for name, _ in runs]
+    text = "## Runs\n\n" + results_table(dirs) + "\n\n## Per variant\n\n" + variant_table(dirs) + "\n"
+    (root / "summary.md").write_text(text)
+    print("\n" + text)
+    print(f"summary: {root / 'summary.md'}")
+    return 0
