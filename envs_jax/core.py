@@ -242,13 +242,9 @@ def describe_scenario(name: str) -> str:
     return _DESCRIPTIONS.get(name, "")
 
 
-def make(name: str, **kwargs: Any) -> Any:
-    """Build the environment registered as ``name``; keyword arguments go to its factory.
-
-    Raises:
-        UnknownScenarioError: with the list of valid names (and the closest match) when
-            ``name`` is not registered.
-    """
+def check_scenario(name: str) -> None:
+    """Raise :class:`UnknownScenarioError` (valid names and the closest match in one line) unless
+    ``name`` is registered; builds nothing."""
     _load_builtin()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY, n=1)
@@ -256,4 +252,14 @@ def make(name: str, **kwargs: Any) -> Any:
         raise UnknownScenarioError(
             f"unknown scenario {name!r}.{hint} Valid scenarios: {', '.join(sorted(_REGISTRY))}"
         )
+
+
+def make(name: str, **kwargs: Any) -> Any:
+    """Build the environment registered as ``name``; keyword arguments go to its factory.
+
+    Raises:
+        UnknownScenarioError: with the list of valid names (and the closest match) when
+            ``name`` is not registered.
+    """
+    check_scenario(name)
     return _REGISTRY[name](**kwargs)

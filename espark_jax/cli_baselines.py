@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from espark_jax.cli_args import pick_names, require_scenario
+
 # the names of envs_jax.mabim.baselines.BASELINES (kept here so that `espark --help` does not import jax)
 MABIM_BASELINES = ("zero", "constant", "random", "base_stock_static", "base_stock_dynamic", "sS_hindsight", "sS_static")
 SUMO_BASELINES = ("fixed-time", "max-pressure")
@@ -37,13 +39,7 @@ def add_baselines_parser(sub: Any) -> None:
 
 
 def _selected(only: str | None, valid: tuple[str, ...]) -> list[str]:
-    if not only:
-        return list(valid)
-    names = [n.strip() for n in only.split(",") if n.strip()]
-    unknown = [n for n in names if n not in valid]
-    if unknown:
-        raise SystemExit(f"espark baselines: unknown baseline(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
-    return names
+    return pick_names(only, valid, "baseline", "espark baselines") if only else list(valid)
 
 
 def mabim_table(results: dict[str, dict[str, Any]]) -> str:
@@ -73,8 +69,7 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     import envs_jax
 
     family = args.scenario.split("/", 1)[0]
-    if args.scenario not in envs_jax.list_scenarios():
-        raise SystemExit(f"espark baselines: unknown scenario {args.scenario!r}; valid: {', '.join(envs_jax.list_scenarios())}")
+    require_scenario("espark baselines", args.scenario)
     if family == "sumo":
         from envs_jax.sumo.baselines import FixedTime, MaxPressure, evaluate
 

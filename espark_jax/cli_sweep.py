@@ -17,6 +17,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from espark_jax.cli_args import pick_names, require_scenario
+
 # variant name -> SearchConfig overrides (the paper's ablations)
 VARIANTS: dict[str, dict[str, Any]] = {
     "full": {},
@@ -52,11 +54,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """``[(run directory name, SearchConfig)]`` for every (variant, seed), with one-line errors."""
     from espark_jax.search import SearchConfig
 
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown or not variants:
-        raise SystemExit(f"espark sweep: unknown variant(s) {', '.join(unknown) or '(none given)'}; "
-                         f"valid: {', '.join(VARIANTS)}")
+    variants = pick_names(args.variants, VARIANTS, "variant", "espark sweep")
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
@@ -76,13 +74,11 @@ def _differences(recorded: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run (or resume) every run of the sweep, then print and save the comparison tables."""
-    import envs_jax
     from espark_jax.cli_search import execute_run
     from espark_jax.report import results_table, variant_table
     from espark_jax.runs import RunDir
 
-    if args.scenario not in envs_jax.list_scenarios():
-        raise SystemExit(f"espark sweep: unknown scenario {args.scenario!r}; valid: {', '.join(envs_jax.list_scenarios())}")
+    require_scenario("espark sweep", args.scenario)
     runs = plan(args)
     root = Path(args.sweep_dir or f"runs/sweep-{re.sub(r'[^A-Za-z0-9._-]+', '-', args.scenario)}-{args.preset}")
     for i, (name, cfg) in enumerate(runs, 1):

@@ -37,7 +37,7 @@ def test_sumo_table(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--scenario", "mabim/nope"], "unknown scenario 'mabim/nope'; valid: "),
+    (["--scenario", "mabim/nope"], "unknown scenario 'mabim/nope'. Did you mean 'mabim/tiny'? Valid scenarios: mabim/2-echelons-100"),
     (["--only", "zero,bogus"], "unknown baseline(s) bogus; valid: zero"),
 ])
 def test_bad_input_is_one_line(argv, message):

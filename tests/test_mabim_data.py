@@ -237,6 +237,15 @@ def test_bad_scenario_options(kwargs, exc, pattern):
     one_line_error(err)
 
 
+def test_check_scenario_builds_nothing_and_says_the_same_as_make():
+    assert envs_jax.check_scenario("mabim/standard-500") is None
+    with pytest.raises(UnknownScenarioError) as checked:
+        envs_jax.check_scenario("mabim/standrd-100")
+    with pytest.raises(UnknownScenarioError) as made:
+        envs_jax.make("mabim/standrd-100")
+    assert str(checked.value) == str(made.value)
+
+
 def test_unknown_scenario_lists_the_valid_names():
     with pytest.raises(UnknownScenarioError, match=r"unknown scenario 'mabim/standrd-100'\. Did you mean "
                                                    r"'mabim/standard-100'\? Valid scenarios: .*mabim/2-echelons-100") as err:
