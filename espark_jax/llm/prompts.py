@@ -1,7 +1,7 @@
 """Prompt templates for the eSpark generator, checker and repair rounds.
 
 The templates are plain text files under the repository's ``prompts/`` folder (``common/`` plus one
-folder per environment family), filled with :class:`string.Template` (``${name}`` placeholders).
+folder per environment family), filled with :class:`string.Template` (``${name}`` substitution fields).
 A non-editable install ships them inside the package as ``espark_jax/llm/prompt_files`` (see
 ``setup.py``); ``ESPARK_PROMPTS_DIR`` overrides both.
 

@@ -36,7 +36,7 @@ class Param:
     """A numeric template parameter.
 
     Attributes:
-        name: placeholder name in the family's body (``$name``).
+        name: substitution name in the family's body (``$name``).
         low, high: bounds (inclusive).
         default: the hand-picked value used in the first generation.
         log: mutate multiplicatively (for scale-like parameters).
@@ -150,7 +150,7 @@ def _render_one(family: Family, genome: Genome, fn: str, roles: Mapping[str, str
 def render_genome(genome: Genome, families: Mapping[str, Family], roles: Mapping[str, str] | None = None) -> str:
     """Source text defining ``compute_mask(ctx, action_space)`` for ``genome``.
 
-    ``roles`` maps the families' role placeholders to context expressions (``"ctx.queue"``).
+    ``roles`` maps the families' role names (``$pressure``, ``$queue``, ...) to context expressions (``"ctx.queue"``).
     A recombined genome becomes two helpers ``mask_part_a``/``mask_part_b`` and a
     ``compute_mask`` that ANDs them, keeping the first mask for agents the AND would leave empty.
     """
