@@ -60,18 +60,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options; errors are one line naming the fix."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenarios", nargs="+", default=list(DEFAULT_SCENARIOS))
-    parser.add_argument("--envs", nargs="+", type=int, default=None,
-                        help=f"vmapped environment counts (default: {CPU_ENVS} on CPU, {ACCELERATOR_ENVS} on GPU)")
+    parser.add_argument(
+        "--envs",
+        nargs="+",
+        type=int,
+        default=None,
+        help=f"vmapped environment counts (default: {CPU_ENVS} on CPU, {ACCELERATOR_ENVS} on GPU)",
+    )
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    parser.add_argument("--rng", nargs="+", default=["hash"], choices=RNGS,
-                        help="random-action generator(s); each adds rows of the random-action modes")
-    parser.add_argument("--episodes", type=int, default=1, help="episodes per timed call in 'episode' mode")
-    parser.add_argument("--repeats", type=int, default=9, help="timed calls per row (median and best reported)")
-    parser.add_argument("--host-devices", type=int, default=None,
-                        help="CPU only: expose this many CPU devices (XLA_FLAGS) and shard the environments over them")
-    parser.add_argument("--baseline", metavar="REV", default=None,
-                        help="also time envs_jax as of this git revision, in turns with the working tree's (A/B)")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "env_throughput.json"))
+    parser.add_argument(
+        "--rng",
+        nargs="+",
+        default=["hash"],
+        choices=RNGS,
+        help="random-action generator(s); each adds rows of the random-action modes",
+    )
+    parser.add_argument(
+        "--episodes", type=int, default=1, help="episodes per timed call in 'episode' mode"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=9, help="timed calls per row (median and best reported)"
+    )
+    parser.add_argument(
+        "--host-devices",
+        type=int,
+        default=None,
+        help="CPU only: expose this many CPU devices (XLA_FLAGS) and shard the environments over them",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        default=None,
+        help="also time envs_jax as of this git revision, in turns with the working tree's (A/B)",
+    )
+    parser.add_argument(
+        "--out", default=str(Path(__file__).parent / "results" / "env_throughput.json")
+    )
     args = parser.parse_args(argv)
     if args.envs is not None and any(n < 1 for n in args.envs):
         parser.error(f"--envs must be positive, got {args.envs}")
@@ -86,7 +110,11 @@ def set_host_devices(n: int | None) -> None:
     """Ask XLA for ``n`` CPU devices; must run before JAX initialises its backend."""
     if n is None:
         return
-    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
+    flags = [
+        f
+        for f in os.environ.get("XLA_FLAGS", "").split()
+        if "xla_force_host_platform_device_count" not in f
+    ]
     os.environ["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={n}"])
 
 
@@ -111,12 +139,16 @@ def hash_actions(counter: Any, n_envs: int, n_agents: int, n_actions: int) -> An
 
     env = jnp.arange(n_envs, dtype=jnp.uint32)[:, None]
     agent = jnp.arange(n_agents, dtype=jnp.uint32)[None, :]
-    salt = _mix32(jnp.asarray(counter, jnp.uint32) * jnp.uint32(0x9E3779B9) + jnp.uint32(0x7F4A7C15))
+    salt = _mix32(
+        jnp.asarray(counter, jnp.uint32) * jnp.uint32(0x9E3779B9) + jnp.uint32(0x7F4A7C15)
+    )
     h = _mix32((env * jnp.uint32(n_agents) + agent) ^ salt)
     return ((h >> 16) * jnp.uint32(n_actions) >> 16).astype(jnp.int32)
 
 
-def make_action_fn(rng: str, n_envs: int, n_agents: int, n_actions: int) -> Callable[[Any, Any], Any]:
+def make_action_fn(
+    rng: str, n_envs: int, n_agents: int, n_actions: int
+) -> Callable[[Any, Any], Any]:
     """``actions(counter, key) -> int32 [n_envs, n_agents]`` for the chosen generator."""
     import jax
 
@@ -124,13 +156,16 @@ def make_action_fn(rng: str, n_envs: int, n_agents: int, n_actions: int) -> Call
         return lambda counter, key: hash_actions(counter, n_envs, n_agents, n_actions)
 
     def sample(counter: Any, key: Any) -> Any:
-        return jax.random.randint(jax.random.fold_in(key, counter), (n_envs, n_agents), 0, n_actions)
+        return jax.random.randint(
+            jax.random.fold_in(key, counter), (n_envs, n_agents), 0, n_actions
+        )
 
     return sample
 
 
-def build_programs(env: Any, params: Any, n_envs: int, rng: str, episodes: int, sharding: Any = None
-                   ) -> dict[str, tuple[Callable, tuple]]:
+def build_programs(
+    env: Any, params: Any, n_envs: int, rng: str, episodes: int, sharding: Any = None
+) -> dict[str, tuple[Callable, tuple]]:
     """The function and its arguments for each mode (``sharding``: of the environment axis, or None)."""
     import jax
     import jax.numpy as jnp
@@ -141,7 +176,11 @@ def build_programs(env: Any, params: Any, n_envs: int, rng: str, episodes: int, 
     v_reset = jax.vmap(env.reset, in_axes=(0, None))
     v_step = jax.vmap(env.step, in_axes=(None, 0, 0, None))
     key0 = jax.random.key(0, impl="rbg" if rng == "rbg" else "threefry2x32")
-    shard = (lambda x: x) if sharding is None else (lambda x: jax.lax.with_sharding_constraint(x, sharding))
+    shard = (
+        (lambda x: x)
+        if sharding is None
+        else (lambda x: jax.lax.with_sharding_constraint(x, sharding))
+    )
 
     def run_steps(state, obs, counter, key, fixed, params):
         def body(carry, _):
@@ -174,7 +213,9 @@ def build_programs(env: Any, params: Any, n_envs: int, rng: str, episodes: int, 
         return total + jnp.sum(obs[..., 0])
 
     keys = jax.random.split(jax.random.key(1), n_envs)
-    fixed = jnp.asarray(np.random.default_rng(0).integers(0, n_actions, (n_envs, n_agents)), jnp.int32)
+    fixed = jnp.asarray(
+        np.random.default_rng(0).integers(0, n_actions, (n_envs, n_agents)), jnp.int32
+    )
     if sharding is not None:
         keys, fixed = jax.device_put(keys, sharding), jax.device_put(fixed, sharding)
     obs0, state0 = jax.jit(v_reset)(keys, params)
@@ -185,7 +226,9 @@ def build_programs(env: Any, params: Any, n_envs: int, rng: str, episodes: int, 
     }
 
 
-def time_programs(programs: dict[Any, tuple[Callable, tuple]], repeats: int) -> dict[Any, dict[str, Any]]:
+def time_programs(
+    programs: dict[Any, tuple[Callable, tuple]], repeats: int
+) -> dict[Any, dict[str, Any]]:
     """Compile each program (``lower().compile()``, timed), warm each up once, then time ``repeats``
     calls of each in turns (round robin, so every program sees the same machine load)."""
     import jax
@@ -226,10 +269,16 @@ def load_baseline(rev: str) -> Any:
 
     repo = Path(__file__).resolve().parent.parent
     try:
-        blob = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", rev, "envs_jax"],
-                              capture_output=True, check=True, timeout=60).stdout
+        blob = subprocess.run(
+            ["git", "-C", str(repo), "archive", "--format=tar", rev, "envs_jax"],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
     except (OSError, subprocess.SubprocessError) as err:
-        raise SystemExit(f"--baseline {rev}: git archive failed in {repo} ({err}); pass a commit of this repository")
+        raise SystemExit(
+            f"--baseline {rev}: git archive failed in {repo} ({err}); pass a commit of this repository"
+        )
     root = Path(tempfile.mkdtemp(prefix="env_throughput_baseline_"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
@@ -248,10 +297,20 @@ def git_commit(path: Path) -> str | None:
     import subprocess
 
     try:
-        rev = subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "--", "."], capture_output=True,
-                               text=True, timeout=10, check=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(path), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return rev + ("+dirty" if dirty else "")
@@ -262,8 +321,14 @@ def device_info() -> dict[str, Any]:
     import jax
 
     dev = jax.devices()[0]
-    return {"platform": dev.platform, "kind": dev.device_kind, "count": jax.device_count(),
-            "cpu_count": os.cpu_count(), "machine": platform.machine(), "processor": platform.processor()}
+    return {
+        "platform": dev.platform,
+        "kind": dev.device_kind,
+        "count": jax.device_count(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -277,24 +342,34 @@ def main(argv: list[str] | None = None) -> None:
     import envs_jax
 
     dev = device_info()
-    if args.host_devices is not None and (dev["platform"] != "cpu" or dev["count"] != args.host_devices):
-        raise SystemExit(f"--host-devices {args.host_devices}: JAX shows {dev['count']} {dev['platform']} device(s); "
-                         "use it on CPU only, with JAX not initialised before")
+    if args.host_devices is not None and (
+        dev["platform"] != "cpu" or dev["count"] != args.host_devices
+    ):
+        raise SystemExit(
+            f"--host-devices {args.host_devices}: JAX shows {dev['count']} {dev['platform']} device(s); "
+            "use it on CPU only, with JAX not initialised before"
+        )
     n_dev = dev["count"]
     env_counts = args.envs or list(CPU_ENVS if dev["platform"] == "cpu" else ACCELERATOR_ENVS)
     bad = [n for n in env_counts if n % n_dev]
     if bad:
-        raise SystemExit(f"--envs {bad}: the environments are sharded over {n_dev} devices; use multiples of {n_dev}")
+        raise SystemExit(
+            f"--envs {bad}: the environments are sharded over {n_dev} devices; use multiples of {n_dev}"
+        )
     sharding = None
     if n_dev > 1:
         sharding = NamedSharding(Mesh(np.array(jax.devices()), ("env",)), PartitionSpec("env"))
 
     load_before = os.getloadavg()
-    print(f"device {dev['platform']} ({dev['kind']}) x{n_dev}, {dev['cpu_count']} CPUs, load {load_before[0]:.1f}; "
-          f"jax {jax.__version__}")
-    print(f"{'scenario':<22} {'impl':<9} {'mode':<10} {'actions':<8} {'envs':>6} {'agents':>6} "
-          f"{'compile s':>9} {'run s':>8} "
-          f"{'env-steps/s':>12} {'agent-steps/s':>14} {'best agent/s':>14} {'per CPU-s':>14} {'cpu/wall':>8}")
+    print(
+        f"device {dev['platform']} ({dev['kind']}) x{n_dev}, {dev['cpu_count']} CPUs, load {load_before[0]:.1f}; "
+        f"jax {jax.__version__}"
+    )
+    print(
+        f"{'scenario':<22} {'impl':<9} {'mode':<10} {'actions':<8} {'envs':>6} {'agents':>6} "
+        f"{'compile s':>9} {'run s':>8} "
+        f"{'env-steps/s':>12} {'agent-steps/s':>14} {'best agent/s':>14} {'per CPU-s':>14} {'cpu/wall':>8}"
+    )
     impls = {"current": envs_jax}
     if args.baseline is not None:
         impls[f"baseline {args.baseline}"] = load_baseline(args.baseline)
@@ -311,38 +386,67 @@ def main(argv: list[str] | None = None) -> None:
                     built = build_programs(env, params, n_envs, rng, args.episodes, sharding)
                     for mode in args.modes:
                         if mode != "step-norng" or rng == args.rng[0]:
-                            programs[(impl, mode, rng if mode != "step-norng" else "-")] = built[mode]
+                            programs[(impl, mode, rng if mode != "step-norng" else "-")] = built[
+                                mode
+                            ]
             results = time_programs(programs, args.repeats)
             for (impl, mode, rng), res in results.items():
                 steps = horizon * n_envs * (args.episodes if mode == "episode" else 1)
                 env_sps = steps / res["median_s"]
-                row = {"impl": impl, "scenario": name, "mode": mode, "rng": rng, "envs": n_envs, "agents": n_agents,
-                       "devices": n_dev, "steps_per_call": steps, "env_steps_per_s": env_sps,
-                       "agent_steps_per_s": env_sps * n_agents,
-                       "agent_steps_per_s_best": steps * n_agents / res["min_s"],
-                       "agent_steps_per_cpu_s": steps * n_agents / res["cpu_median_s"], **res}
+                row = {
+                    "impl": impl,
+                    "scenario": name,
+                    "mode": mode,
+                    "rng": rng,
+                    "envs": n_envs,
+                    "agents": n_agents,
+                    "devices": n_dev,
+                    "steps_per_call": steps,
+                    "env_steps_per_s": env_sps,
+                    "agent_steps_per_s": env_sps * n_agents,
+                    "agent_steps_per_s_best": steps * n_agents / res["min_s"],
+                    "agent_steps_per_cpu_s": steps * n_agents / res["cpu_median_s"],
+                    **res,
+                }
                 rows.append(row)
-                print(f"{name:<22} {impl.split()[-1]:<9} {mode:<10} {rng:<8} {n_envs:>6} {n_agents:>6} "
-                      f"{res['compile_s']:>9.2f} "
-                      f"{res['median_s']:>8.4f} {env_sps:>12.4g} {row['agent_steps_per_s']:>14.4g} "
-                      f"{row['agent_steps_per_s_best']:>14.4g} {row['agent_steps_per_cpu_s']:>14.4g} "
-                      f"{res['cpu_median_s'] / res['median_s']:>8.2f}", flush=True)
+                print(
+                    f"{name:<22} {impl.split()[-1]:<9} {mode:<10} {rng:<8} {n_envs:>6} {n_agents:>6} "
+                    f"{res['compile_s']:>9.2f} "
+                    f"{res['median_s']:>8.4f} {env_sps:>12.4g} {row['agent_steps_per_s']:>14.4g} "
+                    f"{row['agent_steps_per_s_best']:>14.4g} {row['agent_steps_per_cpu_s']:>14.4g} "
+                    f"{res['cpu_median_s'] / res['median_s']:>8.2f}",
+                    flush=True,
+                )
 
     pkg_dir = Path(envs_jax.__file__).parent
     record = {
         "benchmark": "env_throughput",
-        "command": " ".join(["python", "benchmarks/env_throughput.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": " ".join(
+            ["python", "benchmarks/env_throughput.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
         "device": dev,
-        "versions": {"python": platform.python_version(), "jax": jax.__version__,
-                     "jaxlib": jaxlib.__version__, "numpy": np.__version__},
+        "versions": {
+            "python": platform.python_version(),
+            "jax": jax.__version__,
+            "jaxlib": jaxlib.__version__,
+            "numpy": np.__version__,
+        },
         "envs_jax": {"path": str(pkg_dir), "git_commit": git_commit(pkg_dir)},
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_affinity": sorted(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else None,
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "rngs": args.rng, "episodes": args.episodes, "repeats": args.repeats, "baseline": args.baseline,
-        "rows": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items() if k != "all_s"}
-                 | {"all_s": [round(t, 6) for t in r["all_s"]]} for r in rows],
+        "rngs": args.rng,
+        "episodes": args.episodes,
+        "repeats": args.repeats,
+        "baseline": args.baseline,
+        "rows": [
+            {k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items() if k != "all_s"}
+            | {"all_s": [round(t, 6) for t in r["all_s"]]}
+            for r in rows
+        ],
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")

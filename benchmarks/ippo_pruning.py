@@ -25,12 +25,26 @@ from pathlib import Path
 
 import numpy as np
 
-SCENARIOS = ("mabim/standard-100", "mabim/2-echelons-100", "mabim/3-echelons-100", "mabim/lower-100",
-             "mabim/lowest-100")
+SCENARIOS = (
+    "mabim/standard-100",
+    "mabim/2-echelons-100",
+    "mabim/3-echelons-100",
+    "mabim/lower-100",
+    "mabim/lowest-100",
+)
 MASKS = ("none", "random", "ss-pruning", "upbound")
-LABELS = {"none": "IPPO", "random": "random pruning", "ss-pruning": "(S,s) pruning", "upbound": "upbound pruning"}
-OR_ROWS = {"base_stock_static": "base stock (static)", "sS_static": "(S,s) static", "constant": "constant 1.0",
-           "zero": "zero order"}
+LABELS = {
+    "none": "IPPO",
+    "random": "random pruning",
+    "ss-pruning": "(S,s) pruning",
+    "upbound": "upbound pruning",
+}
+OR_ROWS = {
+    "base_stock_static": "base stock (static)",
+    "sS_static": "(S,s) static",
+    "constant": "constant 1.0",
+    "zero": "zero order",
+}
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -40,30 +54,66 @@ def run_scenario(scenario: str, seed: int, args: argparse.Namespace) -> dict:
 
     import envs_jax
     from espark_jax.ippo.ppo import PPOConfig
-    from espark_jax.ippo.train import Trainer, TrainConfig, train
+    from espark_jax.ippo.train import TrainConfig, Trainer, train
     from espark_jax.masks.builtin import get_builtin_mask
 
     env = envs_jax.make(scenario)
     episode = int(env.spec.episode_length["train"])
     updates = max(1, math.ceil(args.steps / (episode * args.num_envs)))
-    cfg = TrainConfig(num_envs=args.num_envs, num_updates=updates, updates_per_chunk=min(10, updates),
-                      eval_every=updates, ppo=PPOConfig(lr=args.lr))
+    cfg = TrainConfig(
+        num_envs=args.num_envs,
+        num_updates=updates,
+        updates_per_chunk=min(10, updates),
+        eval_every=updates,
+        ppo=PPOConfig(lr=args.lr),
+    )
     trainer = Trainer(env, cfg, [get_builtin_mask(m, env.spec) for m in MASKS])
     key = jax.random.PRNGKey(seed)
-    result = train(trainer, trainer.init(key), jax.random.fold_in(key, 1), progress=not args.no_progress,
-                   desc=f"{scenario} seed {seed}")
-    test = {mode: trainer.evaluate(result.state.params, jax.random.fold_in(key, 2), split="test",
-                                   greedy=mode == "greedy", num_envs=4)
-            for mode in ("greedy", "sampled")}
-    masked = trainer.evaluate(result.state.params, jax.random.fold_in(key, 2), split="test", greedy=True,
-                              num_envs=4, masked=True)
-    return {"scenario": scenario, "seed": seed, "updates": updates, "env_steps": updates * episode * args.num_envs,
-            "train_seconds": result.seconds, "data_source": env.spec.data_source,
-            "test": {m: {"greedy": test["greedy"]["return"][i], "sampled": test["sampled"]["return"][i],
-                         "greedy_under_mask": masked["return"][i],
-                         "components_greedy": {n: sum(g[i] for g in v.values())
-                                               for n, v in test["greedy"]["components"].items()}}
-                     for i, m in enumerate(MASKS)}}
+    result = train(
+        trainer,
+        trainer.init(key),
+        jax.random.fold_in(key, 1),
+        progress=not args.no_progress,
+        desc=f"{scenario} seed {seed}",
+    )
+    test = {
+        mode: trainer.evaluate(
+            result.state.params,
+            jax.random.fold_in(key, 2),
+            split="test",
+            greedy=mode == "greedy",
+            num_envs=4,
+        )
+        for mode in ("greedy", "sampled")
+    }
+    masked = trainer.evaluate(
+        result.state.params,
+        jax.random.fold_in(key, 2),
+        split="test",
+        greedy=True,
+        num_envs=4,
+        masked=True,
+    )
+    return {
+        "scenario": scenario,
+        "seed": seed,
+        "updates": updates,
+        "env_steps": updates * episode * args.num_envs,
+        "train_seconds": result.seconds,
+        "data_source": env.spec.data_source,
+        "test": {
+            m: {
+                "greedy": test["greedy"]["return"][i],
+                "sampled": test["sampled"]["return"][i],
+                "greedy_under_mask": masked["return"][i],
+                "components_greedy": {
+                    n: sum(g[i] for g in v.values())
+                    for n, v in test["greedy"]["components"].items()
+                },
+            }
+            for i, m in enumerate(MASKS)
+        },
+    }
 
 
 def table(runs: list[dict], baselines: dict, field: str = "greedy") -> str:
@@ -84,7 +134,9 @@ def table(runs: list[dict], baselines: dict, field: str = "greedy") -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--steps", type=float, default=4e4, help="environment steps per learner")
@@ -92,8 +144,11 @@ def main() -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", default=str(RESULTS / "ippo_pruning.json"))
-    p.add_argument("--resume", action="store_true",
-                   help="keep the runs already in --out that were made with the same settings, run the rest")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the runs already in --out that were made with the same settings, run the rest",
+    )
     args = p.parse_args()
     import jax
 
@@ -113,22 +168,42 @@ def main() -> int:
             print(f"resuming: {len(runs)} runs kept from {out}", flush=True)
         else:
             print(f"not resuming: {out} was made with other settings", flush=True)
-    for seed in (int(s) for s in args.seeds.split(",")):  # seed-major: a stopped run still covers every scenario
+    for seed in (
+        int(s) for s in args.seeds.split(",")
+    ):  # seed-major: a stopped run still covers every scenario
         for scenario in args.scenarios.split(","):
             if any(r["scenario"] == scenario and r["seed"] == seed for r in runs):
                 continue
             runs.append(run_scenario(scenario, seed, args))
-            print(json.dumps({k: runs[-1][k] for k in ("scenario", "seed", "train_seconds")}), flush=True)
-            md = table(runs, baselines) + "\n\nEach learner greedy under its own training mask:\n\n" + \
-                table(runs, baselines, "greedy_under_mask")
-            record = {"benchmark": "ippo_pruning", "command": " ".join(["python"] + sys.argv),
-                      "device": {"platform": dev.platform, "device_kind": dev.device_kind,
-                                 "cpu_count": os.cpu_count(), "jax": jax.__version__,
-                                 "python": platform.python_version()},
-                      "load_average_before": load_before, "load_average_now": list(os.getloadavg()),
-                      "settings": {**settings, "seeds": args.seeds, "k_parallel": len(MASKS)},
-                      "total_seconds": time.perf_counter() - start, "runs": runs, "table_markdown": md}
-            out.write_text(json.dumps(record, indent=2) + "\n")  # after every run (partial results survive)
+            print(
+                json.dumps({k: runs[-1][k] for k in ("scenario", "seed", "train_seconds")}),
+                flush=True,
+            )
+            md = (
+                table(runs, baselines)
+                + "\n\nEach learner greedy under its own training mask:\n\n"
+                + table(runs, baselines, "greedy_under_mask")
+            )
+            record = {
+                "benchmark": "ippo_pruning",
+                "command": " ".join(["python"] + sys.argv),
+                "device": {
+                    "platform": dev.platform,
+                    "device_kind": dev.device_kind,
+                    "cpu_count": os.cpu_count(),
+                    "jax": jax.__version__,
+                    "python": platform.python_version(),
+                },
+                "load_average_before": load_before,
+                "load_average_now": list(os.getloadavg()),
+                "settings": {**settings, "seeds": args.seeds, "k_parallel": len(MASKS)},
+                "total_seconds": time.perf_counter() - start,
+                "runs": runs,
+                "table_markdown": md,
+            }
+            out.write_text(
+                json.dumps(record, indent=2) + "\n"
+            )  # after every run (partial results survive)
     print(md)
     print(f"wrote {out}")
     return 0

@@ -41,7 +41,9 @@ def llm_seconds(run: RunDir, iteration: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--preset", default="quick", choices=["quick", "paper"])
     ap.add_argument("--scenario", default="mabim/standard-100")
     ap.add_argument("--iterations", type=int, help="iterations to time (default: the preset's)")
@@ -53,14 +55,20 @@ def main() -> None:
     if args.iterations:
         base = SearchConfig.from_preset(args.preset)
         # keep the per-iteration budget of the preset when timing fewer iterations
-        overrides.update(iterations=args.iterations, steps=base.steps_per_iteration() * args.iterations)
+        overrides.update(
+            iterations=args.iterations, steps=base.steps_per_iteration() * args.iterations
+        )
     cfg = SearchConfig.from_preset(args.preset, **overrides)
     import envs_jax
     from espark_jax.llm.prompts import EnvPromptInfo
 
     env = envs_jax.make(cfg.scenario)
-    provider, note = make_provider(cfg.provider, env_family=cfg.scenario.split("/")[0], seed=cfg.seed,
-                                   env_info=EnvPromptInfo.from_env(env))
+    provider, note = make_provider(
+        cfg.provider,
+        env_family=cfg.scenario.split("/")[0],
+        seed=cfg.seed,
+        env_info=EnvPromptInfo.from_env(env),
+    )
     print(note)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,34 +80,61 @@ def main() -> None:
             it = h["iteration"]
             summary = json.loads((run.iter_dir(it) / "summary.json").read_text())
             comp = summary["compile_seconds"]
-            prev = json.loads((run.iter_dir(it - 1) / "summary.json").read_text())["compile_seconds"] if it > 1 else {}
+            prev = (
+                json.loads((run.iter_dir(it - 1) / "summary.json").read_text())["compile_seconds"]
+                if it > 1
+                else {}
+            )
             new_compile = sum(sum(v) for v in comp.values()) - sum(sum(v) for v in prev.values())
             llm = llm_seconds(run, it)
             t = summary["timings"]
-            rows.append({
-                "iteration": it, "llm_s": llm, "checks_s": t["generate_and_check_s"] - llm,
-                "compile_s": new_compile, "train_and_eval_s": t["train_s"] - new_compile,
-                "iteration_s_excl_llm": t["generate_and_check_s"] - llm + t["train_s"],
-                "env_steps_per_candidate": summary["env_steps_per_candidate"],
-            })
-    print(f"\n{cfg.scenario}, preset {args.preset}, K = {cfg.k}, {cfg.iterations} iterations, "
-          f"{rows[0]['env_steps_per_candidate']:,} env steps per candidate per iteration, provider {provider.label}")
-    print("| iteration | LLM s | compile checks s | XLA compile s | train + eval s | iteration s (no LLM) |")
+            rows.append(
+                {
+                    "iteration": it,
+                    "llm_s": llm,
+                    "checks_s": t["generate_and_check_s"] - llm,
+                    "compile_s": new_compile,
+                    "train_and_eval_s": t["train_s"] - new_compile,
+                    "iteration_s_excl_llm": t["generate_and_check_s"] - llm + t["train_s"],
+                    "env_steps_per_candidate": summary["env_steps_per_candidate"],
+                }
+            )
+    print(
+        f"\n{cfg.scenario}, preset {args.preset}, K = {cfg.k}, {cfg.iterations} iterations, "
+        f"{rows[0]['env_steps_per_candidate']:,} env steps per candidate per iteration, provider {provider.label}"
+    )
+    print(
+        "| iteration | LLM s | compile checks s | XLA compile s | train + eval s | iteration s (no LLM) |"
+    )
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['iteration']} | {r['llm_s']:.1f} | {r['checks_s']:.1f} | {r['compile_s']:.1f} | "
-              f"{r['train_and_eval_s']:.1f} | {r['iteration_s_excl_llm']:.1f} |")
+        print(
+            f"| {r['iteration']} | {r['llm_s']:.1f} | {r['checks_s']:.1f} | {r['compile_s']:.1f} | "
+            f"{r['train_and_eval_s']:.1f} | {r['iteration_s_excl_llm']:.1f} |"
+        )
     med = statistics.median(r["iteration_s_excl_llm"] for r in rows)
     print(f"median seconds per iteration (LLM excluded): {med:.1f}; whole run {total:.1f} s")
     out = Path(args.out) if args.out else RESULTS / f"iteration_time_{args.preset}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "benchmark": "iteration_time", "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-        "config": cfg.to_dict(), "provider": provider.label, "rows": rows,
-        "median_iteration_s_excl_llm": med, "total_s": total, "device": device_info(),
-        "versions": package_versions(), "load_avg": os.getloadavg(), "jax_backend": jax.default_backend(),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-    }, indent=1))
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "iteration_time",
+                "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+                "config": cfg.to_dict(),
+                "provider": provider.label,
+                "rows": rows,
+                "median_iteration_s_excl_llm": med,
+                "total_s": total,
+                "device": device_info(),
+                "versions": package_versions(),
+                "load_avg": os.getloadavg(),
+                "jax_backend": jax.default_backend(),
+                "date": time.strftime("%Y-%m-%d %H:%M"),
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {out}")
 
 

@@ -28,19 +28,30 @@ from typing import Any
 
 import jax
 import jaxlib
+from readme_sections import README, write_readme_section
 
 import envs_jax
 from envs_jax.mabim import baselines as B
 
-from readme_sections import README, write_readme_section
-
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "mabim_baselines.json"
 SECTION = "## MABIM baselines"
-SCENARIOS = ("mabim/standard-100", "mabim/2-echelons-100", "mabim/3-echelons-100", "mabim/lower-100",
-             "mabim/lowest-100")
-LABELS = {"zero": "zero", "constant": "constant 1.0", "random": "random-34", "base_stock_static": "BS static",
-          "base_stock_dynamic": "BS dynamic", "sS_hindsight": "(S,s) hindsight", "sS_static": "(S,s) static"}
+SCENARIOS = (
+    "mabim/standard-100",
+    "mabim/2-echelons-100",
+    "mabim/3-echelons-100",
+    "mabim/lower-100",
+    "mabim/lowest-100",
+)
+LABELS = {
+    "zero": "zero",
+    "constant": "constant 1.0",
+    "random": "random-34",
+    "base_stock_static": "BS static",
+    "base_stock_dynamic": "BS dynamic",
+    "sS_hindsight": "(S,s) hindsight",
+    "sS_static": "(S,s) static",
+}
 
 
 def machine_info() -> dict[str, Any]:
@@ -48,11 +59,18 @@ def machine_info() -> dict[str, Any]:
     dev = jax.devices()[0]
     cpu = platform.processor() or platform.machine()
     try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+        cpu = next(
+            ln.split(":", 1)[1].strip()
+            for ln in open("/proc/cpuinfo")
+            if ln.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
-    device = f"{dev.platform.upper()}: {getattr(dev, 'device_kind', '')}" if dev.platform != "cpu" else \
-        f"CPU: {cpu}, {os.cpu_count()} cores"
+    device = (
+        f"{dev.platform.upper()}: {getattr(dev, 'device_kind', '')}"
+        if dev.platform != "cpu"
+        else f"CPU: {cpu}, {os.cpu_count()} cores"
+    )
     return {
         "device": device,
         "python": platform.python_version(),
@@ -63,16 +81,23 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def run(scenarios: tuple[str, ...], seed: int, key: int, n_windows: int) -> dict[str, dict[str, Any]]:
+def run(
+    scenarios: tuple[str, ...], seed: int, key: int, n_windows: int
+) -> dict[str, dict[str, Any]]:
     """All baselines on every scenario; ``{scenario: {baseline: result dict}}``."""
     out: dict[str, dict[str, Any]] = {}
     for name in scenarios:
         env = envs_jax.make(name, seed=seed)
         out[name] = {}
         for baseline in B.BASELINES:
-            r = B.run_baseline(env, baseline, key=jax.random.key(key), split="test", n_windows=n_windows)
+            r = B.run_baseline(
+                env, baseline, key=jax.random.key(key), split="test", n_windows=n_windows
+            )
             out[name][baseline] = r
-            print(f"{name:24s} {LABELS[baseline]:16s} {r['return']:16,.1f}  {r['seconds']:6.1f} s", flush=True)
+            print(
+                f"{name:24s} {LABELS[baseline]:16s} {r['return']:16,.1f}  {r['seconds']:6.1f} s",
+                flush=True,
+            )
     return out
 
 
@@ -95,29 +120,29 @@ def readme_section(payload: dict[str, Any]) -> str:
     first = next(iter(payload["results"].values()))["zero"]
     return f"""{SECTION}
 
-**Synthetic data ({payload['data_source']}): these returns are not comparable with the MABIM or eSpark
-papers**, whose tables use the real MABIM demand and price files. Test split: {first['days']} days from
-{first['start_date']}, after the 21-day warm-up; return = sum of `reward2` over all warehouses and
+**Synthetic data ({payload["data_source"]}): these returns are not comparable with the MABIM or eSpark
+papers**, whose tables use the real MABIM demand and price files. Test split: {first["days"]} days from
+{first["start_date"]}, after the 21-day warm-up; return = sum of `reward2` over all warehouses and
 SKUs and days (profit - excess - order - holding - backlog costs). Reward components per warehouse
 and the fitted per-SKU parameters are in `results/mabim_baselines.json`.
 
-{tables(payload['results'])}
+{tables(payload["results"])}
 
 Baselines (`envs_jax/mabim/baselines.py`): *zero* never orders; *constant 1.0* orders the 21-day
 mean demand every day; *random-34* draws one of the 34 discrete multipliers per agent and day;
 *BS* (base stock) orders up to `S = dbar * (vlt + 1 + k)`, with `dbar` the training-split mean
 demand (static) or the previous 21 days' mean re-estimated every 7 days (dynamic), and the safety
-days `k` searched per SKU on {payload['n_windows']} random training windows (the original solves an
+days `k` searched per SKU on {payload["n_windows"]} random training windows (the original solves an
 integer programme with cvxpy/GLPK instead, and orders `target - 1`); *(S,s)* searches the 169 (S, s)
-pairs per SKU, on the test split itself (hindsight) or on {payload['n_windows']} random training
+pairs per SKU, on the test split itself (hindsight) or on {payload["n_windows"]} random training
 windows (static), all pairs in one vmapped call. Per-SKU selection from episodes in which every SKU
 uses the same candidate ignores that SKUs share the warehouse capacity: in the Lower/Lowest
 scenarios the combined choice can overflow it (see the excess costs in the JSON), as in the original
 search.
 
-{payload['device']}; load average {payload['load_avg_1_5_15']} before and {payload['load_avg_after']} after
-the run (a shared machine: compare rows, not machines). JAX {payload['jax']}, Python {payload['python']}.
-Command: `{payload['command']}`. Raw: `results/mabim_baselines.json`.
+{payload["device"]}; load average {payload["load_avg_1_5_15"]} before and {payload["load_avg_after"]} after
+the run (a shared machine: compare rows, not machines). JAX {payload["jax"]}, Python {payload["python"]}.
+Command: `{payload["command"]}`. Raw: `results/mabim_baselines.json`.
 """
 
 
@@ -125,9 +150,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS))
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
-    parser.add_argument("--key", type=int, default=0, help="JAX key of the training windows and the random policy")
-    parser.add_argument("--n-windows", type=int, default=B.N_WINDOWS, help="training windows per grid search")
-    parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README section")
+    parser.add_argument(
+        "--key", type=int, default=0, help="JAX key of the training windows and the random policy"
+    )
+    parser.add_argument(
+        "--n-windows", type=int, default=B.N_WINDOWS, help="training windows per grid search"
+    )
+    parser.add_argument(
+        "--no-readme", action="store_true", help="do not rewrite the README section"
+    )
     args = parser.parse_args()
 
     info = machine_info()

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from readme_sections import write_readme_section
 
 import envs_jax
 from envs_jax.sumo.baselines import FixedTime, MaxPressure, evaluate, fixed_time_actions
@@ -43,8 +44,6 @@ from envs_jax.sumo.features import LayoutIndex
 from envs_jax.sumo.scenarios import resco_scenario
 from envs_jax.sumo.standardize import standardize_net
 from envs_jax.sumo.worker import Simulation
-
-from readme_sections import write_readme_section
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -58,7 +57,9 @@ def machine_info() -> dict[str, Any]:
 
     cpu = platform.processor() or platform.machine()
     try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+        cpu = next(
+            l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     return {
@@ -107,8 +108,21 @@ def bench_bridge(repeats: int, seed: int = 42) -> dict[str, Any]:
     tmp = tempfile.mkdtemp(prefix="espark-bench-")
 
     def sim_only() -> None:
-        libsumo.start(["sumo", "-n", sc.net_file, "-r", sc.route_files[0], "--no-step-log", "--no-warnings",
-                       "--time-to-teleport", "-1", "--seed", str(seed)])
+        libsumo.start(
+            [
+                "sumo",
+                "-n",
+                sc.net_file,
+                "-r",
+                sc.route_files[0],
+                "--no-step-log",
+                "--no-warnings",
+                "--time-to-teleport",
+                "-1",
+                "--seed",
+                str(seed),
+            ]
+        )
         for k in range(decisions):
             libsumo.simulationStep((k + 1) * DECISION_SECONDS)
         libsumo.close()
@@ -126,6 +140,7 @@ def bench_bridge(repeats: int, seed: int = 42) -> dict[str, Any]:
             for a in schedule:
                 env.mask_context()
                 env.step(np.broadcast_to(a, (env.n_envs, len(a))))
+
         return episode
 
     envs = {w: envs_jax.make("sumo/grid4x4", n_envs=w) for w in (1, 2)}
@@ -146,15 +161,33 @@ def bench_bridge(repeats: int, seed: int = 42) -> dict[str, Any]:
     for name, (_, _, workers, n_sims) in modes.items():
         wall = statistics.median(s[0] for s in samples[name])
         cpu = statistics.median(s[1] for s in samples[name])
-        rows[name] = {"workers": workers, "wall_s": [s[0] for s in samples[name]], "cpu_s": [s[1] for s in samples[name]],
-                      "median_wall_s": wall, "median_cpu_s": cpu, "decisions_per_s": n_sims * decisions / wall,
-                      "decisions_per_cpu_s": n_sims * decisions / cpu}
-    raw_r, one, two = rows["raw libsumo (control + reads)"], rows["bridge, 1 worker(s)"], rows["bridge, 2 worker(s)"]
-    return {"scenario": "sumo/grid4x4", "decisions_per_episode": decisions, "seed": seed, "repeats": repeats,
-            "controller": "fixed-time schedule", "rows": rows,
-            "bridge_overhead_wall": (one["median_wall_s"] - raw_r["median_wall_s"]) / raw_r["median_wall_s"],
-            "bridge_overhead_cpu": (one["median_cpu_s"] - raw_r["median_cpu_s"]) / raw_r["median_cpu_s"],
-            "speedup_2_vs_1_workers": two["decisions_per_s"] / one["decisions_per_s"]}
+        rows[name] = {
+            "workers": workers,
+            "wall_s": [s[0] for s in samples[name]],
+            "cpu_s": [s[1] for s in samples[name]],
+            "median_wall_s": wall,
+            "median_cpu_s": cpu,
+            "decisions_per_s": n_sims * decisions / wall,
+            "decisions_per_cpu_s": n_sims * decisions / cpu,
+        }
+    raw_r, one, two = (
+        rows["raw libsumo (control + reads)"],
+        rows["bridge, 1 worker(s)"],
+        rows["bridge, 2 worker(s)"],
+    )
+    return {
+        "scenario": "sumo/grid4x4",
+        "decisions_per_episode": decisions,
+        "seed": seed,
+        "repeats": repeats,
+        "controller": "fixed-time schedule",
+        "rows": rows,
+        "bridge_overhead_wall": (one["median_wall_s"] - raw_r["median_wall_s"])
+        / raw_r["median_wall_s"],
+        "bridge_overhead_cpu": (one["median_cpu_s"] - raw_r["median_cpu_s"])
+        / raw_r["median_cpu_s"],
+        "speedup_2_vs_1_workers": two["decisions_per_s"] / one["decisions_per_s"],
+    }
 
 
 def bench_baselines(seeds: list[int]) -> dict[str, Any]:
@@ -171,26 +204,36 @@ def bench_baselines(seeds: list[int]) -> dict[str, Any]:
 
 
 def bridge_table(res: dict[str, Any]) -> str:
-    lines = ["| run | workers | episode wall s | episode CPU s | decisions/s (wall) | decisions per CPU s |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| run | workers | episode wall s | episode CPU s | decisions/s (wall) | decisions per CPU s |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in res["rows"].items():
-        lines.append(f"| {name} | {r['workers'] or '-'} | {r['median_wall_s']:.2f} | {r['median_cpu_s']:.2f} | "
-                     f"{r['decisions_per_s']:.0f} | {r['decisions_per_cpu_s']:.0f} |")
+        lines.append(
+            f"| {name} | {r['workers'] or '-'} | {r['median_wall_s']:.2f} | {r['median_cpu_s']:.2f} | "
+            f"{r['decisions_per_s']:.0f} | {r['decisions_per_cpu_s']:.0f} |"
+        )
     lines.append("")
-    lines.append(f"Bridge overhead vs raw libsumo (1 worker): {100 * res['bridge_overhead_cpu']:+.1f} % CPU, "
-                 f"{100 * res['bridge_overhead_wall']:+.1f} % wall; 2 workers vs 1: "
-                 f"{res['speedup_2_vs_1_workers']:.2f}x decisions/s (wall). Medians of {res['repeats']} runs.")
+    lines.append(
+        f"Bridge overhead vs raw libsumo (1 worker): {100 * res['bridge_overhead_cpu']:+.1f} % CPU, "
+        f"{100 * res['bridge_overhead_wall']:+.1f} % wall; 2 workers vs 1: "
+        f"{res['speedup_2_vs_1_workers']:.2f}x decisions/s (wall). Medians of {res['repeats']} runs."
+    )
     return "\n".join(lines)
 
 
 def baselines_table(res: dict[str, Any]) -> str:
-    lines = ["| scenario | controller | avg delay s | avg trip time s | avg waiting time s | episodes |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| scenario | controller | avg delay s | avg trip time s | avg waiting time s | episodes |",
+        "|---|---|---|---|---|---|",
+    ]
     for key, r in res.items():
         scen, ctrl = key.split(" | ")
         cell = lambda k: f"{r['mean'][k]:.1f} ± {r['std'][k]:.1f}"  # noqa: E731
-        lines.append(f"| {scen} | {ctrl} | {cell('avg_delay')} | {cell('avg_trip_time')} | "
-                     f"{cell('avg_waiting_time')} | {len(r['seeds'])} |")
+        lines.append(
+            f"| {scen} | {ctrl} | {cell('avg_delay')} | {cell('avg_trip_time')} | "
+            f"{cell('avg_waiting_time')} | {len(r['seeds'])} |"
+        )
     return "\n".join(lines)
 
 

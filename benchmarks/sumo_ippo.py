@@ -44,7 +44,9 @@ RESULT_FILE = sumo_bridge.RESULTS / "sumo_ippo.json"
 EPISODE_DECISIONS = 240  # a 3600-s episode of 15-s decisions
 
 
-def train_seed(trainer: HostTrainer, seed: int, updates: int, eval_seeds: list[int]) -> dict[str, Any]:
+def train_seed(
+    trainer: HostTrainer, seed: int, updates: int, eval_seeds: list[int]
+) -> dict[str, Any]:
     """Train one learner from ``seed`` and evaluate it greedy and sampled on ``eval_seeds``."""
     state = trainer.init(jax.random.PRNGKey(seed))
     curve: list[dict[str, float]] = []
@@ -53,16 +55,27 @@ def train_seed(trainer: HostTrainer, seed: int, updates: int, eval_seeds: list[i
         state, metrics = trainer.train_chunk(state, 1)
         row = {k: float(np.asarray(v)[0, 0]) for k, v in jax.device_get(metrics).items()}
         curve.append(row)
-        print(f"  seed {seed} update {u + 1}/{updates}: train return {row['train_return']:.0f}, "
-              f"delay {row['avg_delay']:.1f} s ({time.perf_counter() - t0:.0f} s)", flush=True)
+        print(
+            f"  seed {seed} update {u + 1}/{updates}: train return {row['train_return']:.0f}, "
+            f"delay {row['avg_delay']:.1f} s ({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
     train_s = time.perf_counter() - t0
     evals = {}
     for greedy in (True, False):
-        ev = trainer.evaluate(state.params, jax.random.PRNGKey(10_000 + seed), split="test", greedy=greedy,
-                              num_envs=len(eval_seeds), first_seed=eval_seeds[0])
-        evals["greedy" if greedy else "sampled"] = {"return": ev["return"][0],
-                                                     **{m: ev["metrics"][m][0] for m in EPISODE_METRICS},
-                                                     "episodes": ev["episodes"]}
+        ev = trainer.evaluate(
+            state.params,
+            jax.random.PRNGKey(10_000 + seed),
+            split="test",
+            greedy=greedy,
+            num_envs=len(eval_seeds),
+            first_seed=eval_seeds[0],
+        )
+        evals["greedy" if greedy else "sampled"] = {
+            "return": ev["return"][0],
+            **{m: ev["metrics"][m][0] for m in EPISODE_METRICS},
+            "episodes": ev["episodes"],
+        }
     return {"seed": seed, "train_seconds": train_s, "curve": curve, "test": evals}
 
 
@@ -71,15 +84,23 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for mode in ("greedy", "sampled"):
         vals = {m: [r["test"][mode][m] for r in runs] for m in (*EPISODE_METRICS, "return")}
-        out[mode] = {"mean": {m: float(np.mean(v)) for m, v in vals.items()},
-                     "std": {m: float(np.std(v)) for m, v in vals.items()}}
+        out[mode] = {
+            "mean": {m: float(np.mean(v)) for m, v in vals.items()},
+            "std": {m: float(np.std(v)) for m, v in vals.items()},
+        }
     return out
 
 
-def bench_scenario(scenario: str, seeds: list[int], updates: int, num_envs: int, eval_seeds: list[int]) -> dict:
+def bench_scenario(
+    scenario: str, seeds: list[int], updates: int, num_envs: int, eval_seeds: list[int]
+) -> dict:
     """Baselines and IPPO on one scenario, with one environment of ``num_envs`` simulations."""
-    if len(eval_seeds) % num_envs or eval_seeds != list(range(eval_seeds[0], eval_seeds[0] + len(eval_seeds))):
-        raise SystemExit(f"--eval-seeds must be consecutive and a multiple of --num-envs ({num_envs}) long")
+    if len(eval_seeds) % num_envs or eval_seeds != list(
+        range(eval_seeds[0], eval_seeds[0] + len(eval_seeds))
+    ):
+        raise SystemExit(
+            f"--eval-seeds must be consecutive and a multiple of --num-envs ({num_envs}) long"
+        )
     env = make_env(scenario, 1, num_envs)
     try:
         baselines = {}
@@ -95,8 +116,16 @@ def bench_scenario(scenario: str, seeds: list[int], updates: int, num_envs: int,
         compile_s = {k: [round(x, 2) for x in v] for k, v in trainer.compile_seconds.items()}
     finally:
         env.close()
-    return {"baselines": baselines, "ippo": {"runs": runs, "summary": summarize_runs(runs), "timings": timings,
-                                             "compile_seconds": compile_s, "train_config": cfg.to_dict()}}
+    return {
+        "baselines": baselines,
+        "ippo": {
+            "runs": runs,
+            "summary": summarize_runs(runs),
+            "timings": timings,
+            "compile_seconds": compile_s,
+            "train_config": cfg.to_dict(),
+        },
+    }
 
 
 def table_rows(res: dict[str, Any]) -> list[str]:
@@ -107,9 +136,11 @@ def table_rows(res: dict[str, Any]) -> list[str]:
         for mode in ("greedy", "sampled"):
             s = r["ippo"]["summary"][mode]
             cell = lambda k: f"{s['mean'][k]:.1f} ± {s['std'][k]:.1f}"  # noqa: E731
-            rows.append(f"| {scenario} | IPPO, {b['episodes_per_seed']} training episodes ({mode}) | "
-                        f"{cell('avg_delay')} | {cell('avg_trip_time')} | {cell('avg_waiting_time')} | "
-                        f"{len(r['ippo']['runs'])} seeds x {len(res['eval_seeds'])} |")
+            rows.append(
+                f"| {scenario} | IPPO, {b['episodes_per_seed']} training episodes ({mode}) | "
+                f"{cell('avg_delay')} | {cell('avg_trip_time')} | {cell('avg_waiting_time')} | "
+                f"{len(r['ippo']['runs'])} seeds x {len(res['eval_seeds'])} |"
+            )
     return rows
 
 
@@ -125,18 +156,32 @@ def _time_split(r: dict[str, Any], decisions: int) -> str:
 def note(res: dict[str, Any]) -> str:
     """The paragraph under the table that explains the IPPO rows."""
     b = res["budget"]
-    secs = {s: float(np.mean([x["train_seconds"] for x in r["ippo"]["runs"]])) for s, r in res["results"].items()}
+    secs = {
+        s: float(np.mean([x["train_seconds"] for x in r["ippo"]["runs"]]))
+        for s, r in res["results"].items()
+    }
     per = ", ".join(f"{s} {v / 60:.1f} min" for s, v in secs.items())
-    decisions = b["updates"] * EPISODE_DECISIONS * len(res["seeds"])  # decisions of the batch, all seeds
+    decisions = (
+        b["updates"] * EPISODE_DECISIONS * len(res["seeds"])
+    )  # decisions of the batch, all seeds
     split = "; ".join(f"{s}: {_time_split(r, decisions)}" for s, r in res["results"].items())
-    fixed = {s: r["baselines"]["fixed-time"]["mean"]["avg_delay"] for s, r in res["results"].items()}
-    ippo = {(s, mode): r["ippo"]["summary"][mode]["mean"]["avg_delay"]
-            for s, r in res["results"].items() for mode in ("greedy", "sampled")}
+    fixed = {
+        s: r["baselines"]["fixed-time"]["mean"]["avg_delay"] for s, r in res["results"].items()
+    }
+    ippo = {
+        (s, mode): r["ippo"]["summary"][mode]["mean"]["avg_delay"]
+        for s, r in res["results"].items()
+        for mode in ("greedy", "sampled")
+    }
     jammed = [s for s in fixed if ippo[s, "greedy"] > fixed[s]]
     sampled_ok = all(ippo[s, "sampled"] < fixed[s] for s in jammed)
-    greedy = (f" On {', '.join(jammed)} the greedy policy is worse than fixed-time: the argmax of a barely trained "
-              "policy holds a single phase at most intersections and the network jams"
-              + (", while sampling from the same policy beats fixed-time." if sampled_ok else ".") if jammed else "")
+    greedy = (
+        f" On {', '.join(jammed)} the greedy policy is worse than fixed-time: the argmax of a barely trained "
+        "policy holds a single phase at most intersections and the network jams"
+        + (", while sampling from the same policy beats fixed-time." if sampled_ok else ".")
+        if jammed
+        else ""
+    )
     return (
         f"IPPO rows: plain IPPO (availability masks only, paper PPO settings, reward scale {REWARD_SCALE}) trained "
         f"from seeds {res['seeds']} for {b['updates']} updates of {b['num_envs']} simulations each "
@@ -155,22 +200,40 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenarios", nargs="+", default=["sumo/grid4x4", "sumo/cologne8"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
-    ap.add_argument("--updates", type=int, default=10, help="PPO updates (= episodes of all simulations) per seed")
-    ap.add_argument("--num-envs", type=int, default=3, help="simulations per learner (evaluation: one round)")
-    ap.add_argument("--eval-seeds", type=int, nargs="+", default=[0, 1, 2], help="SUMO seeds of the evaluation")
+    ap.add_argument(
+        "--updates",
+        type=int,
+        default=10,
+        help="PPO updates (= episodes of all simulations) per seed",
+    )
+    ap.add_argument(
+        "--num-envs", type=int, default=3, help="simulations per learner (evaluation: one round)"
+    )
+    ap.add_argument(
+        "--eval-seeds", type=int, nargs="+", default=[0, 1, 2], help="SUMO seeds of the evaluation"
+    )
     ap.add_argument("--no-readme", action="store_true", help="do not touch benchmarks/README.md")
     args = ap.parse_args()
     info = sumo_bridge.machine_info()
     decisions = EPISODE_DECISIONS * args.updates * args.num_envs
     res: dict[str, Any] = {
-        **info, "seeds": args.seeds, "eval_seeds": args.eval_seeds,
-        "budget": {"updates": args.updates, "num_envs": args.num_envs, "episodes_per_seed": args.updates * args.num_envs,
-                   "decisions_per_seed": decisions, "fraction_of_paper": decisions / 2.4e6},
+        **info,
+        "seeds": args.seeds,
+        "eval_seeds": args.eval_seeds,
+        "budget": {
+            "updates": args.updates,
+            "num_envs": args.num_envs,
+            "episodes_per_seed": args.updates * args.num_envs,
+            "decisions_per_seed": decisions,
+            "fraction_of_paper": decisions / 2.4e6,
+        },
         "results": {},
     }
     t0 = time.perf_counter()
     for scenario in args.scenarios:
-        res["results"][scenario] = bench_scenario(scenario, args.seeds, args.updates, args.num_envs, args.eval_seeds)
+        res["results"][scenario] = bench_scenario(
+            scenario, args.seeds, args.updates, args.num_envs, args.eval_seeds
+        )
     res["wall_s"] = time.perf_counter() - t0
     res["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
     sumo_bridge.RESULTS.mkdir(parents=True, exist_ok=True)

@@ -40,21 +40,32 @@ def worker(args: argparse.Namespace) -> dict:
     import jax
 
     import envs_jax
-    from espark_jax.ippo.train import Trainer, TrainConfig
+    from espark_jax.ippo.train import TrainConfig, Trainer
     from espark_jax.masks.builtin import get_builtin_mask
 
     env = envs_jax.make(args.scenario)
     spec = env.spec
     k = 1 if args.mode == "k1" else args.k
     grid = [(S, s) for S in (4.0, 6.0, 8.0, 10.0) for s in (1.0, 2.0, 3.0, 4.0)]
-    masks = [get_builtin_mask("ss-pruning", spec, S=S, s=s) for S, s in grid[:k]] if args.mode == "vmapped" \
+    masks = (
+        [get_builtin_mask("ss-pruning", spec, S=S, s=s) for S, s in grid[:k]]
+        if args.mode == "vmapped"
         else [get_builtin_mask("ss-pruning", spec)]
-    result: dict = {"scenario": args.scenario, "mode": args.mode, "k": k, "num_envs": args.num_envs,
-                    "n_agents": spec.n_agents}
+    )
+    result: dict = {
+        "scenario": args.scenario,
+        "mode": args.mode,
+        "k": k,
+        "num_envs": args.num_envs,
+        "n_agents": spec.n_agents,
+    }
     for fused in (False, True):
         cfg = TrainConfig(num_envs=args.num_envs, updates_per_chunk=args.updates, fuse_chunk=fused)
         trainer = Trainer(env, cfg, masks)
-        learners = [trainer.init(jax.random.PRNGKey(i)) for i in range(args.k if args.mode == "sequential" else 1)]
+        learners = [
+            trainer.init(jax.random.PRNGKey(i))
+            for i in range(args.k if args.mode == "sequential" else 1)
+        ]
         t0 = time.perf_counter()
         learners = [trainer.train_chunk(s, args.updates)[0] for s in learners]  # compile + warm-up
         jax.block_until_ready(learners)
@@ -95,20 +106,33 @@ def _device_info() -> dict:
     import jax
 
     dev = jax.devices()[0]
-    return {"platform": dev.platform, "device_kind": dev.device_kind, "device_count": len(jax.devices()),
-            "cpu_count": os.cpu_count(), "jax": jax.__version__, "python": platform.python_version(),
-            "machine": platform.machine(), "load_average": list(os.getloadavg())}
+    return {
+        "platform": dev.platform,
+        "device_kind": dev.device_kind,
+        "device_count": len(jax.devices()),
+        "cpu_count": os.cpu_count(),
+        "jax": jax.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "load_average": list(os.getloadavg()),
+    }
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--scenarios", default="mabim/standard-100,mabim/standard-500")
     p.add_argument("--modes", default="k1,vmapped,sequential")
     p.add_argument("--k", type=int, default=16)
     p.add_argument("--num-envs", type=int, default=64, help="environments per learner")
     p.add_argument("--updates", type=int, default=2, help="updates per timed chunk")
     p.add_argument("--repeats", type=int, default=3, help="timed chunks (median reported)")
-    p.add_argument("--quick", action="store_true", help="CPU-sized: 2 envs per learner, 1 update per chunk, 2 repeats")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="CPU-sized: 2 envs per learner, 1 update per chunk, 2 repeats",
+    )
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--scenario", help=argparse.SUPPRESS)
@@ -123,36 +147,62 @@ def main() -> int:
     rows = []
     for scenario in args.scenarios.split(","):
         for mode in args.modes.split(","):
-            cmd = [sys.executable, __file__, "--worker", "--scenario", scenario, "--mode", mode, "--k", str(args.k),
-                   "--num-envs", str(args.num_envs), "--updates", str(args.updates), "--repeats", str(args.repeats)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--worker",
+                "--scenario",
+                scenario,
+                "--mode",
+                mode,
+                "--k",
+                str(args.k),
+                "--num-envs",
+                str(args.num_envs),
+                "--updates",
+                str(args.updates),
+                "--repeats",
+                str(args.repeats),
+            ]
             print(f"running {scenario} {mode} ...", flush=True)
             out = subprocess.run(cmd, capture_output=True, text=True)
             lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
             if out.returncode != 0 or not lines:
                 print(out.stderr[-3000:], file=sys.stderr)
                 return 1
-            rows.append(json.loads(lines[-1][len("RESULT "):]))
+            rows.append(json.loads(lines[-1][len("RESULT ") :]))
 
-    print(f"\n{'scenario':<20} {'mode':<11} {'K':>3} {'E':>4} {'agent-steps/s':>14} {'(fused)':>12} "
-          f"{'s/update':>9} {'rollout c.s':>11} {'update c.s':>10} {'chunk c.s':>9} {'peak MB':>9}")
+    print(
+        f"\n{'scenario':<20} {'mode':<11} {'K':>3} {'E':>4} {'agent-steps/s':>14} {'(fused)':>12} "
+        f"{'s/update':>9} {'rollout c.s':>11} {'update c.s':>10} {'chunk c.s':>9} {'peak MB':>9}"
+    )
     for r in rows:
-        print(f"{r['scenario']:<20} {r['mode']:<11} {r['k']:>3} {r['num_envs']:>4} {r['split_agent_steps_per_s']:>14,.0f} "
-              f"{r['fused_agent_steps_per_s']:>12,.0f} {r['split_seconds_per_update']:>9.3f} "
-              f"{r['compile_rollout_s']:>11.1f} {r['compile_update_s']:>10.1f} {r['compile_chunk_s']:>9.1f} "
-              f"{r['peak_memory_bytes'] / 2**20:>9.0f}")
+        print(
+            f"{r['scenario']:<20} {r['mode']:<11} {r['k']:>3} {r['num_envs']:>4} {r['split_agent_steps_per_s']:>14,.0f} "
+            f"{r['fused_agent_steps_per_s']:>12,.0f} {r['split_seconds_per_update']:>9.3f} "
+            f"{r['compile_rollout_s']:>11.1f} {r['compile_update_s']:>10.1f} {r['compile_chunk_s']:>9.1f} "
+            f"{r['peak_memory_bytes'] / 2**20:>9.0f}"
+        )
     ratios = {}
     for scenario in args.scenarios.split(","):
         by = {r["mode"]: r for r in rows if r["scenario"] == scenario}
         if "vmapped" in by and "sequential" in by:
-            ratios[scenario] = by["vmapped"]["split_agent_steps_per_s"] / by["sequential"]["split_agent_steps_per_s"]
+            ratios[scenario] = (
+                by["vmapped"]["split_agent_steps_per_s"]
+                / by["sequential"]["split_agent_steps_per_s"]
+            )
             print(f"{scenario}: K={args.k} vmapped / sequential = {ratios[scenario]:.2f}x")
 
-    record = {"benchmark": "train_throughput", "command": " ".join([Path(sys.executable).name] + sys.argv),
-              "device": _device_info(), "settings": {k: getattr(args, k) for k in ("k", "num_envs", "updates",
-                                                                                    "repeats", "quick")},
-              "note": "medians over repeats; agent-steps/s counts all learners; split = rollout and update as two "
-                      "programs (fuse_chunk=False), fused = one program per chunk",
-              "rows": rows, "vmapped_over_sequential": ratios}
+    record = {
+        "benchmark": "train_throughput",
+        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "device": _device_info(),
+        "settings": {k: getattr(args, k) for k in ("k", "num_envs", "updates", "repeats", "quick")},
+        "note": "medians over repeats; agent-steps/s counts all learners; split = rollout and update as two "
+        "programs (fuse_chunk=False), fused = one program per chunk",
+        "rows": rows,
+        "vmapped_over_sequential": ratios,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -90,7 +90,9 @@ class EnvSpec:
                 f"EnvSpec {self.name}: agent_shape {self.agent_shape} does not hold {self.n_agents} agents"
             )
         if len(self.action_values) != self.n_actions or len(self.action_names) != self.n_actions:
-            raise ValueError(f"EnvSpec {self.name}: action_values/action_names must have {self.n_actions} entries")
+            raise ValueError(
+                f"EnvSpec {self.name}: action_values/action_names must have {self.n_actions} entries"
+            )
         if np.shape(self.agent_group) != (self.n_agents,):
             raise ValueError(f"EnvSpec {self.name}: agent_group must have shape ({self.n_agents},)")
 
@@ -180,7 +182,9 @@ class MultiAgentEnv(Protocol):
     def reset(self, key: Any, params: Any) -> tuple[Any, Any]:
         """Start an episode: returns ``(obs [n_agents, obs_dim], state)``."""
 
-    def step(self, key: Any, state: Any, actions: Any, params: Any) -> tuple[Any, Any, Any, Any, dict]:
+    def step(
+        self, key: Any, state: Any, actions: Any, params: Any
+    ) -> tuple[Any, Any, Any, Any, dict]:
         """Advance one decision: returns ``(obs, state, reward [n_agents], done, info)``."""
 
     def mask_context(self, state: Any, params: Any) -> Any:

@@ -33,23 +33,43 @@ RESULTS_FILE = "results.json"
 def add_train_parser(sub: Any) -> None:
     """Register ``espark train``."""
     p = sub.add_parser("train", help="train IPPO under built-in masks and save the learner")
-    p.add_argument("--scenario", default="mabim/standard-100", help="registered scenario (default %(default)s)")
-    p.add_argument("--mask", default="none",
-                   help="built-in mask, or several separated by commas (one learner each, trained in parallel): "
-                        "none, random, ss-pruning, upbound (MABIM), maxpressure-pruning, random-pruning (SUMO)")
-    p.add_argument("--steps", type=float, default=2e6,
-                   help="environment steps per learner (decisions x environments; default %(default)g)")
+    p.add_argument(
+        "--scenario", default="mabim/standard-100", help="registered scenario (default %(default)s)"
+    )
+    p.add_argument(
+        "--mask",
+        default="none",
+        help="built-in mask, or several separated by commas (one learner each, trained in parallel): "
+        "none, random, ss-pruning, upbound (MABIM), maxpressure-pruning, random-pruning (SUMO)",
+    )
+    p.add_argument(
+        "--steps",
+        type=float,
+        default=2e6,
+        help="environment steps per learner (decisions x environments; default %(default)g)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output directory (default runs/train-<scenario>-<mask>-s<seed>)")
-    p.add_argument("--num-envs", type=int,
-                   help="parallel environments per learner (default 16; SUMO: 2 simulations, one process each)")
+    p.add_argument(
+        "--num-envs",
+        type=int,
+        help="parallel environments per learner (default 16; SUMO: 2 simulations, one process each)",
+    )
     p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (paper: 5e-4)")
-    p.add_argument("--reward-scale", type=float, help="reward multiplier before PPO (default 1e-3; SUMO 1e-2)")
-    p.add_argument("--hidden", default="64,64", help="hidden widths of actor and critic, e.g. 128,128")
+    p.add_argument(
+        "--reward-scale", type=float, help="reward multiplier before PPO (default 1e-3; SUMO 1e-2)"
+    )
+    p.add_argument(
+        "--hidden", default="64,64", help="hidden widths of actor and critic, e.g. 128,128"
+    )
     p.add_argument("--updates-per-chunk", type=int, default=5, help="updates per compiled chunk")
-    p.add_argument("--eval-every", type=int, help="updates between evaluations (default: 10 checkpoints)")
+    p.add_argument(
+        "--eval-every", type=int, help="updates between evaluations (default: 10 checkpoints)"
+    )
     p.add_argument("--eval-split", default="validation", help="split of the periodic evaluation")
-    p.add_argument("--data-dir", help="MABIM data directory in the original layout (default: synthetic data)")
+    p.add_argument(
+        "--data-dir", help="MABIM data directory in the original layout (default: synthetic data)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -66,27 +86,54 @@ def cmd_train(args: argparse.Namespace) -> int:
     env_kwargs = {"data_dir": args.data_dir} if args.data_dir else {}
     masks = [m.strip() for m in args.mask.split(",") if m.strip()]
     try:  # a host (SUMO) scenario gets len(masks) x num-envs simulations
-        env = host.make_env(args.scenario, len(masks), args.num_envs or host.DEFAULT_NUM_ENVS, **env_kwargs)
+        env = host.make_env(
+            args.scenario, len(masks), args.num_envs or host.DEFAULT_NUM_ENVS, **env_kwargs
+        )
         mask_fns = [get_builtin_mask(m, env.spec) for m in masks]
-    except (KeyError, ValueError) as err:  # unknown scenario or mask: the message lists the valid names
+    except (
+        KeyError,
+        ValueError,
+    ) as err:  # unknown scenario or mask: the message lists the valid names
         raise SystemExit(f"espark train: {err}") from None
     is_host = host.is_host_env(env)
     num_envs = args.num_envs or (host.DEFAULT_NUM_ENVS if is_host else 16)
-    reward_scale = args.reward_scale if args.reward_scale is not None else (host.REWARD_SCALE if is_host else 1e-3)
-    host_eval = {"eval_envs": num_envs} if is_host else {}  # SUMO: one evaluation round of all simulations
+    reward_scale = (
+        args.reward_scale
+        if args.reward_scale is not None
+        else (host.REWARD_SCALE if is_host else 1e-3)
+    )
+    host_eval = (
+        {"eval_envs": num_envs} if is_host else {}
+    )  # SUMO: one evaluation round of all simulations
     episode = int(env.spec.episode_length["train"])
     updates = max(1, math.ceil(args.steps / (episode * num_envs)))
     cfg = TrainConfig(
-        num_envs=num_envs, num_updates=updates, updates_per_chunk=min(args.updates_per_chunk, updates),
-        hidden=_parse_hidden(args.hidden), reward_scale=reward_scale, ppo=PPOConfig(lr=args.lr),
-        eval_every=args.eval_every or max(1, updates // 10), eval_split=args.eval_split, **host_eval,
+        num_envs=num_envs,
+        num_updates=updates,
+        updates_per_chunk=min(args.updates_per_chunk, updates),
+        hidden=_parse_hidden(args.hidden),
+        reward_scale=reward_scale,
+        ppo=PPOConfig(lr=args.lr),
+        eval_every=args.eval_every or max(1, updates // 10),
+        eval_split=args.eval_split,
+        **host_eval,
     )
-    out = Path(args.out or f"runs/train-{args.scenario.replace('/', '-')}-{'+'.join(masks)}-s{args.seed}")
+    out = Path(
+        args.out or f"runs/train-{args.scenario.replace('/', '-')}-{'+'.join(masks)}-s{args.seed}"
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / METRICS_FILE).unlink(missing_ok=True)
-    config = {"scenario": args.scenario, "env_kwargs": env_kwargs, "masks": masks, "seed": args.seed,
-              "steps": args.steps, "train_config": cfg.to_dict(), "data_source": env.spec.data_source,
-              "versions": _versions(), "command": " ".join(sys.argv)}
+    config = {
+        "scenario": args.scenario,
+        "env_kwargs": env_kwargs,
+        "masks": masks,
+        "seed": args.seed,
+        "steps": args.steps,
+        "train_config": cfg.to_dict(),
+        "data_source": env.spec.data_source,
+        "versions": _versions(),
+        "command": " ".join(sys.argv),
+    }
     _write_json(out / CONFIG_FILE, config)
 
     try:
@@ -95,11 +142,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise SystemExit(f"espark train: {err}") from None
     key = jax.random.PRNGKey(args.seed)
     k_init, k_train, k_eval = jax.random.split(key, 3)
-    print(f"training {len(masks)} learner(s) [{', '.join(masks)}] on {args.scenario} "
-          f"({env.spec.data_source}): {updates} updates x {num_envs} envs x {episode} steps")
+    print(
+        f"training {len(masks)} learner(s) [{', '.join(masks)}] on {args.scenario} "
+        f"({env.spec.data_source}): {updates} updates x {num_envs} envs x {episode} steps"
+    )
     try:
-        result = train(trainer, trainer.init(k_init), k_train, metrics_path=str(out / METRICS_FILE),
-                       progress=not args.no_progress)
+        result = train(
+            trainer,
+            trainer.init(k_init),
+            k_train,
+            metrics_path=str(out / METRICS_FILE),
+            progress=not args.no_progress,
+        )
         best = max(range(len(masks)), key=lambda k: result.scores[k])
         params = jax.tree_util.tree_map(lambda x: x[best], result.state.params)
         _save_params(out / CHECKPOINT_DIR, params)
@@ -107,12 +161,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         if is_host:
             env.close()
-    results = {"selected": best, "selected_mask": masks[best], "scores": result.scores, "train_seconds": result.seconds,
-               "compile_seconds": trainer.compile_seconds, "evaluation": final}
+    results = {
+        "selected": best,
+        "selected_mask": masks[best],
+        "scores": result.scores,
+        "train_seconds": result.seconds,
+        "compile_seconds": trainer.compile_seconds,
+        "evaluation": final,
+    }
     config.update(selected=best, selected_mask=masks[best])
     _write_json(out / CONFIG_FILE, config)
     _write_json(out / RESULTS_FILE, results)
-    print(f"selected learner {best} ({masks[best]}), selection scores {[round(s, 1) for s in result.scores]}")
+    print(
+        f"selected learner {best} ({masks[best]}), selection scores {[round(s, 1) for s in result.scores]}"
+    )
     _print_evaluation(final)
     print(f"saved {out / CHECKPOINT_DIR} and {out / RESULTS_FILE}")
     return 0
@@ -122,7 +184,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def add_eval_parser(sub: Any) -> None:
     """Register ``espark eval``."""
     p = sub.add_parser("eval", help="evaluate a learner saved by 'espark train' (no masks)")
-    p.add_argument("--checkpoint", required=True, help="directory written by 'espark train --out DIR'")
+    p.add_argument(
+        "--checkpoint", required=True, help="directory written by 'espark train --out DIR'"
+    )
     p.add_argument("--split", default="test", help="validation or test (default %(default)s)")
     p.add_argument("--num-envs", type=int, default=4, help="evaluation environments")
     p.add_argument("--seed", type=int, default=0)
@@ -142,8 +206,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     root = Path(args.checkpoint)
     if not (root / CONFIG_FILE).is_file() or not (root / CHECKPOINT_DIR).is_dir():
-        raise SystemExit(f"espark eval: {root} has no {CONFIG_FILE} and {CHECKPOINT_DIR}/; "
-                         "pass the --out directory of 'espark train'")
+        raise SystemExit(
+            f"espark eval: {root} has no {CONFIG_FILE} and {CHECKPOINT_DIR}/; "
+            "pass the --out directory of 'espark train'"
+        )
     config = json.loads((root / CONFIG_FILE).read_text())
     env = host.make_env(config["scenario"], 1, args.num_envs, **config.get("env_kwargs", {}))
     cfg = TrainConfig(**config["train_config"])
@@ -152,7 +218,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     try:
         trainer = host.make_trainer(env, cfg, [get_builtin_mask("none", env.spec)])
         params = _load_params(root / CHECKPOINT_DIR, trainer)
-        result = _evaluate_all(trainer, params, jax.random.PRNGKey(args.seed), (args.split,), args.num_envs)
+        result = _evaluate_all(
+            trainer, params, jax.random.PRNGKey(args.seed), (args.split,), args.num_envs
+        )
     finally:
         if host.is_host_env(env):
             env.close()
@@ -169,11 +237,15 @@ def _parse_hidden(text: str) -> tuple[int, ...]:
     except ValueError:
         widths = ()
     if not widths or min(widths) < 1:
-        raise SystemExit(f"--hidden expects positive widths separated by commas, e.g. 64,64; got {text!r}")
+        raise SystemExit(
+            f"--hidden expects positive widths separated by commas, e.g. 64,64; got {text!r}"
+        )
     return widths
 
 
-def _evaluate_all(trainer: Any, params: Any, key: Any, splits: Sequence[str], num_envs: int) -> dict[str, Any]:
+def _evaluate_all(
+    trainer: Any, params: Any, key: Any, splits: Sequence[str], num_envs: int
+) -> dict[str, Any]:
     """Greedy and sampled evaluation of one learner on each split, as plain numbers."""
     import jax
     import jax.numpy as jnp
@@ -200,8 +272,12 @@ def _print_evaluation(result: dict[str, Any]) -> None:
     for split, modes in result.items():
         for mode, ev in modes.items():
             comps = ", ".join(f"{n} {sum(g.values()):.1f}" for n, g in ev["components"].items())
-            extra = "".join(f", {n} {v:.1f}" for n, v in ev.get("metrics", {}).items())  # SUMO episode metrics
-            print(f"{split:>10} {mode:>7}: return {ev['return']:.1f} +- {ev['return_std']:.1f} ({comps}{extra})")
+            extra = "".join(
+                f", {n} {v:.1f}" for n, v in ev.get("metrics", {}).items()
+            )  # SUMO episode metrics
+            print(
+                f"{split:>10} {mode:>7}: return {ev['return']:.1f} +- {ev['return_std']:.1f} ({comps}{extra})"
+            )
 
 
 def _save_params(path: Path, params: Any) -> None:
@@ -231,8 +307,12 @@ def _load_params(path: Path, trainer: Any) -> Any:
 def _versions() -> dict[str, str]:
     import jax
 
-    return {"python": platform.python_version(), "jax": jax.__version__, "backend": jax.default_backend(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    return {
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -242,7 +322,9 @@ def _write_json(path: Path, data: Any) -> None:
 # --------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     """The ``espark`` argument parser with every available subcommand."""
-    parser = argparse.ArgumentParser(prog="espark", description="eSpark in JAX: K-parallel IPPO with LLM-written masks")
+    parser = argparse.ArgumentParser(
+        prog="espark", description="eSpark in JAX: K-parallel IPPO with LLM-written masks"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     add_train_parser(sub)
     add_eval_parser(sub)

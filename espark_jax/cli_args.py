@@ -23,6 +23,8 @@ def pick_names(text: str, valid: Iterable[str], what: str, command: str) -> list
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in valid]
     if unknown or not names:
-        raise SystemExit(f"{command}: unknown {what}(s) {', '.join(unknown) or '(none given)'}; "
-                         f"valid: {', '.join(valid)}")
+        raise SystemExit(
+            f"{command}: unknown {what}(s) {', '.join(unknown) or '(none given)'}; "
+            f"valid: {', '.join(valid)}"
+        )
     return names

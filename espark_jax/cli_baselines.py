@@ -19,22 +19,56 @@ from typing import Any
 from espark_jax.cli_args import pick_names, require_scenario
 
 # the names of envs_jax.mabim.baselines.BASELINES (kept here so that `espark --help` does not import jax)
-MABIM_BASELINES = ("zero", "constant", "random", "base_stock_static", "base_stock_dynamic", "sS_hindsight", "sS_static")
+MABIM_BASELINES = (
+    "zero",
+    "constant",
+    "random",
+    "base_stock_static",
+    "base_stock_dynamic",
+    "sS_hindsight",
+    "sS_static",
+)
 SUMO_BASELINES = ("fixed-time", "max-pressure")
 
 
 def add_baselines_parser(sub: Any) -> None:
     """Register ``espark baselines``."""
-    p = sub.add_parser("baselines", help="evaluate the non-learning baselines of a scenario",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scenario", default="mabim/standard-100", help="registered scenario (default %(default)s)")
-    p.add_argument("--only", help="comma-separated subset; MABIM: " + ", ".join(MABIM_BASELINES)
-                   + "; SUMO: " + ", ".join(SUMO_BASELINES))
-    p.add_argument("--split", default="test", help="MABIM split: validation or test (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="MABIM: key of the training windows and the random policy")
-    p.add_argument("--seeds", default="0,1,2", help="SUMO: simulation seeds, one episode each (default %(default)s)")
-    p.add_argument("--data-dir", help="MABIM data directory in the original layout (default: synthetic data)")
-    p.add_argument("--json", help="also write the full results (components per warehouse, fitted parameters)")
+    p = sub.add_parser(
+        "baselines",
+        help="evaluate the non-learning baselines of a scenario",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--scenario", default="mabim/standard-100", help="registered scenario (default %(default)s)"
+    )
+    p.add_argument(
+        "--only",
+        help="comma-separated subset; MABIM: "
+        + ", ".join(MABIM_BASELINES)
+        + "; SUMO: "
+        + ", ".join(SUMO_BASELINES),
+    )
+    p.add_argument(
+        "--split", default="test", help="MABIM split: validation or test (default %(default)s)"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="MABIM: key of the training windows and the random policy",
+    )
+    p.add_argument(
+        "--seeds",
+        default="0,1,2",
+        help="SUMO: simulation seeds, one episode each (default %(default)s)",
+    )
+    p.add_argument(
+        "--data-dir", help="MABIM data directory in the original layout (default: synthetic data)"
+    )
+    p.add_argument(
+        "--json", help="also write the full results (components per warehouse, fitted parameters)"
+    )
     p.set_defaults(func=cmd_baselines)
 
 
@@ -45,9 +79,16 @@ def _selected(only: str | None, valid: tuple[str, ...]) -> list[str]:
 def mabim_table(results: dict[str, dict[str, Any]]) -> str:
     """Markdown: one row per baseline, the return and every reward component (summed over warehouses)."""
     comps = list(next(iter(results.values()))["components"])
-    lines = ["| baseline | return | " + " | ".join(comps) + " | seconds |", "|---|" + "---:|" * (len(comps) + 2)]
+    lines = [
+        "| baseline | return | " + " | ".join(comps) + " | seconds |",
+        "|---|" + "---:|" * (len(comps) + 2),
+    ]
     for name, r in results.items():
-        cells = [f"{r['return']:,.0f}"] + [f"{r['components'][c]:,.0f}" for c in comps] + [f"{r['seconds']:.1f}"]
+        cells = (
+            [f"{r['return']:,.0f}"]
+            + [f"{r['components'][c]:,.0f}" for c in comps]
+            + [f"{r['seconds']:.1f}"]
+        )
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -55,7 +96,10 @@ def mabim_table(results: dict[str, dict[str, Any]]) -> str:
 def sumo_table(results: dict[str, dict[str, Any]]) -> str:
     """Markdown: one row per controller, mean ± std over the seeds of every episode metric."""
     metrics = list(next(iter(results.values()))["mean"])
-    lines = ["| controller | " + " | ".join(metrics) + " | episodes |", "|---|" + "---:|" * (len(metrics) + 1)]
+    lines = [
+        "| controller | " + " | ".join(metrics) + " | episodes |",
+        "|---|" + "---:|" * (len(metrics) + 1),
+    ]
     for name, r in results.items():
         cells = [f"{r['mean'][m]:,.1f} ± {r['std'][m]:,.1f}" for m in metrics]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(r['seeds'])} |")
@@ -87,13 +131,21 @@ def cmd_baselines(args: argparse.Namespace) -> int:
         results = {}
         for n in names:
             results[n] = run_baseline(env, n, key=jax.random.key(args.seed), split=args.split)
-            print(f"{n:20s} return {results[n]['return']:16,.1f}  ({results[n]['seconds']:.1f} s)", flush=True)
+            print(
+                f"{n:20s} return {results[n]['return']:16,.1f}  ({results[n]['seconds']:.1f} s)",
+                flush=True,
+            )
         table = mabim_table(results)
     else:
-        raise SystemExit(f"espark baselines: no baselines for the {family!r} family; use a mabim/ or sumo/ scenario")
+        raise SystemExit(
+            f"espark baselines: no baselines for the {family!r} family; use a mabim/ or sumo/ scenario"
+        )
     print(f"\n{args.scenario}" + (f", {args.split} split" if family == "mabim" else "") + "\n")
     print(table)
     if args.json:
-        Path(args.json).write_text(json.dumps({"scenario": args.scenario, "results": results}, indent=2, default=str) + "\n")
+        Path(args.json).write_text(
+            json.dumps({"scenario": args.scenario, "results": results}, indent=2, default=str)
+            + "\n"
+        )
         print(f"wrote {args.json}")
     return 0

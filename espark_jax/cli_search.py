@@ -35,31 +35,72 @@ def enable_compile_cache() -> None:
 
 def add_run_parser(sub: Any) -> None:
     """Register ``espark run``."""
-    p = sub.add_parser("run", help="run the eSpark loop (LLM exploration functions + K-parallel IPPO)",
-                       epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scenario", default="mabim/standard-100", help="registered scenario (default %(default)s)")
-    p.add_argument("--preset", default="quick", choices=["quick", "paper"],
-                   help="sizes and budget: quick = a few minutes on a CPU, paper = K 16, 10 iterations, 5.02 M steps")
-    p.add_argument("--provider", default="auto",
-                   help="auto (anthropic if ANTHROPIC_API_KEY is set, else template), anthropic, replay:DIR, template")
+    p = sub.add_parser(
+        "run",
+        help="run the eSpark loop (LLM exploration functions + K-parallel IPPO)",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--scenario", default="mabim/standard-100", help="registered scenario (default %(default)s)"
+    )
+    p.add_argument(
+        "--preset",
+        default="quick",
+        choices=["quick", "paper"],
+        help="sizes and budget: quick = a few minutes on a CPU, paper = K 16, 10 iterations, 5.02 M steps",
+    )
+    p.add_argument(
+        "--provider",
+        default="auto",
+        help="auto (anthropic if ANTHROPIC_API_KEY is set, else template), anthropic, replay:DIR, template",
+    )
     p.add_argument("--k", type=int, help="candidates per iteration")
     p.add_argument("--iterations", type=int, help="eSpark iterations")
-    p.add_argument("--steps", type=float, help="environment steps per candidate over the whole run (e.g. 5.02e6)")
+    p.add_argument(
+        "--steps",
+        type=float,
+        help="environment steps per candidate over the whole run (e.g. 5.02e6)",
+    )
     p.add_argument("--num-envs", type=int, help="parallel environments per learner")
-    p.add_argument("--lr", type=float, help="Adam learning rate of the learners (paper and --preset paper: 5e-4; "
-                   "--preset quick: 1e-3)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        help="Adam learning rate of the learners (paper and --preset paper: 5e-4; "
+        "--preset quick: 1e-3)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="run name (default: scenario-provider-time)")
-    p.add_argument("--runs-dir", default="runs", help="where run directories go (default %(default)s)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run; its recorded config is used")
+    p.add_argument(
+        "--runs-dir", default="runs", help="where run directories go (default %(default)s)"
+    )
+    p.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue a killed run; its recorded config is used"
+    )
     p.add_argument("--no-checker", action="store_true", help="ablation: no LLM checker")
-    p.add_argument("--no-retention", action="store_true", help="ablation: fresh learners every iteration (3x steps)")
-    p.add_argument("--no-reward-factors", action="store_true", help="ablation: feedback with the total reward only")
-    p.add_argument("--formulation", choices=["code", "lang"], default="code",
-                   help="RL formulation in the prompts: environment source code or natural language")
-    p.add_argument("--generator-model", help="anthropic generator model (default claude-sonnet-4-6)")
+    p.add_argument(
+        "--no-retention",
+        action="store_true",
+        help="ablation: fresh learners every iteration (3x steps)",
+    )
+    p.add_argument(
+        "--no-reward-factors",
+        action="store_true",
+        help="ablation: feedback with the total reward only",
+    )
+    p.add_argument(
+        "--formulation",
+        choices=["code", "lang"],
+        default="code",
+        help="RL formulation in the prompts: environment source code or natural language",
+    )
+    p.add_argument(
+        "--generator-model", help="anthropic generator model (default claude-sonnet-4-6)"
+    )
     p.add_argument("--checker-model", help="anthropic checker model (default claude-haiku-4-5)")
-    p.add_argument("--data-dir", help="MABIM data directory in the original layout (default: synthetic data)")
+    p.add_argument(
+        "--data-dir", help="MABIM data directory in the original layout (default: synthetic data)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
 
@@ -77,11 +118,21 @@ def _config_from_args(args: argparse.Namespace) -> Any:
 
     env_kwargs = {"data_dir": args.data_dir} if args.data_dir else {}
     overrides = dict(
-        scenario=args.scenario, k=args.k, iterations=args.iterations,
-        steps=int(args.steps) if args.steps is not None else None, num_envs=args.num_envs, lr=args.lr, seed=args.seed,
-        provider=args.provider, checker=not args.no_checker, retention=not args.no_retention,
-        reward_factors=not args.no_reward_factors, formulation=args.formulation,
-        generator_model=args.generator_model, checker_model=args.checker_model, env_kwargs=env_kwargs,
+        scenario=args.scenario,
+        k=args.k,
+        iterations=args.iterations,
+        steps=int(args.steps) if args.steps is not None else None,
+        num_envs=args.num_envs,
+        lr=args.lr,
+        seed=args.seed,
+        provider=args.provider,
+        checker=not args.no_checker,
+        retention=not args.no_retention,
+        reward_factors=not args.no_reward_factors,
+        formulation=args.formulation,
+        generator_model=args.generator_model,
+        checker_model=args.checker_model,
+        env_kwargs=env_kwargs,
     )
     return SearchConfig.from_preset(args.preset, **overrides)
 
@@ -91,8 +142,13 @@ def _default_name(cfg: Any, provider_name: str) -> str:
     return f"{scen}-{provider_name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def execute_run(cfg: Any | None, run_path: Path | None, resume: bool, progress: bool = True,
-                runs_dir: str | Path = "runs") -> dict[str, Any]:
+def execute_run(
+    cfg: Any | None,
+    run_path: Path | None,
+    resume: bool,
+    progress: bool = True,
+    runs_dir: str | Path = "runs",
+) -> dict[str, Any]:
     """Start a run of ``cfg`` in ``run_path`` (``resume=False``; None: a new directory under
     ``runs_dir`` named after scenario, provider and time) or continue the run in ``run_path`` (its
     recorded config is used). Prints the provider announcement and the final table; returns the
@@ -111,23 +167,39 @@ def execute_run(cfg: Any | None, run_path: Path | None, resume: bool, progress: 
         cfg = load_config(run)
         print(f"resuming {run.path} (finished iterations: {run.finished_iterations() or 'none'})")
     family = cfg.scenario.split("/", 1)[0]
-    env = envs_jax.make(cfg.scenario, **cfg.env_kwargs)  # fails fast on an unknown scenario or bad data
+    env = envs_jax.make(
+        cfg.scenario, **cfg.env_kwargs
+    )  # fails fast on an unknown scenario or bad data
     try:
         env_info = EnvPromptInfo.from_env(env)
     finally:
-        if hasattr(env, "close"):  # a host (SUMO) environment: stop its worker; the search builds its own
+        if hasattr(
+            env, "close"
+        ):  # a host (SUMO) environment: stop its worker; the search builds its own
             env.close()
     provider, announcement = make_provider(
-        cfg.provider, env_family=family, seed=cfg.seed, generator_model=cfg.generator_model,
-        checker_model=cfg.checker_model, env_info=env_info)
+        cfg.provider,
+        env_family=family,
+        seed=cfg.seed,
+        generator_model=cfg.generator_model,
+        checker_model=cfg.checker_model,
+        env_info=env_info,
+    )
     print(announcement)
     if run is None:
         run_path = run_path or Path(runs_dir) / _default_name(cfg, provider.name)
-        run = RunDir.create(run_path, {
-            "config": cfg.to_dict(), "provider": provider.describe(), "provider_label": provider.label,
-            "announcement": announcement, "scenario": cfg.scenario, "data_source": env.spec.data_source,
-            "prompt_hashes": prompt_hashes(),
-        })
+        run = RunDir.create(
+            run_path,
+            {
+                "config": cfg.to_dict(),
+                "provider": provider.describe(),
+                "provider_label": provider.label,
+                "announcement": announcement,
+                "scenario": cfg.scenario,
+                "data_source": env.spec.data_source,
+                "prompt_hashes": prompt_hashes(),
+            },
+        )
         print(f"run directory: {run.path}")
     results = run_search(cfg, run, provider, progress=progress)
     print(final_table(results))
@@ -141,7 +213,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         execute_run(None, Path(args.resume), resume=True, progress=not args.no_progress)
         return 0
     run_path = Path(args.runs_dir) / args.name if args.name else None
-    execute_run(_config_from_args(args), run_path, resume=False, progress=not args.no_progress, runs_dir=args.runs_dir)
+    execute_run(
+        _config_from_args(args),
+        run_path,
+        resume=False,
+        progress=not args.no_progress,
+        runs_dir=args.runs_dir,
+    )
     return 0
 
 

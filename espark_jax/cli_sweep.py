@@ -32,14 +32,32 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 def add_sweep_parser(sub: Any) -> None:
     """Register ``espark sweep``."""
-    p = sub.add_parser("sweep", help="run ablation variants over seeds and compare them",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scenario", default="mabim/standard-100", help="registered scenario (default %(default)s)")
-    p.add_argument("--preset", default="quick", choices=["quick", "paper"], help="sizes and budget (default %(default)s)")
-    p.add_argument("--variants", default="full,no-retention,no-reward-factors",
-                   help=f"comma-separated, from: {', '.join(VARIANTS)} (default %(default)s)")
+    p = sub.add_parser(
+        "sweep",
+        help="run ablation variants over seeds and compare them",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--scenario", default="mabim/standard-100", help="registered scenario (default %(default)s)"
+    )
+    p.add_argument(
+        "--preset",
+        default="quick",
+        choices=["quick", "paper"],
+        help="sizes and budget (default %(default)s)",
+    )
+    p.add_argument(
+        "--variants",
+        default="full,no-retention,no-reward-factors",
+        help=f"comma-separated, from: {', '.join(VARIANTS)} (default %(default)s)",
+    )
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default %(default)s)")
-    p.add_argument("--provider", default="auto", help="provider of the non-template variants (default %(default)s)")
+    p.add_argument(
+        "--provider",
+        default="auto",
+        help="provider of the non-template variants (default %(default)s)",
+    )
     p.add_argument("--k", type=int, help="candidates per iteration")
     p.add_argument("--iterations", type=int, help="eSpark iterations")
     p.add_argument("--steps", type=float, help="environment steps per candidate over the whole run")
@@ -58,12 +76,27 @@ def plan(args: argparse.Namespace) -> list[tuple[str, Any]]:
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
-        raise SystemExit(f"espark sweep: --seeds expects integers separated by commas, got {args.seeds!r}") from None
-    common = dict(scenario=args.scenario, provider=args.provider, k=args.k, iterations=args.iterations,
-                  steps=int(args.steps) if args.steps is not None else None, num_envs=args.num_envs, lr=args.lr)
+        raise SystemExit(
+            f"espark sweep: --seeds expects integers separated by commas, got {args.seeds!r}"
+        ) from None
+    common = dict(
+        scenario=args.scenario,
+        provider=args.provider,
+        k=args.k,
+        iterations=args.iterations,
+        steps=int(args.steps) if args.steps is not None else None,
+        num_envs=args.num_envs,
+        lr=args.lr,
+    )
     try:
-        return [(f"{v}-s{seed}", SearchConfig.from_preset(args.preset, **{**common, **VARIANTS[v], "seed": seed}))
-                for v in variants for seed in seeds]
+        return [
+            (
+                f"{v}-s{seed}",
+                SearchConfig.from_preset(args.preset, **{**common, **VARIANTS[v], "seed": seed}),
+            )
+            for v in variants
+            for seed in seeds
+        ]
     except ValueError as err:
         raise SystemExit(f"espark sweep: {err}") from None
 
@@ -80,7 +113,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     require_scenario("espark sweep", args.scenario)
     runs = plan(args)
-    root = Path(args.sweep_dir or f"runs/sweep-{re.sub(r'[^A-Za-z0-9._-]+', '-', args.scenario)}-{args.preset}")
+    root = Path(
+        args.sweep_dir
+        or f"runs/sweep-{re.sub(r'[^A-Za-z0-9._-]+', '-', args.scenario)}-{args.preset}"
+    )
     for i, (name, cfg) in enumerate(runs, 1):
         path = root / name
         print(f"\n=== sweep {i}/{len(runs)}: {name} ({path}) ===")
@@ -89,15 +125,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             continue
         if path.exists():
             recorded = RunDir.open(path).manifest.get("config", {})
-            diff = _differences(recorded, json.loads(json.dumps(cfg.to_dict())))  # as the manifest stores it
+            diff = _differences(
+                recorded, json.loads(json.dumps(cfg.to_dict()))
+            )  # as the manifest stores it
             if diff:
-                raise SystemExit(f"espark sweep: {path} was made with another configuration ({'; '.join(diff)}); "
-                                 "use another --sweep-dir or the same options")
+                raise SystemExit(
+                    f"espark sweep: {path} was made with another configuration ({'; '.join(diff)}); "
+                    "use another --sweep-dir or the same options"
+                )
             execute_run(None, path, resume=True, progress=not args.no_progress)
         else:
             execute_run(cfg, path, resume=False, progress=not args.no_progress)
     dirs = [root / name for name, _ in runs]
-    text = "## Runs\n\n" + results_table(dirs) + "\n\n## Per variant\n\n" + variant_table(dirs) + "\n"
+    text = (
+        "## Runs\n\n" + results_table(dirs) + "\n\n## Per variant\n\n" + variant_table(dirs) + "\n"
+    )
     (root / "summary.md").write_text(text)
     print("\n" + text)
     print(f"summary: {root / 'summary.md'}")

@@ -22,7 +22,10 @@ def _stage_stats(values: Sequence[float]) -> dict[str, dict[str, float]]:
         return {}
     third = max(1, int(math.ceil(arr.size / 3)))
     stages = {"early": arr[:third], "late": arr[-third:], "whole": arr}
-    return {s: {"max": float(v.max()), "min": float(v.min()), "mean": float(v.mean())} for s, v in stages.items()}
+    return {
+        s: {"max": float(v.max()), "min": float(v.min()), "mean": float(v.mean())}
+        for s, v in stages.items()
+    }
 
 
 def _fmt(x: float) -> str:
@@ -39,7 +42,10 @@ def _line(name: str, stats: Mapping[str, Mapping[str, float]]) -> str:
 
 def curve_statistics(evals: Sequence[Mapping[str, Any]], slot: int) -> dict[str, Any]:
     """Statistics of one learner's evaluation checkpoints: return and components per group."""
-    out: dict[str, Any] = {"return": _stage_stats([e["return"][slot] for e in evals]), "components": {}}
+    out: dict[str, Any] = {
+        "return": _stage_stats([e["return"][slot] for e in evals]),
+        "components": {},
+    }
     if evals and "components" in evals[0]:
         for name, groups in evals[0]["components"].items():
             out["components"][name] = {
@@ -54,14 +60,21 @@ def mask_statistics_text(stats: Mapping[str, Any] | None, action_names: Sequence
         return "Mask statistics: none (this slot trained with the all-ones fallback mask)."
     parts = []
     if "mean_allowed" in stats:
-        parts.append(f"on average {stats['mean_allowed']:.1f} of {len(action_names)} actions allowed")
+        parts.append(
+            f"on average {stats['mean_allowed']:.1f} of {len(action_names)} actions allowed"
+        )
     if "none_allowed_frac" in stats:
-        parts.append(f"{100 * stats['none_allowed_frac']:.1f}% of agent-states allowed nothing (falls back to unmasked)")
+        parts.append(
+            f"{100 * stats['none_allowed_frac']:.1f}% of agent-states allowed nothing (falls back to unmasked)"
+        )
     if "all_allowed_frac" in stats:
         parts.append(f"{100 * stats['all_allowed_frac']:.1f}% allowed every action (no pruning)")
     rate = stats.get("allowed_rate")
     if rate is not None and len(rate) == len(action_names):
-        parts.append("allowed rate per action: " + ", ".join(f"{n} {100 * r:.0f}%" for n, r in zip(action_names, rate)))
+        parts.append(
+            "allowed rate per action: "
+            + ", ".join(f"{n} {100 * r:.0f}%" for n, r in zip(action_names, rate))
+        )
     return "Mask statistics on the checked states: " + "; ".join(parts) + "."
 
 
@@ -93,8 +106,10 @@ def build_feedback(
         split: the evaluation split.
     """
     curves = curve_statistics(evals, best_slot)
-    head = (f"Iteration {iteration}: the best exploration function was slot {best_slot}. Its learner was "
-            f"evaluated without masks on the {split} split at {len(evals)} checkpoints")
+    head = (
+        f"Iteration {iteration}: the best exploration function was slot {best_slot}. Its learner was "
+        f"evaluated without masks on the {split} split at {len(evals)} checkpoints"
+    )
     head += f" during {env_steps:,} environment steps of training." if env_steps else "."
     lines = [head, "Episode return (higher is better):", _line("total return", curves["return"])]
     if reward_factors:
@@ -109,6 +124,8 @@ def build_feedback(
         lines.append(_line("train return", tr))
     lines.append(mask_statistics_text(mask_stats, action_names))
     if others:
-        lines.append("Other candidates of this iteration (selection score = mean evaluation return of the last checkpoints):")
+        lines.append(
+            "Other candidates of this iteration (selection score = mean evaluation return of the last checkpoints):"
+        )
         lines.extend(f"  {o}" for o in others)
     return "\n".join(lines)

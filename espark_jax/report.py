@@ -50,9 +50,13 @@ def loop_figure(run_path: str | Path, results: dict[str, Any]) -> Path:
         ax2.bar([i + gi * width for i in range(len(names))], vals, width=width, label=g)
     ax2.set_xticks([i + 0.4 - width / 2 for i in range(len(names))])
     ax2.set_xticklabels(names, rotation=20)
-    ax2.set_title(f"test split, greedy: return {results['test']['greedy'].get('return', float('nan')):,.0f}")
+    ax2.set_title(
+        f"test split, greedy: return {results['test']['greedy'].get('return', float('nan')):,.0f}"
+    )
     ax2.legend()
-    fig.suptitle(f"{results['scenario']} - provider: {results['provider']} - data: {results['data_source']}")
+    fig.suptitle(
+        f"{results['scenario']} - provider: {results['provider']} - data: {results['data_source']}"
+    )
     fig.tight_layout()
     out = run_path / "summary.png"
     fig.savefig(out, dpi=110)
@@ -80,14 +84,32 @@ def results_table(run_dirs: Sequence[str | Path]) -> str:
     for d in run_dirs:
         path = Path(d) / "results.json"
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: the run has not finished (continue it with --resume {d})")
+            raise FileNotFoundError(
+                f"{path} is missing: the run has not finished (continue it with --resume {d})"
+            )
         res = json.loads(path.read_text())
         greedy = res["test"]["greedy"]
-        comps = {n: sum(v for v in g.values() if v is not None) for n, g in greedy.get("components", {}).items()}
+        comps = {
+            n: sum(v for v in g.values() if v is not None)
+            for n, g in greedy.get("components", {}).items()
+        }
         comp_names = comp_names or list(comps)
-        rows.append((Path(d).name, res["scenario"], res["provider"], _ablation(res["config"]), greedy["return"], comps,
-                     res["data_source"]))
-    head = "| run | scenario | provider | variant | test return | " + " | ".join(comp_names) + " | data |"
+        rows.append(
+            (
+                Path(d).name,
+                res["scenario"],
+                res["provider"],
+                _ablation(res["config"]),
+                greedy["return"],
+                comps,
+                res["data_source"],
+            )
+        )
+    head = (
+        "| run | scenario | provider | variant | test return | "
+        + " | ".join(comp_names)
+        + " | data |"
+    )
     sep = "|" + "---|" * (6 + len(comp_names))
     lines = [head, sep]
     for name, scen, prov, var, ret, comps, data in rows:
@@ -98,23 +120,36 @@ def results_table(run_dirs: Sequence[str | Path]) -> str:
 
 def final_table(results: dict[str, Any]) -> str:
     """The table ``espark run`` prints at the end: iterations, then the test evaluation."""
-    lines = [f"eSpark on {results['scenario']} | provider: {results['provider']} | data: {results['data_source']}",
-             "", "| iteration | best slot | selection score | fallbacks | generate+check s | train s |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"eSpark on {results['scenario']} | provider: {results['provider']} | data: {results['data_source']}",
+        "",
+        "| iteration | best slot | selection score | fallbacks | generate+check s | train s |",
+        "|---|---|---|---|---|---|",
+    ]
     for h in results["iterations"]:
         t = h["timings"]
-        lines.append(f"| {h['iteration']} | {h['best_slot']} | {h['best_score']:,.1f} | {len(h['fallbacks'])} | "
-                     f"{t.get('generate_and_check_s', float('nan')):.1f} | {t.get('train_s', float('nan')):.1f} |")
+        lines.append(
+            f"| {h['iteration']} | {h['best_slot']} | {h['best_score']:,.1f} | {len(h['fallbacks'])} | "
+            f"{t.get('generate_and_check_s', float('nan')):.1f} | {t.get('train_s', float('nan')):.1f} |"
+        )
     for mode in ("greedy", "sampled"):
         ev = results["test"].get(mode)
         if not ev:
             continue
         comps = ev.get("components", {})
         groups = sorted({g for c in comps.values() for g in c})
-        lines += ["", f"test split, {mode} policy, no masks: return {ev['return']:,.1f}",
-                  "| component | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+        lines += [
+            "",
+            f"test split, {mode} policy, no masks: return {ev['return']:,.1f}",
+            "| component | " + " | ".join(groups) + " |",
+            "|---|" + "---|" * len(groups),
+        ]
         for name, by_group in comps.items():
-            lines.append(f"| {name} | " + " | ".join(f"{by_group.get(g, float('nan')):,.1f}" for g in groups) + " |")
+            lines.append(
+                f"| {name} | "
+                + " | ".join(f"{by_group.get(g, float('nan')):,.1f}" for g in groups)
+                + " |"
+            )
     return "\n".join(lines)
 
 
@@ -128,7 +163,12 @@ def variant_table(run_dirs: Sequence[str | Path]) -> str:
         res = json.loads((Path(d) / "results.json").read_text())
         key = (res["scenario"], res["provider"], _ablation(res["config"]))
         groups.setdefault(key, []).append(float(res["test"]["greedy"]["return"]))
-    lines = ["| scenario | provider | variant | test return (mean ± std) | runs |", "|---|---|---|---|---|"]
+    lines = [
+        "| scenario | provider | variant | test return (mean ± std) | runs |",
+        "|---|---|---|---|---|",
+    ]
     for (scen, prov, var), vals in groups.items():
-        lines.append(f"| {scen} | {prov} | {var} | {np.mean(vals):,.0f} ± {np.std(vals):,.0f} | {len(vals)} |")
+        lines.append(
+            f"| {scen} | {prov} | {var} | {np.mean(vals):,.0f} ± {np.std(vals):,.0f} | {len(vals)} |"
+        )
     return "\n".join(lines)

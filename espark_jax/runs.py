@@ -44,7 +44,17 @@ class RunDirError(RuntimeError):
 def package_versions() -> dict[str, str | None]:
     """Versions of the packages a result depends on (None when not installed)."""
     out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in ("espark-jax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "anthropic", "libsumo"):
+    for name in (
+        "espark-jax",
+        "jax",
+        "jaxlib",
+        "flax",
+        "optax",
+        "orbax-checkpoint",
+        "numpy",
+        "anthropic",
+        "libsumo",
+    ):
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -55,8 +65,14 @@ def package_versions() -> dict[str, str | None]:
 def device_info() -> dict[str, Any]:
     """The JAX backend and devices this process runs on."""
     devs = jax.devices()
-    return {"backend": jax.default_backend(), "devices": [str(d) for d in devs], "count": len(devs),
-            "kind": devs[0].device_kind if devs else None, "host": platform.node(), "cpus": os.cpu_count()}
+    return {
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in devs],
+        "count": len(devs),
+        "kind": devs[0].device_kind if devs else None,
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+    }
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
@@ -64,7 +80,9 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_clean(obj), indent=1, ensure_ascii=False, default=str), encoding="utf-8")
+    tmp.write_text(
+        json.dumps(_clean(obj), indent=1, ensure_ascii=False, default=str), encoding="utf-8"
+    )
     os.replace(tmp, path)
     return path
 
@@ -118,8 +136,13 @@ class RunDir:
                 f"{run.path} already holds a run; continue it with --resume {run.path} or choose another --name"
             )
         run.path.mkdir(parents=True, exist_ok=True)
-        manifest = {**manifest, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "versions": package_versions(),
-                    "device": device_info(), "argv": sys.argv}
+        manifest = {
+            **manifest,
+            "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "versions": package_versions(),
+            "device": device_info(),
+            "argv": sys.argv,
+        }
         write_json(run.path / MANIFEST, manifest)
         return run
 
@@ -131,7 +154,9 @@ class RunDir:
             raise RunDirError(f"--resume {path}: no such run directory")
         manifest = read_json(run.path / MANIFEST)
         if not isinstance(manifest, dict) or "config" not in manifest:
-            raise RunDirError(f"{run.path / MANIFEST} has no 'config'; this is not an espark run directory")
+            raise RunDirError(
+                f"{run.path / MANIFEST} has no 'config'; this is not an espark run directory"
+            )
         return run
 
     @property
@@ -165,8 +190,10 @@ class RunDir:
             return None
         summary = read_json(path)
         if not (self.iter_dir(iteration) / BEST).is_dir():
-            raise RunDirError(f"{self.iter_dir(iteration)} has a summary but no '{BEST}' checkpoint; "
-                              f"delete {path} to redo iteration {iteration}")
+            raise RunDirError(
+                f"{self.iter_dir(iteration)} has a summary but no '{BEST}' checkpoint; "
+                f"delete {path} to redo iteration {iteration}"
+            )
         return summary
 
     def finished_iterations(self) -> list[int]:
@@ -214,10 +241,14 @@ class RunDir:
 
         path = self.iter_dir(iteration) / BEST
         if not path.is_dir():
-            raise RunDirError(f"{path} is missing; delete {self.iter_dir(iteration) / SUMMARY} to redo iteration {iteration}")
+            raise RunDirError(
+                f"{path} is missing; delete {self.iter_dir(iteration) / SUMMARY} to redo iteration {iteration}"
+            )
         target = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
         try:
             return ocp.StandardCheckpointer().restore(path, target)
         except Exception as err:  # orbax raises several types for damaged checkpoints
-            raise RunDirError(f"checkpoint {path} cannot be restored ({type(err).__name__}: {err}); delete "
-                              f"{self.iter_dir(iteration) / SUMMARY} to redo iteration {iteration}") from None
+            raise RunDirError(
+                f"checkpoint {path} cannot be restored ({type(err).__name__}: {err}); delete "
+                f"{self.iter_dir(iteration) / SUMMARY} to redo iteration {iteration}"
+            ) from None

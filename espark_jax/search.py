@@ -32,8 +32,22 @@ from espark_jax.ippo.host import is_host_env, make_env, make_trainer, record_hos
 from espark_jax.ippo.ppo import PPOConfig
 from espark_jax.ippo.train import TrainConfig, _slot, train
 from espark_jax.llm.extract import parse_verdict
-from espark_jax.llm.prompts import EnvPromptInfo, Prompt, checker_messages, generator_messages, repair_messages
-from espark_jax.llm.providers import LLMRequest, LLMResponse, Provider, SlotResult, read_record, record_path, record_response
+from espark_jax.llm.prompts import (
+    EnvPromptInfo,
+    Prompt,
+    checker_messages,
+    generator_messages,
+    repair_messages,
+)
+from espark_jax.llm.providers import (
+    LLMRequest,
+    LLMResponse,
+    Provider,
+    SlotResult,
+    read_record,
+    record_path,
+    record_response,
+)
 from espark_jax.masks.builtin import all_ones
 from espark_jax.masks.sandbox import check_candidates
 from espark_jax.masks.task import MaskTask
@@ -42,18 +56,46 @@ from espark_jax.runs import RunDir, read_json, write_json, write_text
 PRESETS: dict[str, dict[str, Any]] = {
     # a few minutes on a 2-core CPU: small K, few iterations, a short budget
     # (lr 1e-3: the budget is about 0.2 % of the paper's, twice the paper's rate learns faster in it)
-    "quick": dict(k=4, iterations=3, steps=9_000, num_envs=2, eval_checkpoints=3, eval_envs=2,
-                  updates_per_chunk=5, hidden=(64, 64), lr=1e-3, repair_rounds=1, check_rounds=1),
+    "quick": dict(
+        k=4,
+        iterations=3,
+        steps=9_000,
+        num_envs=2,
+        eval_checkpoints=3,
+        eval_envs=2,
+        updates_per_chunk=5,
+        hidden=(64, 64),
+        lr=1e-3,
+        repair_rounds=1,
+        check_rounds=1,
+    ),
     # the paper: K = 16, ten iterations over 5.02 M environment steps per candidate (MABIM)
-    "paper": dict(k=16, iterations=10, steps=5_020_000, num_envs=32, eval_checkpoints=5, eval_envs=8,
-                  updates_per_chunk=10, hidden=(64, 64), repair_rounds=2, check_rounds=1),
+    "paper": dict(
+        k=16,
+        iterations=10,
+        steps=5_020_000,
+        num_envs=32,
+        eval_checkpoints=5,
+        eval_envs=8,
+        updates_per_chunk=10,
+        hidden=(64, 64),
+        repair_rounds=2,
+        check_rounds=1,
+    ),
 }
 # Per scenario family, what changes in a preset. SUMO: one update is one 240-decision episode of
 # k x num_envs simulations on the host's CPU cores (seconds each), so the quick preset trains 2
 # episodes per candidate and iteration; the paper's SUMO budget is 2.4 M steps.
 FAMILY_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "sumo": {
-        "quick": dict(steps=1_440, num_envs=1, eval_checkpoints=2, select_last=2, eval_envs=1, updates_per_chunk=1),
+        "quick": dict(
+            steps=1_440,
+            num_envs=1,
+            eval_checkpoints=2,
+            select_last=2,
+            eval_envs=1,
+            updates_per_chunk=1,
+        ),
         "paper": dict(steps=2_400_000, num_envs=2, eval_envs=2, updates_per_chunk=1),
     },
 }
@@ -117,10 +159,21 @@ class SearchConfig:
     env_kwargs: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("k", "iterations", "steps", "num_envs", "eval_checkpoints", "select_last", "eval_envs",
-                     "updates_per_chunk", "check_workers"):
+        for name in (
+            "k",
+            "iterations",
+            "steps",
+            "num_envs",
+            "eval_checkpoints",
+            "select_last",
+            "eval_envs",
+            "updates_per_chunk",
+            "check_workers",
+        ):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
+                )
         if self.formulation not in ("code", "lang"):
             raise ValueError(f"--formulation must be 'code' or 'lang', got {self.formulation!r}")
         if self.repair_rounds < 0 or self.check_rounds < 0:
@@ -153,7 +206,9 @@ class SearchConfig:
 # ----------------------------------------------------------------------------------------------
 
 
-def record_contexts(env: Any, key: jax.Array, n_envs: int = 4, every: int = 7) -> dict[str, np.ndarray]:
+def record_contexts(
+    env: Any, key: jax.Array, n_envs: int = 4, every: int = 7
+) -> dict[str, np.ndarray]:
     """Mask contexts visited by a constant order-the-mean policy on the train split.
 
     Returns field -> ``[batch, *shape]`` numpy arrays (``n_envs`` x every ``every``-th day).
@@ -177,7 +232,9 @@ def record_contexts(env: Any, key: jax.Array, n_envs: int = 4, every: int = 7) -
         return jax.tree_util.tree_map(lambda x: x[::every], ctxs)
 
     ctxs = jax.jit(jax.vmap(episode))(jax.random.split(key, n_envs))
-    return {name: np.asarray(v).reshape((-1,) + np.shape(v)[2:]) for name, v in ctxs.as_dict().items()}
+    return {
+        name: np.asarray(v).reshape((-1,) + np.shape(v)[2:]) for name, v in ctxs.as_dict().items()
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -208,8 +265,14 @@ class RecordingProvider:
             if self.reuse and path.is_file():
                 rec = read_record(self.run.path, req.iteration, req.slot, req.role, req.round)
                 if not rec.get("error"):
-                    out[i] = LLMResponse(rec["text"], rec.get("model", ""), rec.get("usage", {}), 0.0, None,
-                                         rec.get("raw", {}))
+                    out[i] = LLMResponse(
+                        rec["text"],
+                        rec.get("model", ""),
+                        rec.get("usage", {}),
+                        0.0,
+                        None,
+                        rec.get("raw", {}),
+                    )
                     self.reused += 1
                     continue
             todo.append(i)
@@ -268,8 +331,15 @@ def generate_candidates(
     samples: dict[str, np.ndarray] | None,
 ) -> list[Candidate]:
     """Run the generate / compile / repair / check waves for all K slots of one iteration."""
-    cands = [Candidate(k, generator_messages(info, iteration, k, feedback, best_code, cfg.formulation, n_slots=cfg.k))
-             for k in range(cfg.k)]
+    cands = [
+        Candidate(
+            k,
+            generator_messages(
+                info, iteration, k, feedback, best_code, cfg.formulation, n_slots=cfg.k
+            ),
+        )
+        for k in range(cfg.k)
+    ]
     rounds: dict[tuple[int, str], int] = {}
     while any(c.state in ("ask", "review") for c in cands):
         # 1. one provider call for every slot that needs the LLM (generation, repair or review)
@@ -278,9 +348,16 @@ def generate_candidates(
         for c in asking:
             role = "checker" if c.state == "review" else c.role
             n = rounds.get((c.slot, role), 0)
-            prompt = checker_messages(info, c.code or "", cfg.formulation) if role == "checker" else c.prompt
-            requests.append(LLMRequest.from_prompt(prompt, iteration, c.slot, role, round=n,
-                                                   history=[tuple(h) for h in c.history]))
+            prompt = (
+                checker_messages(info, c.code or "", cfg.formulation)
+                if role == "checker"
+                else c.prompt
+            )
+            requests.append(
+                LLMRequest.from_prompt(
+                    prompt, iteration, c.slot, role, round=n, history=[tuple(h) for h in c.history]
+                )
+            )
             rounds[(c.slot, role)] = n + 1
         for c, resp in zip(asking, provider.generate(requests)):
             if c.state == "review":
@@ -292,8 +369,13 @@ def generate_candidates(
         # 2. one sandboxed compile call for every reply waiting for it
         pending = [c for c in cands if c.state == "compile"]
         if pending:
-            results = check_candidates([c.reply for c in pending], task, max_workers=cfg.check_workers,
-                                       samples=samples, timeout_s=cfg.check_timeout_s)
+            results = check_candidates(
+                [c.reply for c in pending],
+                task,
+                max_workers=cfg.check_workers,
+                samples=samples,
+                timeout_s=cfg.check_timeout_s,
+            )
             for c, res in zip(pending, results):
                 _after_compile(c, res, cfg)
     return cands
@@ -312,7 +394,10 @@ def _after_compile(c: Candidate, res: Any, cfg: SearchConfig) -> None:
         c.role, c.state = "repair", "ask"
     elif c.previous is not None:  # the checker's repair broke compiled code: keep the compiled one
         c.code, c.fn, c.stats, c.check = c.previous
-        c.state, c.reason = "done", f"checker-requested repair failed ({res.reason}); kept the compiled version"
+        c.state, c.reason = (
+            "done",
+            f"checker-requested repair failed ({res.reason}); kept the compiled version",
+        )
     else:
         c.code = res.code or None
         c.fn, c.state, c.reason = None, "failed", res.reason
@@ -325,12 +410,18 @@ def _after_review(c: Candidate, resp: LLMResponse, cfg: SearchConfig) -> None:
         c.state = "done"
         return
     verdict = parse_verdict(resp.text)
-    c.verdict = {"passed": verdict.passed, "reasons": list(verdict.reasons), "suggestion": verdict.suggestion}
+    c.verdict = {
+        "passed": verdict.passed,
+        "reasons": list(verdict.reasons),
+        "suggestion": verdict.suggestion,
+    }
     if verdict.passed:
         c.state = "done"
         return
     c.history.append((c.reply, "; ".join(verdict.reasons)))
-    c.prompt = repair_messages(c.prompt, c.reply, list(verdict.reasons) or ["the checker rejected the code"], "check")
+    c.prompt = repair_messages(
+        c.prompt, c.reply, list(verdict.reasons) or ["the checker rejected the code"], "check"
+    )
     c.previous = (c.code, c.fn, c.stats, c.check)
     c.role, c.state = "repair", "ask"
 
@@ -341,7 +432,9 @@ def _after_review(c: Candidate, resp: LLMResponse, cfg: SearchConfig) -> None:
 
 
 def _argmax(scores: Sequence[float | None]) -> int:
-    vals = np.array([-np.inf if s is None or math.isnan(s) else s for s in scores], dtype=np.float64)
+    vals = np.array(
+        [-np.inf if s is None or math.isnan(s) else s for s in scores], dtype=np.float64
+    )
     return int(np.argmax(vals))
 
 
@@ -350,9 +443,17 @@ def _train_config(cfg: SearchConfig, env: Any) -> tuple[TrainConfig, int]:
     updates = max(1, int(math.ceil(cfg.steps_per_iteration() / (episode * cfg.num_envs))))
     eval_every = max(1, updates // cfg.eval_checkpoints)
     scale = {"reward_scale": HOST_REWARD_SCALE} if is_host_env(env) else {}
-    tc = TrainConfig(num_envs=cfg.num_envs, num_updates=updates, updates_per_chunk=min(cfg.updates_per_chunk, eval_every),
-                     hidden=cfg.hidden, eval_every=eval_every, eval_envs=cfg.eval_envs, select_last=cfg.select_last,
-                     ppo=PPOConfig(lr=cfg.lr), **scale)
+    tc = TrainConfig(
+        num_envs=cfg.num_envs,
+        num_updates=updates,
+        updates_per_chunk=min(cfg.updates_per_chunk, eval_every),
+        hidden=cfg.hidden,
+        eval_every=eval_every,
+        eval_envs=cfg.eval_envs,
+        select_last=cfg.select_last,
+        ppo=PPOConfig(lr=cfg.lr),
+        **scale,
+    )
     return tc, updates
 
 
@@ -363,8 +464,15 @@ class Search:
     :class:`~espark_jax.ippo.host.HostTrainer`; :meth:`close` stops its worker processes.
     """
 
-    def __init__(self, cfg: SearchConfig, run: RunDir, provider: Provider, *, progress: bool = True,
-                 log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        cfg: SearchConfig,
+        run: RunDir,
+        provider: Provider,
+        *,
+        progress: bool = True,
+        log: Callable[[str], None] = print,
+    ) -> None:
         self.cfg, self.run, self.progress, self.log = cfg, run, progress, log
         self.provider = RecordingProvider(provider, run)
         self.env = make_env(cfg.scenario, cfg.k, cfg.num_envs, **cfg.env_kwargs)
@@ -374,7 +482,9 @@ class Search:
             self.info = EnvPromptInfo.from_env(self.env)
             self.train_config, self.updates = _train_config(cfg, self.env)
             self.fallback = all_ones(self.spec)
-            self.trainer = make_trainer(self.env, self.train_config, [self.fallback] * cfg.k, progress=progress)
+            self.trainer = make_trainer(
+                self.env, self.train_config, [self.fallback] * cfg.k, progress=progress
+            )
             self.root = jax.random.PRNGKey(cfg.seed)
             if is_host_env(self.env):
                 self.samples = record_host_contexts(self.env, seed=cfg.seed)
@@ -391,25 +501,45 @@ class Search:
             close()
 
     # ------------------------------------------------------------------ one iteration
-    def iteration(self, it: int, feedback: str | None, best_code: str | None, best: Any) -> dict[str, Any]:
+    def iteration(
+        self, it: int, feedback: str | None, best_code: str | None, best: Any
+    ) -> dict[str, Any]:
         """Run iteration ``it`` (1-based) and write its records; returns its summary."""
         cfg, run = self.cfg, self.run
         run.discard_unfinished(it)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        cands = generate_candidates(provider=self.provider, info=self.info, task=self.task, cfg=cfg, iteration=it,
-                                    feedback=feedback, best_code=best_code, samples=self.samples)
+        cands = generate_candidates(
+            provider=self.provider,
+            info=self.info,
+            task=self.task,
+            cfg=cfg,
+            iteration=it,
+            feedback=feedback,
+            best_code=best_code,
+            samples=self.samples,
+        )
         timings["generate_and_check_s"] = time.perf_counter() - t0
         fallbacks = [c.slot for c in cands if not c.ok]
         for c in cands:
             d = run.cand_dir(it, c.slot)
             if c.code:
                 write_text(d / "code.py", c.code + "\n")
-            write_json(d / "check.json", {"status": "ok" if c.ok else "fallback", "reason": c.reason,
-                                          "repairs": c.repairs, "verdict": c.verdict, "compile": c.check})
+            write_json(
+                d / "check.json",
+                {
+                    "status": "ok" if c.ok else "fallback",
+                    "reason": c.reason,
+                    "repairs": c.repairs,
+                    "verdict": c.verdict,
+                    "compile": c.check,
+                },
+            )
         if fallbacks:
-            self.log(f"iteration {it}: {len(fallbacks)} of {cfg.k} slots fall back to the all-ones mask "
-                     f"(slots {', '.join(map(str, fallbacks))})")
+            self.log(
+                f"iteration {it}: {len(fallbacks)} of {cfg.k} slots fall back to the all-ones mask "
+                f"(slots {', '.join(map(str, fallbacks))})"
+            )
         self.trainer.set_masks([c.fn if c.ok else self.fallback for c in cands])
 
         key = jax.random.fold_in(self.root, it)
@@ -418,47 +548,93 @@ class Search:
             state = self.trainer.init(k_init)
         else:
             state = self.trainer.init(k_init, params=best["params"], opt_state=best["opt_state"])
-        retained = jax.device_get(_slot(state.params, 0)) if best is not None and cfg.retention else None
+        retained = (
+            jax.device_get(_slot(state.params, 0)) if best is not None and cfg.retention else None
+        )
         t1 = time.perf_counter()
-        result = train(self.trainer, state, k_train, num_updates=self.updates,
-                       metrics_path=str(run.iter_dir(it) / "metrics.jsonl"), progress=self.progress,
-                       desc=f"iter {it}/{cfg.iterations}")
+        result = train(
+            self.trainer,
+            state,
+            k_train,
+            num_updates=self.updates,
+            metrics_path=str(run.iter_dir(it) / "metrics.jsonl"),
+            progress=self.progress,
+            desc=f"iter {it}/{cfg.iterations}",
+        )
         timings["train_s"] = time.perf_counter() - t1
         scores = result.scores
         best_slot = _argmax(scores)
-        learner = {"params": _slot(result.state.params, best_slot), "opt_state": _slot(result.state.opt_state, best_slot)}
+        learner = {
+            "params": _slot(result.state.params, best_slot),
+            "opt_state": _slot(result.state.opt_state, best_slot),
+        }
         run.save_learner(it, learner)
 
         train_returns = _train_curves(run.iter_dir(it) / "metrics.jsonl", cfg.k)
         for c in cands:
-            write_json(run.cand_dir(it, c.slot) / "metrics.json", {
-                "slot": c.slot, "status": "ok" if c.ok else "fallback", "score": scores[c.slot],
-                "eval_return": [e["return"][c.slot] for e in result.evals],
-                "eval_update": [e["update"] for e in result.evals],
-                "train_return": train_returns[c.slot], "mask_stats": c.stats,
-            })
+            write_json(
+                run.cand_dir(it, c.slot) / "metrics.json",
+                {
+                    "slot": c.slot,
+                    "status": "ok" if c.ok else "fallback",
+                    "score": scores[c.slot],
+                    "eval_return": [e["return"][c.slot] for e in result.evals],
+                    "eval_update": [e["update"] for e in result.evals],
+                    "train_return": train_returns[c.slot],
+                    "mask_stats": c.stats,
+                },
+            )
         others = [_other_line(c, scores[c.slot]) for c in cands if c.slot != best_slot]
         best_c = cands[best_slot]
-        text = build_feedback(iteration=it, best_slot=best_slot, evals=result.evals,
-                              train_returns=train_returns[best_slot], mask_stats=best_c.stats,
-                              action_names=self.spec.action_names, others=others,
-                              reward_factors=cfg.reward_factors,
-                              env_steps=self.updates * self.train_config.num_envs * self.trainer.num_steps,
-                              split=self.train_config.eval_split)
+        text = build_feedback(
+            iteration=it,
+            best_slot=best_slot,
+            evals=result.evals,
+            train_returns=train_returns[best_slot],
+            mask_stats=best_c.stats,
+            action_names=self.spec.action_names,
+            others=others,
+            reward_factors=cfg.reward_factors,
+            env_steps=self.updates * self.train_config.num_envs * self.trainer.num_steps,
+            split=self.train_config.eval_split,
+        )
         summary = {
-            "iteration": it, "best_slot": best_slot, "best_score": scores[best_slot], "scores": scores,
-            "best_code": best_c.code if best_c.ok else None, "feedback": text, "fallbacks": fallbacks,
+            "iteration": it,
+            "best_slot": best_slot,
+            "best_score": scores[best_slot],
+            "scores": scores,
+            "best_code": best_c.code if best_c.ok else None,
+            "feedback": text,
+            "fallbacks": fallbacks,
             "statuses": ["ok" if c.ok else "fallback" for c in cands],
-            "reasons": [c.reason for c in cands], "timings": timings,
+            "reasons": [c.reason for c in cands],
+            "timings": timings,
             "compile_seconds": {k: list(v) for k, v in self.trainer.compile_seconds.items()},
-            "llm_latency_s": None, "env_steps_per_candidate": self.updates * self.train_config.num_envs * self.trainer.num_steps,
-            "retention_check": None if retained is None else _same_tree(retained, jax.device_get(best["params"])),
+            "llm_latency_s": None,
+            "env_steps_per_candidate": self.updates
+            * self.train_config.num_envs
+            * self.trainer.num_steps,
+            "retention_check": None
+            if retained is None
+            else _same_tree(retained, jax.device_get(best["params"])),
         }
         write_json(run.iter_dir(it) / "summary.json", summary)
-        run.log({"event": "iteration", **{k: summary[k] for k in ("iteration", "best_slot", "best_score", "fallbacks",
-                                                                  "timings")}})
-        self.provider.tell(it, [SlotResult(c.slot, c.code if c.ok else None, scores[c.slot] if c.ok else None)
-                                for c in cands])
+        run.log(
+            {
+                "event": "iteration",
+                **{
+                    k: summary[k]
+                    for k in ("iteration", "best_slot", "best_score", "fallbacks", "timings")
+                },
+            }
+        )
+        self.provider.tell(
+            it,
+            [
+                SlotResult(c.slot, c.code if c.ok else None, scores[c.slot] if c.ok else None)
+                for c in cands
+            ],
+        )
         return summary
 
     # ------------------------------------------------------------------ whole run
@@ -470,7 +646,9 @@ class Search:
         for it in range(1, cfg.iterations + 1):
             summary = run.iteration_summary(it)
             if summary is not None:
-                self.log(f"iteration {it}: already finished (best slot {summary['best_slot']}), resuming after it")
+                self.log(
+                    f"iteration {it}: already finished (best slot {summary['best_slot']}), resuming after it"
+                )
                 self._replay_tell(it, summary)
             else:
                 summary = self.iteration(it, feedback, best_code, best)
@@ -493,25 +671,45 @@ class Search:
         for slot, status in enumerate(summary["statuses"]):
             code_path = self.run.cand_dir(it, slot) / "code.py"
             code = code_path.read_text() if status == "ok" and code_path.exists() else None
-            results.append(SlotResult(slot, code.rstrip("\n") if code else None,
-                                      summary["scores"][slot] if status == "ok" else None))
+            results.append(
+                SlotResult(
+                    slot,
+                    code.rstrip("\n") if code else None,
+                    summary["scores"][slot] if status == "ok" else None,
+                )
+            )
         self.provider.tell(it, results)
 
     def final_evaluation(self, best: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
         """Evaluate the surviving learner on the test split (no masks) and write ``results.json``."""
-        params = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (1,) + jnp.shape(x)), best["params"])
+        params = jax.tree_util.tree_map(
+            lambda x: jnp.broadcast_to(x, (1,) + jnp.shape(x)), best["params"]
+        )
         key = jax.random.fold_in(self.root, 20_000)
         test = {}
         for greedy in (True, False):
-            ev = self.trainer.evaluate(params, key, split="test", greedy=greedy, num_envs=self.cfg.eval_envs)
+            ev = self.trainer.evaluate(
+                params, key, split="test", greedy=greedy, num_envs=self.cfg.eval_envs
+            )
             test["greedy" if greedy else "sampled"] = _first_learner(ev)
         results = {
-            "scenario": self.cfg.scenario, "data_source": self.spec.data_source,
-            "provider": self.provider.label, "provider_name": self.provider.name,
-            "config": self.cfg.to_dict(), "test": test,
-            "iterations": [{"iteration": h["iteration"], "best_slot": h["best_slot"], "best_score": h["best_score"],
-                            "scores": h["scores"], "fallbacks": h["fallbacks"], "timings": h["timings"]}
-                           for h in history],
+            "scenario": self.cfg.scenario,
+            "data_source": self.spec.data_source,
+            "provider": self.provider.label,
+            "provider_name": self.provider.name,
+            "config": self.cfg.to_dict(),
+            "test": test,
+            "iterations": [
+                {
+                    "iteration": h["iteration"],
+                    "best_slot": h["best_slot"],
+                    "best_score": h["best_score"],
+                    "scores": h["scores"],
+                    "fallbacks": h["fallbacks"],
+                    "timings": h["timings"],
+                }
+                for h in history
+            ],
         }
         write_json(self.run.path / "results.json", results)
         try:
@@ -525,6 +723,7 @@ class Search:
 
 def _first_learner(ev: dict[str, Any]) -> dict[str, Any]:
     """An evaluation of K=1 learners as plain numbers."""
+
     def first(x: Any) -> Any:
         if isinstance(x, dict):
             return {k: first(v) for k, v in x.items()}
@@ -551,24 +750,38 @@ def _train_curves(path: Any, k: int) -> list[list[float | None]]:
 
 def _other_line(c: Candidate, score: float | None) -> str:
     if c.ok:
-        return f"slot {c.slot}: score {score:,.1f}" if score is not None else f"slot {c.slot}: no score"
+        return (
+            f"slot {c.slot}: score {score:,.1f}"
+            if score is not None
+            else f"slot {c.slot}: no score"
+        )
     return f"slot {c.slot}: fallback to the all-ones mask ({c.reason})"
 
 
 def _same_tree(a: Any, b: Any) -> bool:
     la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-    return len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
+    return len(la) == len(lb) and all(
+        np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb)
+    )
 
 
 def _iteration_line(summary: dict[str, Any], k: int) -> str:
     t = summary["timings"]
-    return (f"iteration {summary['iteration']}: best slot {summary['best_slot']} score {summary['best_score']:,.1f}; "
-            f"{k - len(summary['fallbacks'])}/{k} candidates compiled; generate+check {t['generate_and_check_s']:.1f} s, "
-            f"train {t['train_s']:.1f} s")
+    return (
+        f"iteration {summary['iteration']}: best slot {summary['best_slot']} score {summary['best_score']:,.1f}; "
+        f"{k - len(summary['fallbacks'])}/{k} candidates compiled; generate+check {t['generate_and_check_s']:.1f} s, "
+        f"train {t['train_s']:.1f} s"
+    )
 
 
-def run_search(cfg: SearchConfig, run: RunDir, provider: Provider, *, progress: bool = True,
-               log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_search(
+    cfg: SearchConfig,
+    run: RunDir,
+    provider: Provider,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Run (or continue) an eSpark search in ``run`` and return the final results."""
     search = Search(cfg, run, provider, progress=progress, log=log)
     try:
@@ -583,8 +796,18 @@ def load_config(run: RunDir) -> SearchConfig:
     try:
         return SearchConfig(**raw)
     except TypeError as err:
-        raise ValueError(f"{run.path}: the manifest's config does not match this version of espark ({err})") from None
+        raise ValueError(
+            f"{run.path}: the manifest's config does not match this version of espark ({err})"
+        ) from None
 
 
-__all__ = ["PRESETS", "SearchConfig", "Search", "run_search", "load_config", "record_contexts", "generate_candidates",
-           "read_json"]
+__all__ = [
+    "PRESETS",
+    "SearchConfig",
+    "Search",
+    "run_search",
+    "load_config",
+    "record_contexts",
+    "generate_candidates",
+    "read_json",
+]

@@ -9,14 +9,57 @@ import numpy as np
 from envs_jax.core import ContextField, EnvSpec, MaskContext
 from envs_jax.mabim.features import MASK_CONTEXT_FIELDS
 
-MABIM_MULTIPLIERS = (0.0, 0.16, 0.33, 0.4, 0.45, 0.5, 0.55, 0.6, 0.66, 0.83, 1.0, 1.16, 1.33, 1.5, 1.66, 1.83, 2.0,
-                     2.16, 2.33, 2.5, 2.66, 2.83, 3.0, 3.16, 3.33, 3.5, 3.66, 3.83, 4.0, 5.0, 6.0, 7.0, 9.0, 12.0)
+MABIM_MULTIPLIERS = (
+    0.0,
+    0.16,
+    0.33,
+    0.4,
+    0.45,
+    0.5,
+    0.55,
+    0.6,
+    0.66,
+    0.83,
+    1.0,
+    1.16,
+    1.33,
+    1.5,
+    1.66,
+    1.83,
+    2.0,
+    2.16,
+    2.33,
+    2.5,
+    2.66,
+    2.83,
+    3.0,
+    3.16,
+    3.33,
+    3.5,
+    3.66,
+    3.83,
+    4.0,
+    5.0,
+    6.0,
+    7.0,
+    9.0,
+    12.0,
+)
 SUMO_PHASES = ("WT-ET", "NT-ST", "WL-EL", "NL-SL", "WL-WT", "EL-ET", "SL-ST", "NL-NT")
 
 SUMO_FIELDS = (
-    ContextField("phase_pressure", ("I", "P"), "float32", "incoming minus outgoing vehicles of each phase's movements"),
-    ContextField("phase_queue", ("I", "P"), "float32", "halting vehicles on the lanes each phase serves"),
-    ContextField("phase_available", ("I", "P"), "bool", "True where the intersection can serve the phase"),
+    ContextField(
+        "phase_pressure",
+        ("I", "P"),
+        "float32",
+        "incoming minus outgoing vehicles of each phase's movements",
+    ),
+    ContextField(
+        "phase_queue", ("I", "P"), "float32", "halting vehicles on the lanes each phase serves"
+    ),
+    ContextField(
+        "phase_available", ("I", "P"), "bool", "True where the intersection can serve the phase"
+    ),
     ContextField("current_phase", ("I",), "int32", "index of the phase that is green now"),
 )
 
@@ -25,31 +68,52 @@ def mabim_spec(W: int = 2, N: int = 3, description: str = "Hand-made test scenar
     """A MABIM-like spec with the real context fields and the 34 multipliers."""
     A = len(MABIM_MULTIPLIERS)
     return EnvSpec(
-        name="mabim/test-hand", n_agents=W * N, obs_dim=8, n_actions=A, agent_shape=(W, N),
-        action_values=MABIM_MULTIPLIERS, action_names=tuple(f"x{v:.2f}" for v in MABIM_MULTIPLIERS),
+        name="mabim/test-hand",
+        n_agents=W * N,
+        obs_dim=8,
+        n_actions=A,
+        agent_shape=(W, N),
+        action_values=MABIM_MULTIPLIERS,
+        action_names=tuple(f"x{v:.2f}" for v in MABIM_MULTIPLIERS),
         reward_components=("profit", "excess_cost", "order_cost", "holding_cost", "backlog_cost"),
-        group_names=tuple(f"store{w}" for w in range(W)), agent_group=np.repeat(np.arange(W), N),
-        episode_length={"train": 100, "validation": 62, "test": 60}, context_fields=MASK_CONTEXT_FIELDS,
-        dims={"W": W, "N": N, "L": 21}, description=description,
+        group_names=tuple(f"store{w}" for w in range(W)),
+        agent_group=np.repeat(np.arange(W), N),
+        episode_length={"train": 100, "validation": 62, "test": 60},
+        context_fields=MASK_CONTEXT_FIELDS,
+        dims={"W": W, "N": N, "L": 21},
+        description=description,
     )
 
 
 def sumo_spec(n_intersections: int = 4) -> EnvSpec:
     """A SUMO-like spec with per-phase pressure / queue / availability and the current phase."""
     return EnvSpec(
-        name="sumo/test-grid", n_agents=n_intersections, obs_dim=16, n_actions=8, agent_shape=(n_intersections,),
-        action_values=tuple(float(i) for i in range(8)), action_names=SUMO_PHASES,
+        name="sumo/test-grid",
+        n_agents=n_intersections,
+        obs_dim=16,
+        n_actions=8,
+        agent_shape=(n_intersections,),
+        action_values=tuple(float(i) for i in range(8)),
+        action_names=SUMO_PHASES,
         reward_components=("stopped", "waiting_time", "queue_length", "pressure"),
-        group_names=("intersections",), agent_group=np.zeros(n_intersections, dtype=int),
-        episode_length={"train": 240, "validation": 240, "test": 240}, context_fields=SUMO_FIELDS,
-        dims={"I": n_intersections, "P": 8}, is_jax=False, description="Hand-made 2x2 grid.",
+        group_names=("intersections",),
+        agent_group=np.zeros(n_intersections, dtype=int),
+        episode_length={"train": 240, "validation": 240, "test": 240},
+        context_fields=SUMO_FIELDS,
+        dims={"I": n_intersections, "P": 8},
+        is_jax=False,
+        description="Hand-made 2x2 grid.",
     )
 
 
 def abstract_context(spec: EnvSpec) -> MaskContext:
     """A context of ShapeDtypeStructs (for jax.eval_shape)."""
-    return MaskContext({f.name: jax.ShapeDtypeStruct(spec.field_shape(f), jnp.dtype(f.dtype))
-                        for f in spec.context_fields})
+    return MaskContext(
+        {
+            f.name: jax.ShapeDtypeStruct(spec.field_shape(f), jnp.dtype(f.dtype))
+            for f in spec.context_fields
+        }
+    )
 
 
 def random_context(spec: EnvSpec, seed: int, batch: tuple[int, ...] = ()) -> MaskContext:

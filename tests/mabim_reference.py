@@ -13,9 +13,25 @@ import numpy as np
 
 
 class ReferenceMabim:
-    def __init__(self, price, cost, demand, vlt, init_stock, capacity, start, horizon, lookback=21,
-                 action_values=None, unit_order_cost=10.0, volume=1.0, basic_holding_cost=0.001,
-                 unit_storage_cost=0.002, backlog_ratio=0.1, overflow_cost_ratio=0.5):
+    def __init__(
+        self,
+        price,
+        cost,
+        demand,
+        vlt,
+        init_stock,
+        capacity,
+        start,
+        horizon,
+        lookback=21,
+        action_values=None,
+        unit_order_cost=10.0,
+        volume=1.0,
+        basic_holding_cost=0.001,
+        unit_storage_cost=0.002,
+        backlog_ratio=0.1,
+        overflow_cost_ratio=0.5,
+    ):
         """price/cost: [W, T, N]; demand: [T, N] (tail); vlt/init_stock: [W, N]; capacity: [W];
         start: data row of day 0; horizon: D."""
         self.W, _, self.N = price.shape
@@ -26,7 +42,9 @@ class ReferenceMabim:
         self.cost = cost[:, rows, :].astype(np.float64)
         self.vlt = vlt.astype(np.float64)
         self.capacity = np.asarray(capacity, dtype=np.float64)
-        self.action_values = None if action_values is None else np.asarray(action_values, dtype=np.float64)
+        self.action_values = (
+            None if action_values is None else np.asarray(action_values, dtype=np.float64)
+        )
         self.uoc, self.volume = unit_order_cost, volume
         self.holding = basic_holding_cost + unit_storage_cost * volume
         self.backlog_ratio, self.overflow = backlog_ratio, overflow_cost_ratio
@@ -97,7 +115,13 @@ class ReferenceMabim:
         }
         backlog = (p - c) * (self.demand[:, d] - sale) * self.backlog_ratio
         comps["backlog_cost"] = np.where(backlog > 0, backlog, 0)
-        reward = comps["profit"] - comps["excess_cost"] - comps["order_cost"] - comps["holding_cost"] - comps["backlog_cost"]
+        reward = (
+            comps["profit"]
+            - comps["excess_cost"]
+            - comps["order_cost"]
+            - comps["holding_cost"]
+            - comps["backlog_cost"]
+        )
         # advance
         self.t += 1
         if self.t < self.D:
@@ -107,7 +131,7 @@ class ReferenceMabim:
 
     def demand_mean(self):
         d = self._today()
-        return np.average(self.demand[:, max(d - self.L, 0):d], 1)
+        return np.average(self.demand[:, max(d - self.L, 0) : d], 1)
 
     def step(self, actions):
         """actions: [W, N] indices into action_values (or multipliers if action_values is None)."""

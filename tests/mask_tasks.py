@@ -8,25 +8,68 @@ from envs_jax.core import ContextField, EnvSpec, MaskContext
 from envs_jax.mabim.features import MASK_CONTEXT_FIELDS
 from espark_jax.masks import MaskTask, sample_contexts
 
-MABIM_MULTIPLIERS = (0.00, 0.16, 0.33, 0.40, 0.45, 0.50, 0.55, 0.60, 0.66, 0.83, 1.00, 1.16, 1.33, 1.50, 1.66,
-                     1.83, 2.00, 2.16, 2.33, 2.50, 2.66, 2.83, 3.00, 3.16, 3.33, 3.50, 3.66, 3.83, 4.00, 5.00,
-                     6.00, 7.00, 9.00, 12.00)
+MABIM_MULTIPLIERS = (
+    0.00,
+    0.16,
+    0.33,
+    0.40,
+    0.45,
+    0.50,
+    0.55,
+    0.60,
+    0.66,
+    0.83,
+    1.00,
+    1.16,
+    1.33,
+    1.50,
+    1.66,
+    1.83,
+    2.00,
+    2.16,
+    2.33,
+    2.50,
+    2.66,
+    2.83,
+    3.00,
+    3.16,
+    3.33,
+    3.50,
+    3.66,
+    3.83,
+    4.00,
+    5.00,
+    6.00,
+    7.00,
+    9.00,
+    12.00,
+)
 
 
 def mabim_spec() -> EnvSpec:
     """A hand-built MABIM spec: 2 warehouses x 3 SKUs, 21 lookback days, 34 multipliers."""
     return EnvSpec(
-        name="mabim/test-2x3", n_agents=6, obs_dim=8, n_actions=34, agent_shape=(2, 3),
-        action_values=MABIM_MULTIPLIERS, action_names=tuple(f"x{v:.2f}" for v in MABIM_MULTIPLIERS),
+        name="mabim/test-2x3",
+        n_agents=6,
+        obs_dim=8,
+        n_actions=34,
+        agent_shape=(2, 3),
+        action_values=MABIM_MULTIPLIERS,
+        action_names=tuple(f"x{v:.2f}" for v in MABIM_MULTIPLIERS),
         reward_components=("profit", "excess_cost", "order_cost", "holding_cost", "backlog_cost"),
-        group_names=("head", "tail"), agent_group=np.array([0, 0, 0, 1, 1, 1]),
-        episode_length={"train": 100}, context_fields=MASK_CONTEXT_FIELDS, dims={"W": 2, "N": 3, "L": 21, "A": 34},
+        group_names=("head", "tail"),
+        agent_group=np.array([0, 0, 0, 1, 1, 1]),
+        episode_length={"train": 100},
+        context_fields=MASK_CONTEXT_FIELDS,
+        dims={"W": 2, "N": 3, "L": 21, "A": 34},
     )
 
 
 SUMO_FIELDS = (
     ContextField("phase_queue", ("I", "P"), "float32", "halting vehicles served by each phase"),
-    ContextField("phase_available", ("I", "P"), "bool", "True where the phase exists at this intersection"),
+    ContextField(
+        "phase_available", ("I", "P"), "bool", "True where the phase exists at this intersection"
+    ),
     ContextField("current_phase", ("I",), "int32", "index of the active phase"),
 )
 
@@ -34,10 +77,20 @@ SUMO_FIELDS = (
 def sumo_spec() -> EnvSpec:
     """A SUMO-like spec: 4 intersections, 8 phases, agent_shape (4,)."""
     return EnvSpec(
-        name="sumo/test-4", n_agents=4, obs_dim=8, n_actions=8, agent_shape=(4,),
-        action_values=tuple(float(i) for i in range(8)), action_names=tuple(f"phase{i}" for i in range(8)),
-        reward_components=("queue",), group_names=("tls",), agent_group=np.zeros(4, dtype=int),
-        episode_length={"train": 240}, context_fields=SUMO_FIELDS, dims={"I": 4, "P": 8}, is_jax=False,
+        name="sumo/test-4",
+        n_agents=4,
+        obs_dim=8,
+        n_actions=8,
+        agent_shape=(4,),
+        action_values=tuple(float(i) for i in range(8)),
+        action_names=tuple(f"phase{i}" for i in range(8)),
+        reward_components=("queue",),
+        group_names=("tls",),
+        agent_group=np.zeros(4, dtype=int),
+        episode_length={"train": 240},
+        context_fields=SUMO_FIELDS,
+        dims={"I": 4, "P": 8},
+        is_jax=False,
     )
 
 

@@ -26,10 +26,20 @@ def two_arm_net(folder: Path) -> Path:
 def t_junction_net(folder: Path) -> Path:
     """A signalised T junction: arms from the west, east and south; one lane per edge."""
     return build_plain_net(
-        [("C", 0, 0, "traffic_light"), ("W", -200, 0, "dead_end"), ("E", 200, 0, "dead_end"),
-         ("S", 0, -200, "dead_end")],
-        [("WC", "W", "C", 1), ("CW", "C", "W", 1), ("EC", "E", "C", 1), ("CE", "C", "E", 1),
-         ("SC", "S", "C", 1), ("CS", "C", "S", 1)],
+        [
+            ("C", 0, 0, "traffic_light"),
+            ("W", -200, 0, "dead_end"),
+            ("E", 200, 0, "dead_end"),
+            ("S", 0, -200, "dead_end"),
+        ],
+        [
+            ("WC", "W", "C", 1),
+            ("CW", "C", "W", 1),
+            ("EC", "E", "C", 1),
+            ("CE", "C", "E", 1),
+            ("SC", "S", "C", 1),
+            ("CS", "C", "S", 1),
+        ],
         folder / "t_junction.net.xml",
     )
 

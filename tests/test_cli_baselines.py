@@ -17,14 +17,25 @@ def test_names_match_the_environment_package():
 
 def test_mabim_table_and_json(tmp_path, capsys):
     out = tmp_path / "b.json"
-    assert main(["baselines", "--scenario", "mabim/tiny", "--only", "zero,constant", "--json", str(out)]) == 0
+    assert (
+        main(
+            ["baselines", "--scenario", "mabim/tiny", "--only", "zero,constant", "--json", str(out)]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "| zero |" in text and "| constant |" in text and "backlog_cost" in text
     results = json.loads(out.read_text())["results"]
     for r in results.values():  # the return is the sum of the signed components
         c = r["components"]
-        assert r["return"] == pytest.approx(c["profit"] - c["excess_cost"] - c["order_cost"] - c["holding_cost"]
-                                            - c["backlog_cost"], rel=1e-6)
+        assert r["return"] == pytest.approx(
+            c["profit"]
+            - c["excess_cost"]
+            - c["order_cost"]
+            - c["holding_cost"]
+            - c["backlog_cost"],
+            rel=1e-6,
+        )
     assert results["zero"]["components"]["order_cost"] == 0.0
     assert results["constant"]["return"] > results["zero"]["return"]
 
@@ -36,10 +47,16 @@ def test_sumo_table(capsys):
     assert "| fixed-time |" in text and "| max-pressure |" in text and "avg_delay" in text
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--scenario", "mabim/nope"], "unknown scenario 'mabim/nope'. Did you mean 'mabim/tiny'? Valid scenarios: mabim/2-echelons-100"),
-    (["--only", "zero,bogus"], "unknown baseline(s) bogus; valid: zero"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--scenario", "mabim/nope"],
+            "unknown scenario 'mabim/nope'. Did you mean 'mabim/tiny'? Valid scenarios: mabim/2-echelons-100",
+        ),
+        (["--only", "zero,bogus"], "unknown baseline(s) bogus; valid: zero"),
+    ],
+)
 def test_bad_input_is_one_line(argv, message):
     with pytest.raises(SystemExit) as err:
         main(["baselines", *argv])

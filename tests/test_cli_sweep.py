@@ -8,18 +8,45 @@ import pytest
 
 from espark_jax.cli import main
 
-TINY = ["--scenario", "mabim/tiny", "--provider", "template", "--k", "2", "--iterations", "1", "--steps", "200",
-        "--num-envs", "2", "--no-progress"]
+TINY = [
+    "--scenario",
+    "mabim/tiny",
+    "--provider",
+    "template",
+    "--k",
+    "2",
+    "--iterations",
+    "1",
+    "--steps",
+    "200",
+    "--num-envs",
+    "2",
+    "--no-progress",
+]
 
 
 def test_sweep_runs_skips_and_summarises(tmp_path, capsys):
     root = tmp_path / "sweep"
-    argv = ["sweep", *TINY, "--variants", "full,no-reward-factors", "--seeds", "0", "--sweep-dir", str(root)]
+    argv = [
+        "sweep",
+        *TINY,
+        "--variants",
+        "full,no-reward-factors",
+        "--seeds",
+        "0",
+        "--sweep-dir",
+        str(root),
+    ]
     assert main(argv) == 0
     for name in ("full-s0", "no-reward-factors-s0"):
         results = json.loads((root / name / "results.json").read_text())
         assert results["config"]["seed"] == 0 and results["scenario"] == "mabim/tiny"
-    assert json.loads((root / "no-reward-factors-s0" / "results.json").read_text())["config"]["reward_factors"] is False
+    assert (
+        json.loads((root / "no-reward-factors-s0" / "results.json").read_text())["config"][
+            "reward_factors"
+        ]
+        is False
+    )
     summary = (root / "summary.md").read_text()
     assert "| mabim/tiny | template-mutation (no LLM) | full |" in summary
     assert "w/o reward factors" in summary
@@ -34,11 +61,14 @@ def test_sweep_runs_skips_and_summarises(tmp_path, capsys):
         main(changed)
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--variants", "full,bogus"], "unknown variant(s) bogus"),
-    (["--seeds", "0,x"], "--seeds expects integers"),
-    (["--scenario", "mabim/nope"], "unknown scenario 'mabim/nope'"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--variants", "full,bogus"], "unknown variant(s) bogus"),
+        (["--seeds", "0,x"], "--seeds expects integers"),
+        (["--scenario", "mabim/nope"], "unknown scenario 'mabim/nope'"),
+    ],
+)
 def test_bad_input_is_one_line(extra, message, tmp_path):
     with pytest.raises(SystemExit) as err:
         main(["sweep", *TINY, "--sweep-dir", str(tmp_path / "s"), *extra])

@@ -26,13 +26,17 @@ def test_all_zero_row_falls_back_to_unmasked_policy():
     p = np.asarray(dist.probs(LOGITS, MASK))
     np.testing.assert_allclose(p[1], np.asarray(jax.nn.softmax(LOGITS[1])), rtol=1e-6)
     assert bool(dist.effective_mask(MASK)[1].all())
-    np.testing.assert_allclose(dist.entropy(LOGITS[1:2], MASK[1:2]), dist.entropy(LOGITS[1:2]), rtol=1e-6)
+    np.testing.assert_allclose(
+        dist.entropy(LOGITS[1:2], MASK[1:2]), dist.entropy(LOGITS[1:2]), rtol=1e-6
+    )
 
 
 def test_entropy_log_prob_and_kl_hand_cases():
     # two equally likely allowed actions: entropy ln 2, log-prob -ln 2
     np.testing.assert_allclose(dist.entropy(LOGITS[2], MASK[2]), math.log(2.0), rtol=1e-6)
-    np.testing.assert_allclose(dist.log_prob(LOGITS[2], MASK[2], jnp.array(1)), -math.log(2.0), rtol=1e-6)
+    np.testing.assert_allclose(
+        dist.log_prob(LOGITS[2], MASK[2], jnp.array(1)), -math.log(2.0), rtol=1e-6
+    )
     # KL of a policy with itself is 0; KL([.5,.5] || [e1, e3] renormalised) by hand
     assert float(jnp.max(jnp.abs(dist.kl(LOGITS, LOGITS, MASK)))) < 1e-6
     p = jnp.array([0.0, 0.0, 0.0, 0.0])
@@ -46,8 +50,11 @@ def test_entropy_log_prob_and_kl_hand_cases():
 def test_no_nan_for_extreme_logits_and_masks_including_gradients():
     logits = jnp.array([[1e4, -1e4, 0.0, 50.0], [-1e4, -1e4, -1e4, -1e4], [0.0, 0.0, 0.0, 0.0]])
     masks = jnp.array([[0, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]], bool)
-    for fn in (lambda l: dist.entropy(l, masks), lambda l: dist.log_prob(l, masks, jnp.array([1, 2, 0])),
-               lambda l: dist.kl(l, l * 0.5, masks)):
+    for fn in (
+        lambda l: dist.entropy(l, masks),
+        lambda l: dist.log_prob(l, masks, jnp.array([1, 2, 0])),
+        lambda l: dist.kl(l, l * 0.5, masks),
+    ):
         val = fn(logits)
         grad = jax.grad(lambda l: jnp.sum(fn(l)))(logits)
         assert bool(jnp.all(jnp.isfinite(val))) and bool(jnp.all(jnp.isfinite(grad)))
@@ -61,9 +68,15 @@ def test_sampled_and_greedy_actions_are_always_allowed():
     density = rng.uniform(0.0, 0.5, size=(300, 1, 1)) * (rng.random((300, 1, 1)) > 0.1)
     mask = jnp.asarray(rng.random((300, 16, 34)) < density)
     keys = jax.random.split(jax.random.PRNGKey(1), 300)
-    actions, greedy, lp = jax.jit(jax.vmap(
-        lambda k, l, m: (dist.sample(k, l, m), dist.mode(l, m), dist.log_prob(l, m, dist.sample(k, l, m)))
-    ))(keys, logits, mask)
+    actions, greedy, lp = jax.jit(
+        jax.vmap(
+            lambda k, l, m: (
+                dist.sample(k, l, m),
+                dist.mode(l, m),
+                dist.log_prob(l, m, dist.sample(k, l, m)),
+            )
+        )
+    )(keys, logits, mask)
     allowed = np.asarray(dist.effective_mask(mask))
     pick = lambda a: np.take_along_axis(allowed, np.asarray(a)[..., None], axis=-1)
     assert pick(actions).all() and pick(greedy).all()
@@ -74,7 +87,10 @@ def test_sampled_and_greedy_actions_are_always_allowed():
 def test_sample_frequencies_match_renormalised_probabilities():
     logits = jnp.broadcast_to(jnp.array([0.0, 1.0, 2.0, 0.5]), (20000, 4))
     mask = jnp.broadcast_to(jnp.array([1, 1, 0, 1], bool), (20000, 4))
-    counts = np.bincount(np.asarray(dist.sample(jax.random.PRNGKey(0), logits, mask)), minlength=4) / 20000
+    counts = (
+        np.bincount(np.asarray(dist.sample(jax.random.PRNGKey(0), logits, mask)), minlength=4)
+        / 20000
+    )
     expected = np.asarray(dist.probs(logits[0], mask[0]))
     assert counts[2] == 0.0
     np.testing.assert_allclose(counts, expected, atol=0.015)

@@ -18,11 +18,42 @@ from espark_jax.cli import main
 @pytest.mark.slow
 def test_ippo_beats_zero_order_and_random_policies_on_test_split(tmp_path):
     out = tmp_path / "run"
-    argv = ["train", "--scenario", "mabim/tiny", "--mask", "none", "--steps", "8e4", "--num-envs", "4",
-            "--lr", "1e-3", "--seed", "0", "--eval-every", "100", "--out", str(out), "--no-progress"]
+    argv = [
+        "train",
+        "--scenario",
+        "mabim/tiny",
+        "--mask",
+        "none",
+        "--steps",
+        "8e4",
+        "--num-envs",
+        "4",
+        "--lr",
+        "1e-3",
+        "--seed",
+        "0",
+        "--eval-every",
+        "100",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     trained = json.loads((out / "results.json").read_text())["evaluation"]["test"]
-    assert main(["eval", "--checkpoint", str(out), "--split", "test", "--json", str(tmp_path / "ev.json")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(out),
+                "--split",
+                "test",
+                "--json",
+                str(tmp_path / "ev.json"),
+            ]
+        )
+        == 0
+    )
     restored = json.loads((tmp_path / "ev.json").read_text())["test"]
     # the checkpoint restores the trained learner exactly (greedy on the fixed test window)
     assert restored["greedy"]["return"] == pytest.approx(trained["greedy"]["return"], rel=1e-6)
@@ -30,7 +61,9 @@ def test_ippo_beats_zero_order_and_random_policies_on_test_split(tmp_path):
     env = envs_jax.make("mabim/tiny")
     zero = run_baseline(env, "zero", jax.random.key(0))["return"]
     random = run_baseline(env, "random", jax.random.key(0))["return"]
-    constant = run_baseline(env, "constant", jax.random.key(0))["return"]  # 1 x mean demand every day
+    constant = run_baseline(env, "constant", jax.random.key(0))[
+        "return"
+    ]  # 1 x mean demand every day
     assert random < zero < constant
     # "clear margin": at least 40% of the way from the zero-order policy to the constant policy
     bar = zero + 0.4 * (constant - zero)

@@ -24,7 +24,9 @@ def test_orthogonal_kernels_with_ppo_gains():
     np.testing.assert_allclose(np.linalg.norm(p["critic_head"]["kernel"]), 1.0, rtol=1e-5)
     assert all(float(jnp.abs(p[name]["bias"]).max()) == 0.0 for name in p)
     shapes = param_shapes(net, 88)
-    assert jax.tree_util.tree_map(lambda x: x.shape, shapes) == jax.tree_util.tree_map(lambda x: x.shape, p)
+    assert jax.tree_util.tree_map(lambda x: x.shape, shapes) == jax.tree_util.tree_map(
+        lambda x: x.shape, p
+    )
     logits, value = net.apply({"params": p}, jnp.ones((5, 7, 88)))
     assert logits.shape == (5, 7, 34) and value.shape == (5, 7)
 
@@ -53,6 +55,12 @@ def test_initialising_sixteen_learners_does_not_deadlock():
     # jit(vmap(init)) with flax's orthogonal initialiser hung on 2-core CPUs (batched QR in XLA's
     # thread pool). A fresh process with a hard timeout catches a hang without blocking the suite.
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, "-c", DEADLOCK_SCRIPT], capture_output=True, text=True, timeout=120, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", DEADLOCK_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ok (16, 3, 34) (16, 3)" in out.stdout

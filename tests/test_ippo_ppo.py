@@ -46,8 +46,15 @@ def test_ppo_loss_at_behaviour_policy():
     action = jnp.asarray(rng.integers(0, 5, 64), jnp.int32)
     from espark_jax.ippo import distributions as dist
 
-    batch = {"obs": obs, "action": action, "log_prob": dist.log_prob(logits, mask, action), "value": value,
-             "mask": mask, "advantage": jnp.asarray(rng.normal(size=64), jnp.float32), "target": value + 1.0}
+    batch = {
+        "obs": obs,
+        "action": action,
+        "log_prob": dist.log_prob(logits, mask, action),
+        "value": value,
+        "mask": mask,
+        "advantage": jnp.asarray(rng.normal(size=64), jnp.float32),
+        "target": value + 1.0,
+    }
     loss, aux = ppo_loss(params, lambda p, o: net.apply({"params": p}, o), batch, PPOConfig())
     # ratio 1 everywhere: policy loss = -mean(normalised advantage) = 0; no clipping; value loss .5 * 1
     assert abs(float(aux["policy_loss"])) < 1e-5
@@ -66,7 +73,9 @@ def test_optimizer_matches_optax_adam_with_clipping():
     rng = np.random.default_rng(2)
     for step in range(5):
         scale = 0.1 if step % 2 else 10.0  # alternate below and above the clipping norm
-        grads = {k: jnp.asarray(rng.normal(size=v.shape) * scale, jnp.float32) for k, v in params.items()}
+        grads = {
+            k: jnp.asarray(rng.normal(size=v.shape) * scale, jnp.float32) for k, v in params.items()
+        }
         u_ours, s_ours = ours.update(grads, s_ours, params)
         u_ref, s_ref = ref.update(grads, s_ref, params)
         for k in params:
@@ -76,8 +85,12 @@ def test_optimizer_matches_optax_adam_with_clipping():
 @pytest.mark.parametrize("n", [1, 5, 54, 64, 1000])
 def test_invariant_sum_and_mean(n):
     x = jnp.asarray(np.random.default_rng(n).normal(size=(3, n)), jnp.float32)
-    np.testing.assert_allclose(invariant_sum(x, axis=-1), np.asarray(x, np.float64).sum(-1), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(invariant_mean(x), np.asarray(x, np.float64).mean(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        invariant_sum(x, axis=-1), np.asarray(x, np.float64).sum(-1), rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        invariant_mean(x), np.asarray(x, np.float64).mean(), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_kmap_matches_vmap_and_handles_shared_arguments():

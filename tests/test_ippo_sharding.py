@@ -54,8 +54,13 @@ def test_two_learners_times_four_envs_on_four_devices_match_one_device():
     flags = "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0"
     env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
     tests_dir = str(Path(__file__).parent)
-    out = subprocess.run([sys.executable, "-c", SCRIPT, tests_dir], capture_output=True, text=True, timeout=600,
-                         env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, tests_dir],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "sharded ok" in out.stdout
 

@@ -6,14 +6,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from toy_env import ToyInventoryEnv
 
 from envs_jax.core import MaskContext
 from espark_jax.ippo import distributions as dist
 from espark_jax.ippo.ppo import PPOConfig
 from espark_jax.ippo.rollout import apply_masks
-from espark_jax.ippo.train import Trainer, TrainConfig, selection_scores, train
+from espark_jax.ippo.train import TrainConfig, Trainer, selection_scores, train
 from espark_jax.masks.builtin import get_builtin_mask
-from toy_env import ToyInventoryEnv
 
 ENV = ToyInventoryEnv(n_warehouses=2, n_skus=4, episode_lengths=(8, 6, 6))
 MASKS = ("upbound", "ss-pruning")
@@ -27,15 +27,29 @@ def runs():
     fns = [get_builtin_mask(n, ENV.spec) for n in MASKS]
     multi = Trainer(ENV, TrainConfig(num_envs=4, ppo=PPO, fuse_chunk=False), fns)
     state, metrics = multi.train_chunk(multi.init_from_keys(KEYS), 2)
-    single_cfg = TrainConfig(num_envs=4, ppo=PPO, fuse_chunk=False, updates_per_chunk=2, eval_every=2,
-                             select_last=2, eval_envs=2)
+    single_cfg = TrainConfig(
+        num_envs=4,
+        ppo=PPO,
+        fuse_chunk=False,
+        updates_per_chunk=2,
+        eval_every=2,
+        select_last=2,
+        eval_envs=2,
+    )
     single = Trainer(ENV, single_cfg, fns[:1])
     alone = []
     for k, fn in enumerate(fns):
         single.set_masks([fn])
-        s, m = single.train_chunk(single.init_from_keys(KEYS[k:k + 1]), 2)
+        s, m = single.train_chunk(single.init_from_keys(KEYS[k : k + 1]), 2)
         alone.append((s, m))
-    return {"multi": multi, "state": state, "metrics": metrics, "single": single, "alone": alone, "fns": fns}
+    return {
+        "multi": multi,
+        "state": state,
+        "metrics": metrics,
+        "single": single,
+        "alone": alone,
+        "fns": fns,
+    }
 
 
 def test_k_vmapped_equals_k_separate_runs_bitwise(runs):
@@ -44,9 +58,14 @@ def test_k_vmapped_equals_k_separate_runs_bitwise(runs):
         same = jax.tree_util.tree_map(lambda a, b: bool(jnp.array_equal(a[k], b[0])), state, s)
         assert all(jax.tree_util.tree_leaves(same)), (MASKS[k], same)
         for name in metrics:
-            assert bool(jnp.array_equal(metrics[name][:, k], m[name][:, 0], equal_nan=True)), (MASKS[k], name)
+            assert bool(jnp.array_equal(metrics[name][:, k], m[name][:, 0], equal_nan=True)), (
+                MASKS[k],
+                name,
+            )
     # the learners really differ (different masks and keys)
-    assert not bool(jnp.array_equal(state.params["actor_0"]["kernel"][0], state.params["actor_0"]["kernel"][1]))
+    assert not bool(
+        jnp.array_equal(state.params["actor_0"]["kernel"][0], state.params["actor_0"]["kernel"][1])
+    )
     allowed = np.asarray(metrics["allowed_fraction"][-1])
     assert allowed[0] == 6 / 8 and allowed[1] < 0.5
 
@@ -54,7 +73,9 @@ def test_k_vmapped_equals_k_separate_runs_bitwise(runs):
 def test_update_is_not_retraced_or_recompiled_when_masks_change(runs):
     single = runs["single"]
     assert single.trace_counts == {"rollout": len(MASKS), "update": 1}
-    assert len(single.compile_seconds["update"]) == 1 and len(single.compile_seconds["rollout"]) == len(MASKS)
+    assert len(single.compile_seconds["update"]) == 1 and len(
+        single.compile_seconds["rollout"]
+    ) == len(MASKS)
     multi = runs["multi"]
     assert multi.trace_counts["update"] == 1
     # switching back to an earlier mask set reuses its compiled rollout
@@ -67,23 +88,33 @@ def test_buffer_stores_behaviour_masks_and_actions_respect_them(runs):
     single = runs["single"]
     single.set_masks([runs["fns"][0]])  # upbound: multipliers <= 3 (6 of the 8 actions)
     start = single.init_from_keys(KEYS[:1])
-    params = jax.tree_util.tree_map(lambda x: np.asarray(x[0]), start.params)  # the rollout donates `start`
+    params = jax.tree_util.tree_map(
+        lambda x: np.asarray(x[0]), start.params
+    )  # the rollout donates `start`
     _, traj, _, _, _ = single.rollout(start)
     expected = np.asarray(ENV.spec.action_values) <= 3.0
     assert traj.mask.shape == (8, 1, 4, ENV.spec.n_agents, 8) and traj.mask.dtype == jnp.bool_
     assert (np.asarray(traj.mask) == expected).all()
     assert expected[np.asarray(traj.action)].all()
     logits, _ = single.network.apply({"params": params}, traj.obs[:, 0])
-    np.testing.assert_allclose(traj.log_prob[:, 0], dist.log_prob(logits, traj.mask[:, 0], traj.action[:, 0]),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        traj.log_prob[:, 0],
+        dist.log_prob(logits, traj.mask[:, 0], traj.action[:, 0]),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_retention_broadcasts_one_learner_to_all_slots(runs):
     multi, state = runs["multi"], runs["state"]
     retained = multi.retain(state, 1, jax.random.PRNGKey(9))
-    for a, b in zip(jax.tree_util.tree_leaves(retained.params), jax.tree_util.tree_leaves(state.params)):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(retained.params), jax.tree_util.tree_leaves(state.params)
+    ):
         assert all(bool(jnp.array_equal(a[k], b[1])) for k in range(len(MASKS)))
-    for a, b in zip(jax.tree_util.tree_leaves(retained.opt_state), jax.tree_util.tree_leaves(state.opt_state)):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(retained.opt_state), jax.tree_util.tree_leaves(state.opt_state)
+    ):
         assert all(bool(jnp.array_equal(a[k], b[1])) for k in range(len(MASKS)))
     assert int(retained.envs.state.day.max()) == 0  # fresh environments
     assert not bool(jnp.array_equal(retained.key[0], retained.key[1]))
@@ -98,7 +129,9 @@ def test_evaluation_components_add_up_and_greedy_is_deterministic(runs):
     c = {n: np.sum([v for v in g.values()], axis=0) for n, g in ev["components"].items()}
     net = c["profit"] - c["excess_cost"] - c["order_cost"] - c["holding_cost"] - c["backlog_cost"]
     np.testing.assert_allclose(net, ev["return"], rtol=1e-4)
-    np.testing.assert_allclose(np.sum(list(ev["group_return"].values()), axis=0), ev["return"], rtol=1e-5)
+    np.testing.assert_allclose(
+        np.sum(list(ev["group_return"].values()), axis=0), ev["return"], rtol=1e-5
+    )
     assert set(ev["group_return"]) == {"store0", "store1"} and len(ev["return"]) == len(MASKS)
     assert multi.compile_seconds["evaluate"]  # one program for greedy and sampled
     assert len(multi.compile_seconds["evaluate"]) == 1
@@ -108,8 +141,14 @@ def test_train_driver_writes_metrics_and_selection_scores(runs, tmp_path):
     single = runs["single"]
     single.set_masks([runs["fns"][0]])
     path = tmp_path / "metrics.jsonl"
-    result = train(single, single.init_from_keys(KEYS[:1]), jax.random.PRNGKey(2), num_updates=4,
-                   metrics_path=str(path), progress=False)
+    result = train(
+        single,
+        single.init_from_keys(KEYS[:1]),
+        jax.random.PRNGKey(2),
+        num_updates=4,
+        metrics_path=str(path),
+        progress=False,
+    )
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["kind"] for r in records] == ["train", "eval", "train", "eval"]
     assert [e["update"] for e in result.evals] == [2, 4] and records[-1]["env_steps"] == 4 * 8 * 4
@@ -121,10 +160,14 @@ def test_train_driver_writes_metrics_and_selection_scores(runs, tmp_path):
 
 def test_masked_evaluation_applies_each_learners_mask(runs):
     single = runs["single"]
-    nothing = lambda ctx, action_space: jnp.broadcast_to(action_space == 0, (2, 4, 8))  # never order
+    nothing = lambda ctx, action_space: jnp.broadcast_to(
+        action_space == 0, (2, 4, 8)
+    )  # never order
     single.set_masks([nothing])
     params = single.init_from_keys(KEYS[:1]).params
-    ev = single.evaluate(params, jax.random.PRNGKey(3), split="test", greedy=False, num_envs=2, masked=True)
+    ev = single.evaluate(
+        params, jax.random.PRNGKey(3), split="test", greedy=False, num_envs=2, masked=True
+    )
     assert ev["masked"] and sum(v[0] for v in ev["components"]["order_cost"].values()) == 0.0
     raw = single.evaluate(params, jax.random.PRNGKey(3), split="test", greedy=False, num_envs=2)
     assert sum(v[0] for v in raw["components"]["order_cost"].values()) > 0.0

@@ -7,10 +7,16 @@ import shutil
 import sys
 
 import pytest
+from llm_helpers import SUMO_PHASES, mabim_spec, sumo_spec
 
 from espark_jax.llm import prompts as P
-from espark_jax.llm.extract import CheckerVerdict, ExtractionError, extract_code, fenced_blocks, parse_verdict
-from llm_helpers import SUMO_PHASES, mabim_spec, sumo_spec
+from espark_jax.llm.extract import (
+    CheckerVerdict,
+    ExtractionError,
+    extract_code,
+    fenced_blocks,
+    parse_verdict,
+)
 
 SOURCE = "def step(key, state, actions, params):\n    reward = profit - excess_cost  # MARKER-SOURCE-42\n"
 
@@ -31,11 +37,23 @@ def _texts(prompt: P.Prompt) -> list[str]:
 
 def test_prompt_files_and_hashes(tmp_path, monkeypatch):
     hashes = P.prompt_hashes()
-    for name in ("common/generator_system.txt", "common/checker_system.txt", "common/code_output_tip.txt",
-                 "common/checker_output_tip.txt", "common/execution_error_feedback.txt",
-                 "common/policy_feedback.txt", "common/reflection_tips.txt", "common/function_signature.txt",
-                 "common/initial_user.txt", "mabim/task_description.txt", "mabim/formulation_lang.txt",
-                 "mabim/focuses.txt", "sumo/task_description.txt", "sumo/formulation_lang.txt", "sumo/focuses.txt"):
+    for name in (
+        "common/generator_system.txt",
+        "common/checker_system.txt",
+        "common/code_output_tip.txt",
+        "common/checker_output_tip.txt",
+        "common/execution_error_feedback.txt",
+        "common/policy_feedback.txt",
+        "common/reflection_tips.txt",
+        "common/function_signature.txt",
+        "common/initial_user.txt",
+        "mabim/task_description.txt",
+        "mabim/formulation_lang.txt",
+        "mabim/focuses.txt",
+        "sumo/task_description.txt",
+        "sumo/formulation_lang.txt",
+        "sumo/focuses.txt",
+    ):
         assert len(hashes[name]) == 16
     # an edited copy selected through the environment variable changes exactly that file's hash
     copy = tmp_path / "prompts"
@@ -50,7 +68,9 @@ def test_prompt_files_and_hashes(tmp_path, monkeypatch):
 
 
 def test_env_info_from_spec(info):
-    assert info.family == "mabim" and info.agent_axes == ("W", "N") and info.mask_shape == (2, 3, 34)
+    assert (
+        info.family == "mabim" and info.agent_axes == ("W", "N") and info.mask_shape == (2, 3, 34)
+    )
     assert "PARAGRAPH-7" in info.task_description and "W = 2, N = 3" in info.task_description
     assert info.field_shapes()["demand_history"] == (2, 3, 21)
     assert len(P.focuses("mabim")) >= 16 and len(P.focuses("sumo")) >= 8
@@ -65,7 +85,9 @@ def test_unknown_family_and_bad_arguments(info):
     with pytest.raises(P.PromptError, match="from_env"):
         P.generator_messages(P.EnvPromptInfo.from_spec(mabim_spec()), 1, 0)
     with pytest.raises(P.PromptError, match="needs its policy feedback"):
-        P.generator_messages(info, 2, 0, previous_best_code="def compute_mask(ctx, action_space): ...")
+        P.generator_messages(
+            info, 2, 0, previous_best_code="def compute_mask(ctx, action_space): ..."
+        )
 
 
 class FakeEnv:
@@ -81,7 +103,10 @@ def test_env_info_from_env_reads_module_source():
     info = P.EnvPromptInfo.from_env(FakeEnv())
     assert "MARKER-ENV-SOURCE" in info.formulation_source
     assert "MARKER-ENV-SOURCE" in _texts(P.generator_messages(info, 1, 0))[0]
-    assert P.EnvPromptInfo.from_env(FakeEnv(), formulation_source="x = 1").formulation_source == "x = 1"
+    assert (
+        P.EnvPromptInfo.from_env(FakeEnv(), formulation_source="x = 1").formulation_source
+        == "x = 1"
+    )
 
 
 def test_env_info_from_real_mabim_env():
@@ -126,16 +151,23 @@ def test_lang_formulation_replaces_source(info):
 
 def test_reflection_prompt_has_four_part_history(info):
     code = "def compute_mask(ctx, action_space):\n    return ctx.in_stock[..., None] * 0 + 1\n"
-    p = P.generator_messages(info, 3, 2, feedback="profit: max 5 min 1 FEEDBACK-9", previous_best_code=code,
-                             n_slots=16)
+    p = P.generator_messages(
+        info, 3, 2, feedback="profit: max 5 min 1 FEEDBACK-9", previous_best_code=code, n_slots=16
+    )
     roles = [m["role"] for m in p.messages]
     assert roles == ["user", "assistant", "user"]
     assert "return ctx.in_stock" in p.messages[1]["content"][0]["text"]
     fb, focus = p.messages[2]["content"]
-    assert "FEEDBACK-9" in fb["text"] and "round 3" in fb["text"] and "Analyse the feedback" in fb["text"]
+    assert (
+        "FEEDBACK-9" in fb["text"]
+        and "round 3" in fb["text"]
+        and "Analyse the feedback" in fb["text"]
+    )
     assert fb["cache_control"] == {"type": "ephemeral"} and "candidate 3 of 16" in focus["text"]
     # every slot of an iteration shares everything up to the focus
-    q = P.generator_messages(info, 3, 5, feedback="profit: max 5 min 1 FEEDBACK-9", previous_best_code=code)
+    q = P.generator_messages(
+        info, 3, 5, feedback="profit: max 5 min 1 FEEDBACK-9", previous_best_code=code
+    )
     assert q.messages[:2] == p.messages[:2] and q.messages[2]["content"][0] == fb
 
 
@@ -148,7 +180,9 @@ def test_feedback_without_best_code(info):
 
 def test_checker_prompt(info):
     p = P.checker_messages(info, "def compute_mask(ctx, action_space):\n    return CHECK-ME\n")
-    assert '"pass": true or false' in p.system and "def compute_mask(ctx, action_space):" in p.system
+    assert (
+        '"pass": true or false' in p.system and "def compute_mask(ctx, action_space):" in p.system
+    )
     task, review = p.messages[0]["content"]
     assert task["cache_control"] == {"type": "ephemeral"} and "ctx.capacity:" in task["text"]
     assert "CHECK-ME" in review["text"]
@@ -161,7 +195,9 @@ def test_repair_prompts(info):
     assert [m["role"] for m in r1.messages[-2:]] == ["assistant", "user"]
     assert "broken(" in r1.messages[-2]["content"][0]["text"]
     assert "'(' was never closed" in r1.messages[-1]["content"][0]["text"]
-    r2 = P.repair_messages(r1, "```python\nx\n```", ["reads ctx.foo", "returns the wrong shape"], kind="check")
+    r2 = P.repair_messages(
+        r1, "```python\nx\n```", ["reads ctx.foo", "returns the wrong shape"], kind="check"
+    )
     assert len(r2.messages) == len(base.messages) + 4
     assert "- reads ctx.foo\n- returns the wrong shape" in r2.messages[-1]["content"][0]["text"]
     with pytest.raises(P.PromptError, match="repair kind"):
@@ -180,8 +216,13 @@ def test_sumo_prompts():
 
 def test_hash_ignores_cache_markers(info):
     p = P.generator_messages(info, 1, 0)
-    stripped = tuple({"role": m["role"], "content": [{k: v for k, v in b.items() if k != "cache_control"}
-                                                      for b in m["content"]]} for m in p.messages)
+    stripped = tuple(
+        {
+            "role": m["role"],
+            "content": [{k: v for k, v in b.items() if k != "cache_control"} for b in m["content"]],
+        }
+        for m in p.messages
+    )
     assert P.hash_prompt(p.system, stripped) == p.hash()
     assert P.hash_prompt(p.system + " ", stripped) != p.hash()
 
@@ -192,9 +233,11 @@ def test_hash_ignores_cache_markers(info):
 
 
 def test_extract_last_block_defining_the_function():
-    text = ("Idea...\n```python\ndef compute_mask(ctx, action_space):\n    return 1\n```\nBetter:\n"
-            "```python\ndef helper(x):\n    return x\n\ndef compute_mask(ctx, action_space):\n    return 2\n```\n"
-            "Usage:\n```python\nmask = compute_mask(ctx, a)\n```\n")
+    text = (
+        "Idea...\n```python\ndef compute_mask(ctx, action_space):\n    return 1\n```\nBetter:\n"
+        "```python\ndef helper(x):\n    return x\n\ndef compute_mask(ctx, action_space):\n    return 2\n```\n"
+        "Usage:\n```python\nmask = compute_mask(ctx, a)\n```\n"
+    )
     code = extract_code(text)
     assert "return 2" in code and "def helper" in code and "mask = compute_mask" not in code
 
@@ -202,31 +245,50 @@ def test_extract_last_block_defining_the_function():
 def test_extract_falls_back_to_last_block_and_handles_truncation():
     assert extract_code("```\ndef other():\n    pass\n```\n~~~py\nx = 1\n~~~") == "x = 1\n"
     truncated = "Here:\n```python\ndef compute_mask(ctx, action_space):\n    m = np.where(ctx.in"
-    assert extract_code(truncated).startswith("def compute_mask(ctx, action_space):\n    m = np.where")
+    assert extract_code(truncated).startswith(
+        "def compute_mask(ctx, action_space):\n    m = np.where"
+    )
     assert fenced_blocks("no code") == []
 
 
-@pytest.mark.parametrize("text", ["", "   ", "I cannot write this function.", "def compute_mask(ctx, a): return 1"])
+@pytest.mark.parametrize(
+    "text", ["", "   ", "I cannot write this function.", "def compute_mask(ctx, a): return 1"]
+)
 def test_extract_without_fenced_code_is_a_clear_error(text):
     with pytest.raises(ExtractionError, match="compute_mask"):
         extract_code(text)
 
 
-@pytest.mark.parametrize("reply, expected", [
-    ('Looks fine.\n```json\n{"pass": true, "reasons": [], "suggestion": ""}\n```', CheckerVerdict(True)),
-    ('Analysis {not json}. {"pass": false, "reasons": ["axis 0 is SKUs, not warehouses"], "suggestion": "use axis=-1"}'
-     " Thanks.", CheckerVerdict(False, ("axis 0 is SKUs, not warehouses",), "use axis=-1")),
-    ("{'ignored': 1} then {\"verdict\": \"FAIL\", \"reasons\": \"divides by zero\"}",
-     CheckerVerdict(False, ("divides by zero",))),
-    ('{"pass": False, "issues": ["x"]}', CheckerVerdict(False, ("x",))),
-    ('{"pass": true} and later {"pass": false, "reasons": ["second thoughts"]}',
-     CheckerVerdict(False, ("second thoughts",))),
-])
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        (
+            'Looks fine.\n```json\n{"pass": true, "reasons": [], "suggestion": ""}\n```',
+            CheckerVerdict(True),
+        ),
+        (
+            'Analysis {not json}. {"pass": false, "reasons": ["axis 0 is SKUs, not warehouses"], "suggestion": "use axis=-1"}'
+            " Thanks.",
+            CheckerVerdict(False, ("axis 0 is SKUs, not warehouses",), "use axis=-1"),
+        ),
+        (
+            '{\'ignored\': 1} then {"verdict": "FAIL", "reasons": "divides by zero"}',
+            CheckerVerdict(False, ("divides by zero",)),
+        ),
+        ('{"pass": False, "issues": ["x"]}', CheckerVerdict(False, ("x",))),
+        (
+            '{"pass": true} and later {"pass": false, "reasons": ["second thoughts"]}',
+            CheckerVerdict(False, ("second thoughts",)),
+        ),
+    ],
+)
 def test_parse_verdict_tolerates_prose(reply, expected):
     assert parse_verdict(reply) == expected
 
 
-@pytest.mark.parametrize("reply", ["", "The function is fine.", '{"score": 3}', '{"pass": "maybe"}'])
+@pytest.mark.parametrize(
+    "reply", ["", "The function is fine.", '{"score": 3}', '{"pass": "maybe"}']
+)
 def test_parse_verdict_without_json_is_a_clear_error(reply):
     with pytest.raises(ExtractionError, match='"pass"'):
         parse_verdict(reply)

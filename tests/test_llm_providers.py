@@ -10,6 +10,7 @@ import warnings
 import anthropic
 import httpx2
 import pytest
+from llm_helpers import mabim_spec
 
 from espark_jax.llm import prompts as P
 from espark_jax.llm.providers import (
@@ -26,7 +27,6 @@ from espark_jax.llm.providers import (
     record_path,
     record_response,
 )
-from llm_helpers import mabim_spec
 
 KEY = "test-key-123"
 
@@ -37,8 +37,12 @@ def info() -> P.EnvPromptInfo:
 
 
 def _requests(info, k: int, iteration: int = 1, role: str = "generator") -> list[LLMRequest]:
-    return [LLMRequest.from_prompt(P.generator_messages(info, iteration, s, n_slots=k), iteration, s, role)
-            for s in range(k)]
+    return [
+        LLMRequest.from_prompt(
+            P.generator_messages(info, iteration, s, n_slots=k), iteration, s, role
+        )
+        for s in range(k)
+    ]
 
 
 def _slot_of(body: dict) -> int:
@@ -48,20 +52,36 @@ def _slot_of(body: dict) -> int:
 
 
 def _ok(body: dict, text: str, usage: dict | None = None) -> httpx2.Response:
-    return httpx2.Response(200, json={
-        "id": "msg_test", "type": "message", "role": "assistant", "model": body["model"],
-        "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
-        "usage": usage or {"input_tokens": 11, "output_tokens": 7}})
+    return httpx2.Response(
+        200,
+        json={
+            "id": "msg_test",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": usage or {"input_tokens": 11, "output_tokens": 7},
+        },
+    )
 
 
 def _error(status: int, kind: str) -> httpx2.Response:
-    return httpx2.Response(status, headers={"retry-after": "0.01"},
-                           json={"type": "error", "error": {"type": kind, "message": f"mock {kind}"}})
+    return httpx2.Response(
+        status,
+        headers={"retry-after": "0.01"},
+        json={"type": "error", "error": {"type": kind, "message": f"mock {kind}"}},
+    )
 
 
 def _provider(handler, max_retries: int = 2, **kw) -> AnthropicProvider:
-    client = anthropic.Anthropic(api_key=KEY, base_url="http://mock.invalid", max_retries=max_retries,
-                                 http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+    client = anthropic.Anthropic(
+        api_key=KEY,
+        base_url="http://mock.invalid",
+        max_retries=max_retries,
+        http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
+    )
     return AnthropicProvider("gen-model-x", "check-model-y", client=client, **kw)
 
 
@@ -76,26 +96,44 @@ def test_request_shape_and_usage(info):
     def handler(request: httpx2.Request) -> httpx2.Response:
         body = json.loads(request.content)
         seen.append((request, body))
-        return _ok(body, "```python\ndef compute_mask(ctx, action_space):\n    return 1\n```",
-                   {"input_tokens": 100, "output_tokens": 50, "cache_read_input_tokens": 900,
-                    "cache_creation_input_tokens": 40})
+        return _ok(
+            body,
+            "```python\ndef compute_mask(ctx, action_space):\n    return 1\n```",
+            {
+                "input_tokens": 100,
+                "output_tokens": 50,
+                "cache_read_input_tokens": 900,
+                "cache_creation_input_tokens": 40,
+            },
+        )
 
     prov = _provider(handler, max_tokens=1234)
     gen = _requests(info, 1)[0]
-    check = LLMRequest.from_prompt(P.checker_messages(info, "def compute_mask(ctx, a):\n    return 1"), 1, 0, "checker")
+    check = LLMRequest.from_prompt(
+        P.checker_messages(info, "def compute_mask(ctx, a):\n    return 1"), 1, 0, "checker"
+    )
     r_gen, r_check = prov.generate([gen, check])
     request, body = seen[0]
     assert request.url.path == "/v1/messages"
-    assert request.headers["authorization"] == f"Bearer {KEY}" and "anthropic-version" in request.headers
+    assert (
+        request.headers["authorization"] == f"Bearer {KEY}"
+        and "anthropic-version" in request.headers
+    )
     assert body["model"] == "gen-model-x" and body["max_tokens"] == 1234
     assert not {"temperature", "top_p", "top_k", "n"} & set(body)
-    assert body["system"] == [{"type": "text", "text": gen.system, "cache_control": {"type": "ephemeral"}}]
+    assert body["system"] == [
+        {"type": "text", "text": gen.system, "cache_control": {"type": "ephemeral"}}
+    ]
     assert body["messages"] == [dict(m) for m in gen.messages]
     assert body["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
     assert seen[1][1]["model"] == "check-model-y"
     assert r_gen.ok and r_gen.text.startswith("```python") and r_gen.model == "gen-model-x"
-    assert r_gen.usage == {"input_tokens": 100, "output_tokens": 50, "cache_read_input_tokens": 900,
-                           "cache_creation_input_tokens": 40}
+    assert r_gen.usage == {
+        "input_tokens": 100,
+        "output_tokens": 50,
+        "cache_read_input_tokens": 900,
+        "cache_creation_input_tokens": 40,
+    }
     assert r_gen.raw["id"] == "msg_test" and r_gen.latency_s >= 0
     assert r_check.model == "check-model-y"
     assert prov.label == "LLM (gen-model-x)" and prov.describe()["checker_model"] == "check-model-y"
@@ -116,11 +154,14 @@ def test_retries_429_and_529_then_succeeds(info):
     assert resp.ok and resp.text == "done" and len(calls) == 3
 
 
-@pytest.mark.parametrize("status, kind, cls", [
-    (429, "rate_limit_error", "RateLimitError"),
-    (529, "overloaded_error", "OverloadedError"),
-    (500, "api_error", "InternalServerError"),
-])
+@pytest.mark.parametrize(
+    "status, kind, cls",
+    [
+        (429, "rate_limit_error", "RateLimitError"),
+        (529, "overloaded_error", "OverloadedError"),
+        (500, "api_error", "InternalServerError"),
+    ],
+)
 def test_transient_errors_fail_only_their_slot(info, status, kind, cls):
     attempts = {0: 0, 1: 0, 2: 0}
     lock = threading.Lock()
@@ -135,7 +176,9 @@ def test_transient_errors_fail_only_their_slot(info, status, kind, cls):
     out = _provider(handler, max_retries=2).generate(_requests(info, 3))
     assert [r.ok for r in out] == [True, False, True]
     assert out[1].error.startswith(cls) and "\n" not in out[1].error and out[1].text == ""
-    assert attempts[1] == 3 and attempts[0] == attempts[2] == 1  # the SDK retried the failing slot twice
+    assert (
+        attempts[1] == 3 and attempts[0] == attempts[2] == 1
+    )  # the SDK retried the failing slot twice
 
 
 def test_connection_error_fails_only_its_slot(info):
@@ -149,12 +192,15 @@ def test_connection_error_fails_only_its_slot(info):
     assert out[0].error.startswith("APIConnectionError") and out[1].ok
 
 
-@pytest.mark.parametrize("status, kind, match", [
-    (401, "authentication_error", "ANTHROPIC_API_KEY"),
-    (403, "permission_error", "permission"),
-    (400, "invalid_request_error", "BadRequestError"),
-    (404, "not_found_error", "gen-model-x"),
-])
+@pytest.mark.parametrize(
+    "status, kind, match",
+    [
+        (401, "authentication_error", "ANTHROPIC_API_KEY"),
+        (403, "permission_error", "permission"),
+        (400, "invalid_request_error", "BadRequestError"),
+        (404, "not_found_error", "gen-model-x"),
+    ],
+)
 def test_configuration_errors_abort(info, status, kind, match):
     calls = []
 
@@ -178,10 +224,17 @@ def test_auth_failure_mid_batch_aborts(info):
 
 
 def test_missing_credentials_abort(info, monkeypatch):
-    for var in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_PROFILE", "ANTHROPIC_CONFIG_DIR"):
+    for var in (
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "ANTHROPIC_PROFILE",
+        "ANTHROPIC_CONFIG_DIR",
+    ):
         monkeypatch.delenv(var, raising=False)
-    client = anthropic.Anthropic(base_url="http://mock.invalid",
-                                 http_client=httpx2.Client(transport=httpx2.MockTransport(lambda r: _ok({}, ""))))
+    client = anthropic.Anthropic(
+        base_url="http://mock.invalid",
+        http_client=httpx2.Client(transport=httpx2.MockTransport(lambda r: _ok({}, ""))),
+    )
     with pytest.raises(LLMConfigError, match="ANTHROPIC_API_KEY"):
         AnthropicProvider(client=client).generate(_requests(info, 1))
 
@@ -208,7 +261,9 @@ def test_k_concurrent_requests_answered_in_slot_order(info):
     out = _provider(handler, max_workers=8).generate(_requests(info, k))
     assert [r.text for r in out] == [f"reply for slot {s}" for s in range(k)]
     first = next(entry for entry in log if entry[0] == 0)
-    assert all(start >= first[2] for slot, start, _ in log if slot != 0)  # request 0 alone warms the cache
+    assert all(
+        start >= first[2] for slot, start, _ in log if slot != 0
+    )  # request 0 alone warms the cache
     assert peak[0] >= 2  # the rest ran concurrently
 
 
@@ -219,12 +274,24 @@ def test_k_concurrent_requests_answered_in_slot_order(info):
 
 def test_record_round_trip_and_replay(info, tmp_path):
     reqs = _requests(info, 2)
-    repair = LLMRequest.from_prompt(P.repair_messages(P.generator_messages(info, 1, 1, n_slots=2), "bad", "syntax"),
-                                    1, 1, "repair", round=1, history=[("bad", "syntax")])
-    responses = [LLMResponse(f"text {i}", "model-z", {"input_tokens": i}, 0.5, None, {"id": i}) for i in range(3)]
+    repair = LLMRequest.from_prompt(
+        P.repair_messages(P.generator_messages(info, 1, 1, n_slots=2), "bad", "syntax"),
+        1,
+        1,
+        "repair",
+        round=1,
+        history=[("bad", "syntax")],
+    )
+    responses = [
+        LLMResponse(f"text {i}", "model-z", {"input_tokens": i}, 0.5, None, {"id": i})
+        for i in range(3)
+    ]
     for req, resp in zip([*reqs, repair], responses):
         record_response(tmp_path, req, resp)
-    assert record_path(tmp_path, 1, 1, "repair", 1) == tmp_path / "iter_01" / "cand_01" / "repair_r1.json"
+    assert (
+        record_path(tmp_path, 1, 1, "repair", 1)
+        == tmp_path / "iter_01" / "cand_01" / "repair_r1.json"
+    )
     rec = read_record(tmp_path, 1, 1, "repair", 1)
     assert rec["prompt_hash"] == repair.prompt_hash() and rec["history"] == [["bad", "syntax"]]
     assert rec["system"] == repair.system and rec["usage"] == {"input_tokens": 2}
@@ -237,7 +304,9 @@ def test_record_round_trip_and_replay(info, tmp_path):
     assert [r.text for r in out] == ["text 0", "text 1", "text 2"]
     assert [r.model for r in out] == ["model-z"] * 3 and not any(r.prompt_drift for r in out)
 
-    drifted = LLMRequest.from_prompt(P.generator_messages(info, 1, 0, formulation="lang"), 1, 0, "generator")
+    drifted = LLMRequest.from_prompt(
+        P.generator_messages(info, 1, 0, formulation="lang"), 1, 0, "generator"
+    )
     with pytest.warns(UserWarning, match="differ from the recorded"):
         (r,) = replay.generate([drifted])
     assert r.prompt_drift and r.text == "text 0"
@@ -286,7 +355,9 @@ def test_auto_without_key_is_template(no_key):
 @pytest.mark.parametrize("var", ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"])
 def test_auto_with_key_is_anthropic(no_key, var):
     no_key.setenv(var, "sk-test")
-    prov, note = make_provider("auto", env_family="mabim", generator_model="gen-a", checker_model="chk-b")
+    prov, note = make_provider(
+        "auto", env_family="mabim", generator_model="gen-a", checker_model="chk-b"
+    )
     assert isinstance(prov, AnthropicProvider) and prov.label == "LLM (gen-a)"
     assert "LLM (gen-a)" in note and "chk-b" in note
     assert isinstance(make_provider("auto", env_family="mabim", environ={})[0], TemplateProvider)

@@ -8,16 +8,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from llm_helpers import (
+    MABIM_MULTIPLIERS,
+    SUMO_FIELDS,
+    abstract_context,
+    compile_source,
+    mabim_spec,
+    random_context,
+    sumo_spec,
+)
 
 from envs_jax.core import MaskContext
 from espark_jax.llm.extract import extract_code, parse_verdict
 from espark_jax.llm.prompts import EnvPromptInfo
 from espark_jax.llm.providers import LLMRequest, SlotResult, TemplateProvider
-from espark_jax.llm.templates import Genome, TemplateSearch, families_for, prepare_families, render_genome
+from espark_jax.llm.templates import (
+    Genome,
+    TemplateSearch,
+    families_for,
+    prepare_families,
+    render_genome,
+)
 from espark_jax.llm.templates_mabim import COVER_CAP
 from espark_jax.llm.templates_sumo import resolve_roles
-from llm_helpers import (MABIM_MULTIPLIERS, SUMO_FIELDS, abstract_context, compile_source, mabim_spec,
-                         random_context, sumo_spec)
 
 SPECS = {"mabim": mabim_spec(W=2, N=5), "sumo": sumo_spec(4)}
 
@@ -32,12 +45,17 @@ def _genomes(prov: TemplateProvider) -> list[Genome]:
     rng = np.random.default_rng(1)
     fams = list(prov.families)
     out = [f.default_genome() for f in fams] + [f.random_genome(rng) for f in fams]
-    out += [Genome(a.name, a.random_genome(rng).params, b.default_genome()) for a, b in zip(fams, fams[1:] + fams[:1])]
+    out += [
+        Genome(a.name, a.random_genome(rng).params, b.default_genome())
+        for a, b in zip(fams, fams[1:] + fams[:1])
+    ]
     return out
 
 
 def _request(iteration: int, slot: int, role: str = "generator", round: int = 0) -> LLMRequest:
-    return LLMRequest(iteration, slot, role, "system", ({"role": "user", "content": "x"},), round=round)
+    return LLMRequest(
+        iteration, slot, role, "system", ({"role": "user", "content": "x"},), round=round
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,8 +87,14 @@ def test_every_template_traces_with_the_right_shape_and_binary_values(family):
     assert set(np.unique(np.asarray(stacked))) <= {0, 1}
     for i, fn in enumerate(fns):
         ctx0 = MaskContext({k: v[0] for k, v in batch.as_dict().items()})
-        np.testing.assert_array_equal(np.asarray(stacked[0, i]), np.asarray(compile_source(
-            prov.source(prov.families[i].default_genome()), "numpy")(ctx0, actions)))
+        np.testing.assert_array_equal(
+            np.asarray(stacked[0, i]),
+            np.asarray(
+                compile_source(prov.source(prov.families[i].default_genome()), "numpy")(
+                    ctx0, actions
+                )
+            ),
+        )
 
 
 @pytest.mark.parametrize("family", ["mabim", "sumo"])
@@ -105,7 +129,9 @@ def test_template_reply_is_extractable_and_labelled():
 def _mabim_ctx(in_stock, in_transit, demand_mean, **extra) -> MaskContext:
     spec = SPECS["mabim"]
     fields = {f.name: np.zeros(spec.field_shape(f), np.dtype(f.dtype)) for f in spec.context_fields}
-    for name, value in dict(in_stock=in_stock, in_transit=in_transit, demand_mean=demand_mean, **extra).items():
+    for name, value in dict(
+        in_stock=in_stock, in_transit=in_transit, demand_mean=demand_mean, **extra
+    ).items():
         fields[name] = np.full(fields[name].shape, value, fields[name].dtype)
     return MaskContext(fields)
 
@@ -123,7 +149,9 @@ def test_mabim_hand_computed_masks():
     # 10 on hand, 0 in transit, mean demand 5: a cap of 4 days (20 units) allows orders of at most 10 units
     m = _mask(prov, "cover_cap", _mabim_ctx(10, 0, 5), max_days=4.0)
     np.testing.assert_array_equal(m[0, 0], (np.floor(mult * 5) <= 10).astype(int))
-    assert m[0, 0, 17] == 1 and m[0, 0, 18] == 0  # 2.16 x 5 floors to 10 (allowed), 2.33 x 5 to 11 (pruned)
+    assert (
+        m[0, 0, 17] == 1 and m[0, 0, 18] == 0
+    )  # 2.16 x 5 floors to 10 (allowed), 2.33 x 5 to 11 (pruned)
     assert m[0, 0].sum() == int((np.floor(mult * 5) <= 10).sum()) and (m == m[0, 0]).all()
     # covered (30 >= 6 days x 5): only quantities that floor to zero stay
     m = _mask(prov, "reorder_block", _mabim_ctx(20, 10, 5), k_days=6.0)
@@ -145,8 +173,14 @@ def test_sumo_hand_computed_masks():
     pressure = np.tile(np.asarray([5.0, 1.0, 9.0, 3.0, 8.0, 0.0, 2.0, 7.0], np.float32), (4, 1))
     avail = np.tile(np.asarray([True, True, False, True, True, True, True, True]), (4, 1))
     queue = np.tile(np.asarray([0.0, 4.0, 9.0, 0.0, 12.0, 1.0, 0.0, 3.0], np.float32), (4, 1))
-    ctx = MaskContext({"phase_pressure": pressure, "phase_queue": queue, "phase_available": avail,
-                       "current_phase": np.asarray([4, 1, 0, 4], np.int32)})
+    ctx = MaskContext(
+        {
+            "phase_pressure": pressure,
+            "phase_queue": queue,
+            "phase_available": avail,
+            "current_phase": np.asarray([4, 1, 0, 4], np.int32),
+        }
+    )
     # top 2 available phases by pressure: phase 2 (9) is unavailable -> phases 4 (8) and 7 (7)
     m = _mask(prov, "top_k_pressure", ctx, k=2)
     np.testing.assert_array_equal(m[0], [0, 0, 0, 0, 1, 0, 0, 1])
@@ -163,18 +197,25 @@ def test_recombination_is_an_and_that_never_empties_a_row():
     prov = _provider("mabim")
     ctx = _mabim_ctx(10, 0, 5)
     a = Genome("upper_bound", (("max_mult", 1.0),))
-    b = Genome("cover_cap", (("max_days", 2.2),))   # allows orders of at most 1 unit: multipliers < 0.4
+    b = Genome(
+        "cover_cap", (("max_days", 2.2),)
+    )  # allows orders of at most 1 unit: multipliers < 0.4
     combined = Genome(a.family, a.params, b)
     ma, mb, both = (_mask_of(prov, g, ctx) for g in (a, b, combined))
     np.testing.assert_array_equal(both, ma * mb)
     assert both[0, 0].sum() == 3 and "def mask_part_a" in prov.source(combined)
     # where the AND would leave an agent nothing, the first part's mask is kept
-    low = Genome("upper_bound", (("max_mult", 0.5),))   # multipliers 0 .. 0.5
-    band = Genome("ss_band", (("s_days", 3.0), ("extra_days", 4.0), ("width", 0.1)))   # ~35 units: 7.0 only
+    low = Genome("upper_bound", (("max_mult", 0.5),))  # multipliers 0 .. 0.5
+    band = Genome(
+        "ss_band", (("s_days", 3.0), ("extra_days", 4.0), ("width", 0.1))
+    )  # ~35 units: 7.0 only
     empty = _mabim_ctx(0, 0, 5)
-    np.testing.assert_array_equal(_mask_of(prov, band, empty)[0, 0], (np.asarray(MABIM_MULTIPLIERS) == 7.0))
-    np.testing.assert_array_equal(_mask_of(prov, Genome(low.family, low.params, band), empty),
-                                  _mask_of(prov, low, empty))
+    np.testing.assert_array_equal(
+        _mask_of(prov, band, empty)[0, 0], (np.asarray(MABIM_MULTIPLIERS) == 7.0)
+    )
+    np.testing.assert_array_equal(
+        _mask_of(prov, Genome(low.family, low.params, band), empty), _mask_of(prov, low, empty)
+    )
 
 
 def _mask_of(prov: TemplateProvider, genome: Genome, ctx: MaskContext) -> np.ndarray:
@@ -239,8 +280,15 @@ def test_failed_or_foreign_slots_do_not_count():
     _run_generation(prov, 1, 4)
     g = [prov.search.propose(1, s) for s in range(4)]
     with pytest.warns(UserWarning, match=r"slots \[1\] report code it did not issue"):
-        prov.tell(1, [SlotResult(0, None, 100.0), SlotResult(1, "def compute_mask(ctx, a):\n    return 1\n", 50.0),
-                      SlotResult(2, prov.source(g[2]), 1.0), SlotResult(3, prov.source(g[3]), math.nan)])
+        prov.tell(
+            1,
+            [
+                SlotResult(0, None, 100.0),
+                SlotResult(1, "def compute_mask(ctx, a):\n    return 1\n", 50.0),
+                SlotResult(2, prov.source(g[2]), 1.0),
+                SlotResult(3, prov.source(g[3]), math.nan),
+            ],
+        )
     assert prov.search.elites() == [g[2]]
 
 
@@ -282,7 +330,9 @@ def test_sumo_roles_follow_the_documented_fields():
     assert roles["avail"] == "(ctx.phase_available > 0)" and "ctx.current_phase" in roles["current"]
     # without pressure fields only the queue-based families remain
     only_queue = tuple(f for f in SUMO_FIELDS if "pressure" not in f.name)
-    info = EnvPromptInfo.from_spec(__import__("dataclasses").replace(spec, context_fields=only_queue), "x")
+    info = EnvPromptInfo.from_spec(
+        __import__("dataclasses").replace(spec, context_fields=only_queue), "x"
+    )
     fams, _ = prepare_families("sumo", info)
     assert {f.name for f in fams} == {"top_k_queue", "forbid_empty", "keep_current"}
 
@@ -292,7 +342,9 @@ def test_sumo_templates_resolve_on_the_real_sumo_context_fields():
 
     from envs_jax.sumo.features import MASK_CONTEXT_FIELDS
 
-    spec = dataclasses.replace(SPECS["sumo"], context_fields=MASK_CONTEXT_FIELDS, dims={"I": 4, "P": 8, "M": 8})
+    spec = dataclasses.replace(
+        SPECS["sumo"], context_fields=MASK_CONTEXT_FIELDS, dims={"I": 4, "P": 8, "M": 8}
+    )
     prov = TemplateProvider("sumo", 0, EnvPromptInfo.from_spec(spec, "x"))
     assert {f.name for f in prov.families} == {f.name for f in families_for("sumo")}
     actions = np.arange(8, dtype=np.float32)

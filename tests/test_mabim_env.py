@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mabim_reference import ReferenceMabim
 
 from envs_jax.mabim.config import MULTIPLIERS_34, TOPOLOGIES, MabimConfig
 from envs_jax.mabim.data import FIRST_DATE, MabimTables
 from envs_jax.mabim.env import ActionError, MabimEnv, MabimState
-from mabim_reference import ReferenceMabim
 
 
 def random_tables(seed: int, n_days: int = 80, n_skus: int = 4, max_vlt: int = 4) -> MabimTables:
@@ -26,7 +26,9 @@ def random_tables(seed: int, n_days: int = 80, n_skus: int = 4, max_vlt: int = 4
     prices, below = {}, p1
     for table in ("store1", "store2", "store3", "super_vendor"):
         noise = rng.integers(0, 3, (n_days, n_skus))
-        prices[table] = np.maximum(below - noise, 1.0) if table != "store1" else np.tile(p1, (n_days, 1))
+        prices[table] = (
+            np.maximum(below - noise, 1.0) if table != "store1" else np.tile(p1, (n_days, 1))
+        )
         below = prices[table] - 2
     stores = ("store1", "store2", "store3")
     init = {s: rng.integers(0, 120, n_skus).astype(float) for s in stores}
@@ -39,15 +41,31 @@ def day(i: int) -> str:
     return f"{d.year}/{d.month}/{d.day}"
 
 
-def make_env(tables: MabimTables, echelons: int = 1, capacity: float = 1e6, horizon: int = 20,
-             precision: str = "float32", clip: bool = True, continuous: bool = False) -> MabimEnv:
+def make_env(
+    tables: MabimTables,
+    echelons: int = 1,
+    capacity: float = 1e6,
+    horizon: int = 20,
+    precision: str = "float32",
+    clip: bool = True,
+    continuous: bool = False,
+) -> MabimEnv:
     wh, prices, costs = TOPOLOGIES[echelons]
     T = len(tables.dates)
     cfg = MabimConfig(
-        name="test", warehouses=wh, price_tables=prices, cost_tables=costs, capacity=(capacity,) * echelons,
-        unit_storage_cost=(0.002,) * echelons, horizon=horizon, train_dates=(day(25), day(T - 21)),
-        validation_dates=(day(T - 20), day(T - 11)), test_dates=(day(T - 10), day(T - 1)),
-        precision=precision, clip_negative_stock=clip, continuous=continuous,
+        name="test",
+        warehouses=wh,
+        price_tables=prices,
+        cost_tables=costs,
+        capacity=(capacity,) * echelons,
+        unit_storage_cost=(0.002,) * echelons,
+        horizon=horizon,
+        train_dates=(day(25), day(T - 21)),
+        validation_dates=(day(T - 20), day(T - 11)),
+        test_dates=(day(T - 10), day(T - 1)),
+        precision=precision,
+        clip_negative_stock=clip,
+        continuous=continuous,
     )
     return MabimEnv(cfg, tables)
 
@@ -72,12 +90,17 @@ def test_worked_example_two_echelons_three_skus():
         pipeline = np.zeros((W, env.V, N))
         pipeline[1, 0] = [5, 168, 27]  # store1 arrivals today
         state = MabimState(
-            t=jnp.int32(2), start=jnp.int32(30),
+            t=jnp.int32(2),
+            start=jnp.int32(30),
             in_stock=jnp.array([[12.0, 171.0, 72.0], [4.0, 50.0, 30.0]]),
             in_transit=jnp.array([[0.0, 0.0, 0.0], [5.0, 168.0, 27.0]]),
-            pipeline=jnp.asarray(pipeline), demand_hist=jnp.asarray(demand_hist),
-            sale_hist=jnp.zeros((W, N, L)), replenish_hist=jnp.zeros((W, N, L)), excess=jnp.zeros((W, N)),
-            price=jnp.zeros((W, N)), cost=jnp.zeros((W, N)),
+            pipeline=jnp.asarray(pipeline),
+            demand_hist=jnp.asarray(demand_hist),
+            sale_hist=jnp.zeros((W, N, L)),
+            replenish_hist=jnp.zeros((W, N, L)),
+            excess=jnp.zeros((W, N)),
+            price=jnp.zeros((W, N)),
+            cost=jnp.zeros((W, N)),
         )
         consumer = jnp.array([10.0, 60.0, 9.0])
         params = params.replace(demand=params.demand.at[32].set(consumer))
@@ -119,22 +142,50 @@ def test_hand_computed_single_store_three_days():
         T = 60
         demand = np.tile([10.0, 4.0], (T, 1))
         prices = {"store1": np.tile([10.0, 20.0], (T, 1)), "store2": np.tile([8.0, 15.0], (T, 1))}
-        tabs = MabimTables.from_arrays(demand, prices, {"store1": np.array([5.0, 50.0])},
-                                       {"store1": np.array([1.0, 2.0])})
+        tabs = MabimTables.from_arrays(
+            demand, prices, {"store1": np.array([5.0, 50.0])}, {"store1": np.array([1.0, 2.0])}
+        )
         wh = ("store1",)
-        cfg = MabimConfig(name="hand", warehouses=wh, price_tables=("store1",), cost_tables=("store2",),
-                          capacity=(100.0,), horizon=10, train_dates=(day(25), day(40)),
-                          validation_dates=(day(41), day(50)), test_dates=(day(51), day(59)),
-                          precision="float64", continuous=True)
-        env = MabimEnv(cfg, MabimTables(tabs.dates, tabs.sku_ids, tabs.demand, tabs.prices,
-                                        {"store1": np.array([5.0, 50.0])}, {"store1": np.array([1.0, 2.0])}, "hand"))
+        cfg = MabimConfig(
+            name="hand",
+            warehouses=wh,
+            price_tables=("store1",),
+            cost_tables=("store2",),
+            capacity=(100.0,),
+            horizon=10,
+            train_dates=(day(25), day(40)),
+            validation_dates=(day(41), day(50)),
+            test_dates=(day(51), day(59)),
+            precision="float64",
+            continuous=True,
+        )
+        env = MabimEnv(
+            cfg,
+            MabimTables(
+                tabs.dates,
+                tabs.sku_ids,
+                tabs.demand,
+                tabs.prices,
+                {"store1": np.array([5.0, 50.0])},
+                {"store1": np.array([1.0, 2.0])},
+                "hand",
+            ),
+        )
         params = env.default_params("train")
         L = 21
         state = MabimState(
-            t=jnp.int32(0), start=jnp.int32(30), in_stock=jnp.array([[5.0, 50.0]]), in_transit=jnp.zeros((1, 2)),
-            pipeline=jnp.zeros((1, env.V, 2)), demand_hist=jnp.asarray(np.tile([[10.0], [4.0]], (1, 1, L))),
-            sale_hist=jnp.zeros((1, 2, L)), replenish_hist=jnp.zeros((1, 2, L)), excess=jnp.zeros((1, 2)),
-            price=jnp.zeros((1, 2)), cost=jnp.zeros((1, 2)))
+            t=jnp.int32(0),
+            start=jnp.int32(30),
+            in_stock=jnp.array([[5.0, 50.0]]),
+            in_transit=jnp.zeros((1, 2)),
+            pipeline=jnp.zeros((1, env.V, 2)),
+            demand_hist=jnp.asarray(np.tile([[10.0], [4.0]], (1, 1, L))),
+            sale_hist=jnp.zeros((1, 2, L)),
+            replenish_hist=jnp.zeros((1, 2, L)),
+            excess=jnp.zeros((1, 2)),
+            price=jnp.zeros((1, 2)),
+            cost=jnp.zeros((1, 2)),
+        )
         expected = [
             ([2.0, 0.0], [-1.0, 19.862]),
             ([0.0, 12.0], [-2.06, 9.874]),
@@ -160,9 +211,17 @@ def run_both(tables, echelons, capacity, seed, split="train", clip=False, start_
     W, N = env.W, env.N
     price = np.asarray(params.price)
     cost = np.asarray(params.cost)
-    ref = ReferenceMabim(price, cost, np.asarray(params.demand), np.asarray(params.vlt),
-                         np.asarray(params.init_stock), np.asarray(params.capacity), start, D,
-                         action_values=MULTIPLIERS_34)
+    ref = ReferenceMabim(
+        price,
+        cost,
+        np.asarray(params.demand),
+        np.asarray(params.vlt),
+        np.asarray(params.init_stock),
+        np.asarray(params.capacity),
+        start,
+        D,
+        action_values=MULTIPLIERS_34,
+    )
     _, state = jax.jit(env.reset_to)(jnp.int32(start), params)
     step = jax.jit(env.step)
     rng = np.random.default_rng(seed)
@@ -172,7 +231,9 @@ def run_both(tables, echelons, capacity, seed, split="train", clip=False, start_
         _, state, r, done, info = step(None, state, jnp.asarray(a.reshape(-1), jnp.int32), params)
         np.testing.assert_array_equal(np.asarray(r).reshape(W, N), r_ref)
         for k, v in c_ref.items():
-            np.testing.assert_array_equal(np.asarray(info["components"][k]).reshape(W, N), v, err_msg=k)
+            np.testing.assert_array_equal(
+                np.asarray(info["components"][k]).reshape(W, N), v, err_msg=k
+            )
         stock_ref, transit_ref = ref.state()
         np.testing.assert_array_equal(np.asarray(state.in_stock), stock_ref)
         np.testing.assert_array_equal(np.asarray(state.in_transit), transit_ref)
@@ -211,7 +272,9 @@ def test_clipping_keeps_stock_non_negative_when_overfull():
     _, state = env.reset_to(params.start_lo, params)
     rng = np.random.default_rng(0)
     for _ in range(15):
-        _, state, _, _, info = env.step(None, state, jnp.asarray(rng.integers(20, 34, 4), jnp.int32), params)
+        _, state, _, _, info = env.step(
+            None, state, jnp.asarray(rng.integers(20, 34, 4), jnp.int32), params
+        )
         assert float(state.in_stock.min()) >= 0.0
         f = info["flows"]
         np.testing.assert_allclose(f["accepted"] + f["excess"], f["arrived"])
@@ -224,13 +287,22 @@ def test_clipping_keeps_stock_non_negative_when_overfull():
 
 @functools.lru_cache(maxsize=None)
 def _property_env(echelons: int, capacity: float):
-    env = make_env(random_tables(echelons, n_skus=3), echelons=echelons, capacity=capacity,
-                   precision="float64", horizon=16)
+    env = make_env(
+        random_tables(echelons, n_skus=3),
+        echelons=echelons,
+        capacity=capacity,
+        precision="float64",
+        horizon=16,
+    )
     return env, env.default_params("train"), jax.jit(env.reset), jax.jit(env.step)
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), echelons=st.sampled_from([1, 2, 3]), capacity=st.sampled_from([150.0, 1e5]))
+@given(
+    seed=st.integers(0, 10_000),
+    echelons=st.sampled_from([1, 2, 3]),
+    capacity=st.sampled_from([150.0, 1e5]),
+)
 def test_invariants_under_random_actions(seed, echelons, capacity):
     with jax.enable_x64(True):
         env, params, reset, step = _property_env(echelons, capacity)
@@ -247,16 +319,26 @@ def test_invariants_under_random_actions(seed, echelons, capacity):
             assert (f["sale"] <= f["demand"]).all() and (f["sale"] >= 0).all()
             # in-transit bookkeeping: sent - arrived
             sent = np.concatenate([f["replenish"][:1], f["sale"][:-1]], axis=0)
-            np.testing.assert_array_equal(np.asarray(state.in_transit),
-                                          np.asarray(prev.in_transit) + sent - f["arrived"])
+            np.testing.assert_array_equal(
+                np.asarray(state.in_transit), np.asarray(prev.in_transit) + sent - f["arrived"]
+            )
             # before the end-of-episode drops, in transit == what the pipeline holds
             if int(prev.t) + env.V < D:
-                np.testing.assert_array_equal(np.asarray(state.in_transit), np.asarray(state.pipeline).sum(axis=1))
+                np.testing.assert_array_equal(
+                    np.asarray(state.in_transit), np.asarray(state.pipeline).sum(axis=1)
+                )
             # stock bookkeeping
-            np.testing.assert_array_equal(np.asarray(state.in_stock),
-                                          np.asarray(prev.in_stock) - f["sale"] + f["accepted"])
+            np.testing.assert_array_equal(
+                np.asarray(state.in_stock), np.asarray(prev.in_stock) - f["sale"] + f["accepted"]
+            )
             comps = info["components"]
-            total = comps["profit"] - comps["excess_cost"] - comps["order_cost"] - comps["holding_cost"] - comps["backlog_cost"]
+            total = (
+                comps["profit"]
+                - comps["excess_cost"]
+                - comps["order_cost"]
+                - comps["holding_cost"]
+                - comps["backlog_cost"]
+            )
             np.testing.assert_allclose(np.asarray(total), np.asarray(r), rtol=0, atol=1e-9)
         assert bool(done)
 
@@ -280,12 +362,17 @@ def test_train_window_is_drawn_from_the_key():
     tabs = random_tables(2)
     env = make_env(tabs, horizon=12)
     params = env.default_params("train")
-    starts = np.asarray(jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(
-        jax.random.split(jax.random.key(0), 12), params)[1].start)
+    starts = np.asarray(
+        jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(
+            jax.random.split(jax.random.key(0), 12), params
+        )[1].start
+    )
     lo, n = int(params.start_lo), int(params.n_starts)
     assert len(set(starts.tolist())) > 3 and ((lo <= starts) & (starts < lo + n)).all()
     reset = jax.jit(env.reset)
-    assert int(reset(jax.random.key(3), params)[1].start) == int(reset(jax.random.key(3), params)[1].start)
+    assert int(reset(jax.random.key(3), params)[1].start) == int(
+        reset(jax.random.key(3), params)[1].start
+    )
     test = env.default_params("test")
     assert len({int(reset(jax.random.key(k), test)[1].start) for k in range(4)}) == 1
 
@@ -322,7 +409,9 @@ def test_float64_floors_are_exact():
         for _ in range(60):
             hist = rng.integers(0, 500, (1, 6, 21)).astype(np.float64)
             a = rng.integers(0, 34, 6)
-            q = np.asarray(qfn(state.replace(demand_hist=jnp.asarray(hist)), jnp.asarray(a, jnp.int32), params))
+            q = np.asarray(
+                qfn(state.replace(demand_hist=jnp.asarray(hist)), jnp.asarray(a, jnp.int32), params)
+            )
             expected = np.floor(np.asarray(MULTIPLIERS_34)[a] * np.average(hist, -1))
             np.testing.assert_array_equal(q, expected)
         assert env.dtype == jnp.float64
@@ -341,9 +430,14 @@ def test_float64_floors_are_exact_under_vmap_with_shared_params():
         actions = rng.integers(0, 34, (B, 12))
         states = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (B,) + x.shape), state)
         states = states.replace(demand_hist=jnp.asarray(hist))
-        q = np.asarray(jax.jit(jax.vmap(env.order_quantity, in_axes=(0, 0, None)))(
-            states, jnp.asarray(actions, jnp.int32), params))
-        expected = np.floor(np.asarray(MULTIPLIERS_34)[actions].reshape(B, 2, 6) * np.average(hist, -1))
+        q = np.asarray(
+            jax.jit(jax.vmap(env.order_quantity, in_axes=(0, 0, None)))(
+                states, jnp.asarray(actions, jnp.int32), params
+            )
+        )
+        expected = np.floor(
+            np.asarray(MULTIPLIERS_34)[actions].reshape(B, 2, 6) * np.average(hist, -1)
+        )
         np.testing.assert_array_equal(q, expected)
         m = np.asarray(jax.jit(jax.vmap(env.demand_mean, in_axes=(0, None)))(states, params))
         np.testing.assert_array_equal(m, np.average(hist, -1))
@@ -359,7 +453,9 @@ def test_observation_and_context_shapes():
     ctx = env.mask_context(state, params)
     for f in env.spec.context_fields:
         assert tuple(getattr(ctx, f.name).shape) == env.spec.field_shape(f), f.name
-    np.testing.assert_allclose(ctx.demand_mean, np.asarray(state.demand_hist).mean(axis=-1), rtol=1e-6)
+    np.testing.assert_allclose(
+        ctx.demand_mean, np.asarray(state.demand_hist).mean(axis=-1), rtol=1e-6
+    )
     # warehouse one-hot sits before the time feature
     onehot = np.asarray(obs)[:, -4:-1]  # warehouse one-hot, then the time feature
     np.testing.assert_array_equal(onehot.argmax(1), np.repeat(np.arange(3), env.N))

@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_mabim_env import make_env, random_tables
 
 from envs_jax.mabim import features
 from envs_jax.mabim.env import MabimEnv, MabimState
-from test_mabim_env import make_env, random_tables
 
 Z_95 = 1.6448536
 
@@ -31,13 +31,37 @@ def reference_observation(env: MabimEnv, state, params) -> np.ndarray:
     IT, cover, margin = I + T, dm * (vlt + 1.0), p - c
     sI, sT = I.sum(1, keepdims=True), T.sum(1, keepdims=True)
     ones = np.ones_like(I)
-    local = [(I <= 0) * 1.0, I / z, T / z, IT / z, rop / z, (IT <= rop) * 1.0, sd / z, dm / cap, c / pp,
-             margin / pp, hold / pp, uoc / pp, vlt / 10, cover / z, (IT - cover) / z, ones]
-    glob = [ones * sI / cap, (I * margin).sum(1, keepdims=True) / (sI + 1) / pp, ones * (cap - sI) / cap,
-            ones * sT / cap, (T * margin).sum() / (sT + 1) / pp, ones * (sI + sT) / cap,
-            (IT * margin).sum(1, keepdims=True) / (sI + sT + 1) / pp]
+    local = [
+        (I <= 0) * 1.0,
+        I / z,
+        T / z,
+        IT / z,
+        rop / z,
+        (IT <= rop) * 1.0,
+        sd / z,
+        dm / cap,
+        c / pp,
+        margin / pp,
+        hold / pp,
+        uoc / pp,
+        vlt / 10,
+        cover / z,
+        (IT - cover) / z,
+        ones,
+    ]
+    glob = [
+        ones * sI / cap,
+        (I * margin).sum(1, keepdims=True) / (sI + 1) / pp,
+        ones * (cap - sI) / cap,
+        ones * sT / cap,
+        (T * margin).sum() / (sT + 1) / pp,
+        ones * (sI + sT) / cap,
+        (IT * margin).sum(1, keepdims=True) / (sI + sT + 1) / pp,
+    ]
     scalars = np.clip(np.stack(local + glob, -1), -30, 30)
-    windows = np.minimum(np.concatenate([dem / z[..., None], rep / z[..., None], rep / cap[..., None]], -1), 30)
+    windows = np.minimum(
+        np.concatenate([dem / z[..., None], rep / z[..., None], rep / cap[..., None]], -1), 30
+    )
     onehot = np.broadcast_to(np.eye(W)[:, None, :], (W, N, W))
     days_left = float(params.horizon) - float(state.t)
     time = np.full((W, N, 1), min(days_left, 30.0) / 30.0)
@@ -51,9 +75,16 @@ def random_state(env: MabimEnv, params, seed: int, t: int = 5):
     ints = lambda hi, shape: jnp.asarray(rng.integers(0, hi, shape), env.dtype)  # noqa: E731
     price = ints(60, (W, N)) + 1.0
     return MabimState(
-        t=jnp.int32(t), start=params.start_lo, in_stock=ints(300, (W, N)), in_transit=ints(200, (W, N)),
-        pipeline=ints(50, (W, V, N)), demand_hist=ints(80, (W, N, L)), sale_hist=ints(60, (W, N, L)),
-        replenish_hist=ints(400, (W, N, L)), excess=jnp.zeros((W, N), env.dtype), price=price,
+        t=jnp.int32(t),
+        start=params.start_lo,
+        in_stock=ints(300, (W, N)),
+        in_transit=ints(200, (W, N)),
+        pipeline=ints(50, (W, V, N)),
+        demand_hist=ints(80, (W, N, L)),
+        sale_hist=ints(60, (W, N, L)),
+        replenish_hist=ints(400, (W, N, L)),
+        excess=jnp.zeros((W, N), env.dtype),
+        price=price,
         cost=jnp.maximum(price - ints(20, (W, N)), 0.0),
     )
 
@@ -67,7 +98,9 @@ def test_observation_matches_the_documented_features(echelons):
         state = random_state(env, params, seed, t=5 + 40 * seed)
         obs = np.asarray(observe(state, params))
         assert obs.shape == (env.spec.n_agents, env.spec.obs_dim)
-        np.testing.assert_allclose(obs, reference_observation(env, state, params), rtol=2e-5, atol=2e-5)
+        np.testing.assert_allclose(
+            obs, reference_observation(env, state, params), rtol=2e-5, atol=2e-5
+        )
 
 
 def test_clips_bind_where_documented():
@@ -75,7 +108,9 @@ def test_clips_bind_where_documented():
     env = make_env(random_tables(31, n_skus=5), capacity=3.0)
     params = env.default_params("train")
     state = random_state(env, params, 1)
-    state = state.replace(demand_hist=jnp.zeros_like(state.demand_hist))  # z = 1: orders / z up to 399
+    state = state.replace(
+        demand_hist=jnp.zeros_like(state.demand_hist)
+    )  # z = 1: orders / z up to 399
     obs = np.asarray(jax.jit(env.observe)(state, params))
     ref = reference_observation(env, state, params)
     assert (ref == 30.0).sum() > 20 and obs.max() == 30.0 and obs.min() >= -30.0
@@ -93,8 +128,12 @@ def test_step_observation_equals_a_fresh_observation(echelons):
     for _ in range(12):
         a = jnp.asarray(rng.integers(0, env.A, env.W * env.N), jnp.int32)
         obs, state, *_ = step(None, state, a, params)
-        np.testing.assert_allclose(np.asarray(obs), np.asarray(observe(state, params)), rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(np.asarray(obs), reference_observation(env, state, params), rtol=2e-5, atol=2e-5)
+        np.testing.assert_allclose(
+            np.asarray(obs), np.asarray(observe(state, params)), rtol=1e-6, atol=1e-6
+        )
+        np.testing.assert_allclose(
+            np.asarray(obs), reference_observation(env, state, params), rtol=2e-5, atol=2e-5
+        )
 
 
 def test_window_sums_slide_exactly():
@@ -106,7 +145,8 @@ def test_window_sums_slide_exactly():
     slid = features.advance_window_sums(features.window_sums(state), state, demand, sale)
     pushed = state.replace(
         demand_hist=jnp.concatenate([state.demand_hist[..., 1:], demand[..., None]], -1),
-        sale_hist=jnp.concatenate([state.sale_hist[..., 1:], sale[..., None]], -1))
+        sale_hist=jnp.concatenate([state.sale_hist[..., 1:], sale[..., None]], -1),
+    )
     fresh = features.window_sums(pushed)
     for a, b, name in zip(slid, fresh, features.WindowSums._fields):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=name)
@@ -121,7 +161,9 @@ def test_mask_context_statistics():
     ctx = env.mask_context(state, params)
     dem, sale = np.asarray(state.demand_hist), np.asarray(state.sale_hist)
     np.testing.assert_allclose(ctx.demand_mean, dem.mean(-1), rtol=1e-6)
-    np.testing.assert_array_equal(np.asarray(ctx.demand_mean), np.asarray(env.demand_mean(state, params)))
+    np.testing.assert_array_equal(
+        np.asarray(ctx.demand_mean), np.asarray(env.demand_mean(state, params))
+    )
     np.testing.assert_allclose(ctx.demand_std, dem.std(-1), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(ctx.sale_mean, sale.mean(-1), rtol=1e-6)
     np.testing.assert_allclose(ctx.total_stock, np.asarray(state.in_stock).sum(1))

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mask_tasks import contexts, mabim_spec, mabim_task, sumo_task
 
 from envs_jax.core import MaskContext
 from espark_jax.masks import (
@@ -31,7 +32,6 @@ from espark_jax.masks import (
 from espark_jax.masks.compile import abstract_check, exec_program
 from espark_jax.masks.safe import allow_all, fix_empty_rows
 from espark_jax.masks.task import load_samples, normalize_samples, save_samples
-from mask_tasks import contexts, mabim_spec, mabim_task, sumo_task
 
 TASK = mabim_task()
 SUMO = sumo_task()
@@ -48,75 +48,271 @@ def fn(body: str, header: str = "def compute_mask(ctx, action_space):") -> str:
 BAD_STATIC = [
     ("import-top", "import os\n" + fn(f"return {ONES}"), "static", "imports are not allowed"),
     ("import-inside", fn(f"import os\nreturn {ONES}"), "static", "imports are not allowed"),
-    ("from-import", "from os import system\n" + fn(f"return {ONES}"), "static", "imports are not allowed"),
+    (
+        "from-import",
+        "from os import system\n" + fn(f"return {ONES}"),
+        "static",
+        "imports are not allowed",
+    ),
     ("import-jax", "import jax\n" + fn(f"return {ONES}"), "static", "imports are not allowed"),
-    ("dunder-import", fn(f"m = __import__('os')\nreturn {ONES}"), "static", "'__import__' is not allowed"),
-    ("dunder-walk", fn(f"s = ().__class__.__base__.__subclasses__()\nreturn {ONES}"), "static", "dunder attributes are blocked"),
+    (
+        "dunder-import",
+        fn(f"m = __import__('os')\nreturn {ONES}"),
+        "static",
+        "'__import__' is not allowed",
+    ),
+    (
+        "dunder-walk",
+        fn(f"s = ().__class__.__base__.__subclasses__()\nreturn {ONES}"),
+        "static",
+        "dunder attributes are blocked",
+    ),
     ("dunder-ctx", fn(f"g = ctx.__class__\nreturn {ONES}"), "static", ".__class__ is not allowed"),
-    ("dunder-globals", fn(f"g = compute_mask.__globals__\nreturn {ONES}"), "static", "can only be called"),
+    (
+        "dunder-globals",
+        fn(f"g = compute_mask.__globals__\nreturn {ONES}"),
+        "static",
+        "can only be called",
+    ),
     ("getattr", fn(f"f = getattr(jnp, 'load')\nreturn {ONES}"), "static", "getattr is not allowed"),
     ("open", fn(f"f = open('/tmp/x', 'w')\nreturn {ONES}"), "static", "open is not allowed"),
     ("eval", fn(f"x = eval('1')\nreturn {ONES}"), "static", "eval is not allowed"),
     ("exec", fn(f"x = exec('y = 1')\nreturn {ONES}"), "static", "exec is not allowed"),
-    ("jnp-save", fn(f"x = jnp.save('m.npy', ctx.in_stock)\nreturn {ONES}"), "static", "jnp.save is not allowed"),
+    (
+        "jnp-save",
+        fn(f"x = jnp.save('m.npy', ctx.in_stock)\nreturn {ONES}"),
+        "static",
+        "jnp.save is not allowed",
+    ),
     ("np-load", fn(f"x = np.load('m.npy')\nreturn {ONES}"), "static", "np.load is not allowed"),
-    ("jnp-vectorize", fn(f"f = jnp.vectorize(abs)\nreturn {ONES}"), "static", "takes a Python function"),
-    ("jnp-nonzero", fn(f"i = jnp.nonzero(ctx.in_stock)\nreturn {ONES}"), "static", "depends on the data"),
-    ("np-random", fn("return np.random.rand(2, 3, 34) > 0.5"), "static", "np.random is not available"),
-    ("jax-debug", fn(f"x = jax.debug.print('{{}}', ctx.day)\nreturn {ONES}"), "static", "`jax` is not available"),
+    (
+        "jnp-vectorize",
+        fn(f"f = jnp.vectorize(abs)\nreturn {ONES}"),
+        "static",
+        "takes a Python function",
+    ),
+    (
+        "jnp-nonzero",
+        fn(f"i = jnp.nonzero(ctx.in_stock)\nreturn {ONES}"),
+        "static",
+        "depends on the data",
+    ),
+    (
+        "np-random",
+        fn("return np.random.rand(2, 3, 34) > 0.5"),
+        "static",
+        "np.random is not available",
+    ),
+    (
+        "jax-debug",
+        fn(f"x = jax.debug.print('{{}}', ctx.day)\nreturn {ONES}"),
+        "static",
+        "`jax` is not available",
+    ),
     ("print", fn(f"print(ctx.day)\nreturn {ONES}"), "static", "print() is a side effect"),
     ("bare-expression", fn(f"ctx.in_stock + 1\nreturn {ONES}"), "static", "bare expression"),
     ("global", fn(f"global N\nreturn {ONES}"), "static", "`global` is not allowed"),
-    ("module-state", "N = 5\n" + fn(f"return {ONES}"), "static", "only function definitions are allowed"),
-    ("main-block", fn(f"return {ONES}") + "if __name__ == '__main__':\n    pass\n", "static",
-     "only function definitions are allowed"),
-    ("attr-assign", fn(f"jnp.where = None\nreturn {ONES}"), "static", "attribute assignment is not allowed"),
-    ("item-assign", fn(f"m = {ONES}\nm[0] = 0\nreturn m"), "static", "item assignment x[...] = v is not allowed"),
-    ("while", fn(f"while True:\n    x = 1\nreturn {ONES}"), "static", "`while` loops are not allowed"),
-    ("range-huge", fn(f"for i in range(10**12):\n    x = i\nreturn {ONES}"), "static", "int literal arguments"),
-    ("range-dynamic", fn(f"for i in range(len(action_space) * 1000):\n    x = i\nreturn {ONES}"), "static",
-     "int literal arguments"),
+    (
+        "module-state",
+        "N = 5\n" + fn(f"return {ONES}"),
+        "static",
+        "only function definitions are allowed",
+    ),
+    (
+        "main-block",
+        fn(f"return {ONES}") + "if __name__ == '__main__':\n    pass\n",
+        "static",
+        "only function definitions are allowed",
+    ),
+    (
+        "attr-assign",
+        fn(f"jnp.where = None\nreturn {ONES}"),
+        "static",
+        "attribute assignment is not allowed",
+    ),
+    (
+        "item-assign",
+        fn(f"m = {ONES}\nm[0] = 0\nreturn m"),
+        "static",
+        "item assignment x[...] = v is not allowed",
+    ),
+    (
+        "while",
+        fn(f"while True:\n    x = 1\nreturn {ONES}"),
+        "static",
+        "`while` loops are not allowed",
+    ),
+    (
+        "range-huge",
+        fn(f"for i in range(10**12):\n    x = i\nreturn {ONES}"),
+        "static",
+        "int literal arguments",
+    ),
+    (
+        "range-dynamic",
+        fn(f"for i in range(len(action_space) * 1000):\n    x = i\nreturn {ONES}"),
+        "static",
+        "int literal arguments",
+    ),
     ("range-long", fn(f"for i in range(1000):\n    x = i\nreturn {ONES}"), "static", "at most 64"),
-    ("loop-over-array", fn(f"for v in ctx.in_stock:\n    x = v\nreturn {ONES}"), "static", "for loops may only run"),
-    ("nested-loops", fn(f"x = 0\nfor i in range(64):\n    for j in range(64):\n        for k in range(64):\n"
-                        f"            x = x + 1\nreturn {ONES}"), "static", "nested loops run"),
-    ("pow-tower", fn(f"x = 10**10**10\nreturn {ONES}"), "static", "exponent of ** must be a number literal"),
+    (
+        "loop-over-array",
+        fn(f"for v in ctx.in_stock:\n    x = v\nreturn {ONES}"),
+        "static",
+        "for loops may only run",
+    ),
+    (
+        "nested-loops",
+        fn(
+            f"x = 0\nfor i in range(64):\n    for j in range(64):\n        for k in range(64):\n"
+            f"            x = x + 1\nreturn {ONES}"
+        ),
+        "static",
+        "nested loops run",
+    ),
+    (
+        "pow-tower",
+        fn(f"x = 10**10**10\nreturn {ONES}"),
+        "static",
+        "exponent of ** must be a number literal",
+    ),
     ("pow-big", fn(f"x = 2 ** 100\nreturn {ONES}"), "static", "exponent 100 is too large"),
     ("list-repeat", fn(f"x = [0] * 2000000000\nreturn {ONES}"), "static", "sequence repetition"),
     ("str-repeat", fn(f"x = 'a' * 2e9\nreturn {ONES}"), "static", "sequence repetition"),
     ("int-literal", fn(f"x = 10000000000000\nreturn {ONES}"), "static", "too large"),
-    ("recursion", fn("return compute_mask(ctx, action_space)"), "static", "recursion is not allowed"),
-    ("mutual-recursion", "def a(x):\n    return b(x)\n\ndef b(x):\n    return a(x)\n\n" + fn("return a(ctx)"),
-     "static", "recursion is not allowed (a -> b -> a)"),
-    ("helper-alias", "def h(x):\n    return x\n\n" + fn(f"g = h\nreturn {ONES}"), "static", "can only be called"),
-    ("python-if", fn(f"if ctx.day > 3:\n    return {ONES}\nreturn {ONES}"), "static", "Python `if` is not allowed"),
-    ("ternary", fn(f"return {ONES} if ctx.day > 3 else {ONES}"), "static", "conditional expression"),
+    (
+        "recursion",
+        fn("return compute_mask(ctx, action_space)"),
+        "static",
+        "recursion is not allowed",
+    ),
+    (
+        "mutual-recursion",
+        "def a(x):\n    return b(x)\n\ndef b(x):\n    return a(x)\n\n" + fn("return a(ctx)"),
+        "static",
+        "recursion is not allowed (a -> b -> a)",
+    ),
+    (
+        "helper-alias",
+        "def h(x):\n    return x\n\n" + fn(f"g = h\nreturn {ONES}"),
+        "static",
+        "can only be called",
+    ),
+    (
+        "python-if",
+        fn(f"if ctx.day > 3:\n    return {ONES}\nreturn {ONES}"),
+        "static",
+        "Python `if` is not allowed",
+    ),
+    (
+        "ternary",
+        fn(f"return {ONES} if ctx.day > 3 else {ONES}"),
+        "static",
+        "conditional expression",
+    ),
     ("and-or", fn(f"c = (ctx.day > 1) and (ctx.day < 5)\nreturn {ONES}"), "static", "`and` / `or`"),
     ("not", fn(f"c = not ctx.day\nreturn {ONES}"), "static", "`not` is not allowed"),
-    ("chained-compare", fn(f"c = 0 < ctx.in_stock < 5\nreturn {ONES}"), "static", "chained comparisons"),
-    ("in-operator", fn(f"c = 3 in action_space\nreturn {ONES}"), "static", "(in / is) is not allowed"),
+    (
+        "chained-compare",
+        fn(f"c = 0 < ctx.in_stock < 5\nreturn {ONES}"),
+        "static",
+        "chained comparisons",
+    ),
+    (
+        "in-operator",
+        fn(f"c = 3 in action_space\nreturn {ONES}"),
+        "static",
+        "(in / is) is not allowed",
+    ),
     ("lambda", fn(f"f = lambda x: x\nreturn {ONES}"), "static", "`lambda` is not allowed"),
-    ("try", fn(f"try:\n    x = 1\nexcept Exception:\n    x = 2\nreturn {ONES}"), "static", "`try` is not allowed"),
-    ("with", fn(f"with open('x') as f:\n    x = 1\nreturn {ONES}"), "static", "`with` is not allowed"),
-    ("class", "class A:\n    pass\n\n" + fn(f"return {ONES}"), "static", "only function definitions"),
-    ("nested-def", fn(f"def g(x):\n    return x\nreturn {ONES}"), "static", "nested function definitions"),
-    ("generator", fn(f"s = sum(x for x in range(3))\nreturn {ONES}"), "static", "generator expressions"),
+    (
+        "try",
+        fn(f"try:\n    x = 1\nexcept Exception:\n    x = 2\nreturn {ONES}"),
+        "static",
+        "`try` is not allowed",
+    ),
+    (
+        "with",
+        fn(f"with open('x') as f:\n    x = 1\nreturn {ONES}"),
+        "static",
+        "`with` is not allowed",
+    ),
+    (
+        "class",
+        "class A:\n    pass\n\n" + fn(f"return {ONES}"),
+        "static",
+        "only function definitions",
+    ),
+    (
+        "nested-def",
+        fn(f"def g(x):\n    return x\nreturn {ONES}"),
+        "static",
+        "nested function definitions",
+    ),
+    (
+        "generator",
+        fn(f"s = sum(x for x in range(3))\nreturn {ONES}"),
+        "static",
+        "generator expressions",
+    ),
     ("dict", fn(f"d = {{'a': 1}}\nreturn {ONES}"), "static", "dicts are not allowed"),
     ("fstring", fn(f"s = f'{{ctx.day}}'\nreturn {ONES}"), "static", "f-strings are not allowed"),
     ("kwargs-call", fn("return jnp.ones(**{})"), "static", "**kwargs in calls are not allowed"),
     ("decorator", "@jax.jit\n" + fn(f"return {ONES}"), "static", "decorators are not allowed"),
-    ("default-arg", fn(f"return {ONES}", "def compute_mask(ctx, action_space, f=open):"), "static",
-     "default parameter values"),
-    ("three-params", fn(f"return {ONES}", "def compute_mask(ctx, action_space, extra):"), "static",
-     "it must take exactly two"),
-    ("wrong-name", fn("return jnp.ones(34)", "def exploration_mask(obs):"), "static", "no function named 'compute_mask'"),
-    ("unknown-field", fn(f"x = ctx.inventory\nreturn {ONES}"), "static", "ctx has no field 'inventory'"),
-    ("ctx-subscript", fn(f"x = ctx['in_stock']\nreturn {ONES}"), "static", "ctx is not subscriptable"),
-    ("index-out-of-range", fn(f"x = ctx.demand_history[:, :, 25]\nreturn {ONES}"), "static",
-     "index 25 is out of range for axis 2 of ctx.demand_history (size 21)"),
-    ("action-index", fn(f"x = action_space[40]\nreturn {ONES}"), "static", "index 40 is out of range"),
-    ("array-method", fn(f"x = ctx.in_stock.tofile('x')\nreturn {ONES}"), "static", "attribute .tofile is not allowed"),
-    ("undefined-name", fn(f"x = foo(ctx.in_stock)\nreturn {ONES}"), "static", "name 'foo' is not defined"),
+    (
+        "default-arg",
+        fn(f"return {ONES}", "def compute_mask(ctx, action_space, f=open):"),
+        "static",
+        "default parameter values",
+    ),
+    (
+        "three-params",
+        fn(f"return {ONES}", "def compute_mask(ctx, action_space, extra):"),
+        "static",
+        "it must take exactly two",
+    ),
+    (
+        "wrong-name",
+        fn("return jnp.ones(34)", "def exploration_mask(obs):"),
+        "static",
+        "no function named 'compute_mask'",
+    ),
+    (
+        "unknown-field",
+        fn(f"x = ctx.inventory\nreturn {ONES}"),
+        "static",
+        "ctx has no field 'inventory'",
+    ),
+    (
+        "ctx-subscript",
+        fn(f"x = ctx['in_stock']\nreturn {ONES}"),
+        "static",
+        "ctx is not subscriptable",
+    ),
+    (
+        "index-out-of-range",
+        fn(f"x = ctx.demand_history[:, :, 25]\nreturn {ONES}"),
+        "static",
+        "index 25 is out of range for axis 2 of ctx.demand_history (size 21)",
+    ),
+    (
+        "action-index",
+        fn(f"x = action_space[40]\nreturn {ONES}"),
+        "static",
+        "index 40 is out of range",
+    ),
+    (
+        "array-method",
+        fn(f"x = ctx.in_stock.tofile('x')\nreturn {ONES}"),
+        "static",
+        "attribute .tofile is not allowed",
+    ),
+    (
+        "undefined-name",
+        fn(f"x = foo(ctx.in_stock)\nreturn {ONES}"),
+        "static",
+        "name 'foo' is not defined",
+    ),
     ("rebind-builtin", fn(f"range = 3\nreturn {ONES}"), "static", "do not rebind"),
     ("shift", fn(f"x = 1 << 40\nreturn {ONES}"), "static", "LShift is not allowed"),
     ("syntax-error", "def compute_mask(ctx, action_space)\n    return 1\n", "syntax", "line 1"),
@@ -128,10 +324,25 @@ BAD_STATIC = [
 ]
 
 BAD_RUNTIME = [
-    ("bool-of-array", fn(f"c = bool(ctx.day > 3)\nreturn {ONES}"), "trace", "a Python bool was taken of an array"),
-    ("python-max", fn(f"x = max(ctx.in_stock, 1.0)\nreturn {ONES}"), "trace", "a Python bool was taken"),
+    (
+        "bool-of-array",
+        fn(f"c = bool(ctx.day > 3)\nreturn {ONES}"),
+        "trace",
+        "a Python bool was taken of an array",
+    ),
+    (
+        "python-max",
+        fn(f"x = max(ctx.in_stock, 1.0)\nreturn {ONES}"),
+        "trace",
+        "a Python bool was taken",
+    ),
     ("int-of-array", fn(f"n = int(ctx.day)\nreturn {ONES} * n"), "trace", "concrete number"),
-    ("bool-index", fn(f"x = ctx.in_stock[ctx.in_stock > 0]\nreturn {ONES}"), "trace", "data-dependent shape"),
+    (
+        "bool-index",
+        fn(f"x = ctx.in_stock[ctx.in_stock > 0]\nreturn {ONES}"),
+        "trace",
+        "data-dependent shape",
+    ),
     ("unbound-local", fn("y = y + 1\nreturn y"), "trace", "UnboundLocalError"),
     ("missing-arg", fn("return jnp.ones()"), "trace", "TypeError"),
     ("bad-method", fn(f"x = ctx.in_stock.append(1)\nreturn {ONES}"), "trace", "AttributeError"),
@@ -140,20 +351,42 @@ BAD_RUNTIME = [
     ("tuple-output", fn(f"return {ONES}, {ONES}"), "abstract", "returned tuple"),
     ("no-return", fn("x = 1"), "abstract", "returned None"),
     ("complex-dtype", fn(f"return {ONES}.astype('complex64')"), "abstract", "dtype complex64"),
-    ("huge-intermediate", fn(f"z = jnp.zeros((100000, 100000))\nreturn {ONES} + z[0, 0]"), "abstract",
-     "exceeds the limit"),
-    ("too-many-ops", fn(f"x = 0.0\nfor i in range(64):\n    for j in range(64):\n        x = x + ctx.in_stock\n"
-                        f"return {ONES} + x[:, :, None]"), "abstract", "operations"),
+    (
+        "huge-intermediate",
+        fn(f"z = jnp.zeros((100000, 100000))\nreturn {ONES} + z[0, 0]"),
+        "abstract",
+        "exceeds the limit",
+    ),
+    (
+        "too-many-ops",
+        fn(
+            f"x = 0.0\nfor i in range(64):\n    for j in range(64):\n        x = x + ctx.in_stock\n"
+            f"return {ONES} + x[:, :, None]"
+        ),
+        "abstract",
+        "operations",
+    ),
     ("half", fn("return jnp.full((2, 3, 34), 0.5)"), "values", "other than 0 and 1 (e.g. 0.5)"),
     ("two", fn(f"return {ONES} * 2"), "values", "other than 0 and 1 (e.g. 2)"),
-    ("nan", fn("return jnp.log(ctx.in_stock - 1e9)[:, :, None] + jnp.zeros(34)"), "values", "NaN or inf"),
+    (
+        "nan",
+        fn("return jnp.log(ctx.in_stock - 1e9)[:, :, None] + jnp.zeros(34)"),
+        "values",
+        "NaN or inf",
+    ),
     ("all-zero", fn("return jnp.zeros((2, 3, 34))"), "values", "no action at all for 100%"),
-    ("almost-all-zero", fn("return jnp.broadcast_to(ctx.day > 1000000000, (2, 3, 34))"), "values",
-     "no action at all"),
+    (
+        "almost-all-zero",
+        fn("return jnp.broadcast_to(ctx.day > 1000000000, (2, 3, 34))"),
+        "values",
+        "no action at all",
+    ),
 ]
 
 
-@pytest.mark.parametrize("source,stage,needle", [b[1:] for b in BAD_STATIC], ids=[b[0] for b in BAD_STATIC])
+@pytest.mark.parametrize(
+    "source,stage,needle", [b[1:] for b in BAD_STATIC], ids=[b[0] for b in BAD_STATIC]
+)
 def test_static_rejections(source: str, stage: str, needle: str) -> None:
     result = check_in_process(source, TASK)
     assert not result.ok and result.fn is None
@@ -161,10 +394,14 @@ def test_static_rejections(source: str, stage: str, needle: str) -> None:
     assert needle in result.message, result.message
     assert result.hint, "every rejection carries a hint"
     assert "\n" not in result.reason and result.reason.startswith(f"{stage}: ")
-    assert "timings" in result.stats and "abstract" not in result.stats["timings"]  # nothing was traced
+    assert (
+        "timings" in result.stats and "abstract" not in result.stats["timings"]
+    )  # nothing was traced
 
 
-@pytest.mark.parametrize("source,stage,needle", [b[1:] for b in BAD_RUNTIME], ids=[b[0] for b in BAD_RUNTIME])
+@pytest.mark.parametrize(
+    "source,stage,needle", [b[1:] for b in BAD_RUNTIME], ids=[b[0] for b in BAD_RUNTIME]
+)
 def test_runtime_rejections(source: str, stage: str, needle: str) -> None:
     result = check_in_process(source, TASK)
     assert not result.ok and result.fn is None
@@ -234,19 +471,21 @@ def helpers_reference(ctx: MaskContext, action_space: jax.Array) -> jax.Array:
     cover = (ctx.in_stock + ctx.in_transit) / jnp.maximum(ctx.demand_mean, 1e-6)
     mask = action_space <= jnp.clip(8.0 - cover, 0.0, 12.0)[..., None]
     h = ctx.demand_history
-    spike = jnp.stack([h[..., -1], h[..., -2], h[..., -3]], axis=-1).mean(axis=-1) > 2 * ctx.demand_mean
+    spike = (
+        jnp.stack([h[..., -1], h[..., -2], h[..., -3]], axis=-1).mean(axis=-1) > 2 * ctx.demand_mean
+    )
     mask = mask.at[:, :, 0].set(mask[:, :, 0] | ~spike)
     return mask & (action_space <= 12.0 * jnp.array([1.0, 0.5])[:, None, None])
 
 
-SUMO_TOP4 = '''
+SUMO_TOP4 = """
 def compute_mask(ctx, action_space):
     score = jnp.where(ctx.phase_available, ctx.phase_queue, -1e9)
     kth = jnp.sort(score, axis=-1)[:, -4]
     keep = jnp.logical_and(score >= kth[:, None], ctx.phase_available)
     keep = jnp.logical_or(keep, jnp.arange(8)[None, :] == ctx.current_phase[:, None])
     return keep.astype(jnp.int32)
-'''
+"""
 
 
 def sumo_reference(ctx: MaskContext, action_space: jax.Array) -> jax.Array:
@@ -256,11 +495,15 @@ def sumo_reference(ctx: MaskContext, action_space: jax.Array) -> jax.Array:
     return keep | (jnp.arange(8) == ctx.current_phase[:, None])
 
 
-@pytest.mark.parametrize("text,reference,task", [
-    (FIG21_NUMPY, fig21_reference, TASK),
-    (HELPERS_JNP, helpers_reference, TASK),
-    (SUMO_TOP4, sumo_reference, SUMO),
-], ids=["fig21-numpy", "helpers-jnp", "sumo-top4"])
+@pytest.mark.parametrize(
+    "text,reference,task",
+    [
+        (FIG21_NUMPY, fig21_reference, TASK),
+        (HELPERS_JNP, helpers_reference, TASK),
+        (SUMO_TOP4, sumo_reference, SUMO),
+    ],
+    ids=["fig21-numpy", "helpers-jnp", "sumo-top4"],
+)
 def test_good_programs_match_reference(text: str, reference, task: MaskTask) -> None:
     result = check_in_process(text, task)
     assert result.ok, result.reason
@@ -269,7 +512,9 @@ def test_good_programs_match_reference(text: str, reference, task: MaskTask) -> 
     action_space = jnp.asarray(task.action_values, dtype=jnp.float32)
     batch = contexts(task)
     n = batch.day.shape[0] if "day" in batch else batch.current_phase.shape[0]
-    want = np.asarray(jax.jit(lambda c: apply_mask_fn(reference, c, action_space, batch_dims=1))(batch))
+    want = np.asarray(
+        jax.jit(lambda c: apply_mask_fn(reference, c, action_space, batch_dims=1))(batch)
+    )
     got_raw = jax.jit(lambda c: apply_mask_fn(raw, c, action_space, batch_dims=1))(batch)
     np.testing.assert_array_equal(np.asarray(got_raw) != 0, want)
     # the safe function, jitted and vmapped over environments as the trainer uses it
@@ -307,17 +552,22 @@ def test_fig21_hand_computed_case() -> None:
 
 def test_annotations_are_never_evaluated(tmp_path) -> None:
     target = tmp_path / "pwned"
-    text = (f"def compute_mask(ctx: open({str(target)!r}, 'w'), action_space: print('x')) -> exec('1'):\n"
-            f"    m: open({str(target)!r}, 'w') = {ONES}\n    return m\n")
+    text = (
+        f"def compute_mask(ctx: open({str(target)!r}, 'w'), action_space: print('x')) -> exec('1'):\n"
+        f"    m: open({str(target)!r}, 'w') = {ONES}\n    return m\n"
+    )
     result = check_in_process(text, TASK)
     assert result.ok, result.reason
-    result.fn(MaskContext({f.name: jnp.zeros(f.shape, f.dtype) for f in TASK.fields}), jnp.zeros(34))
+    result.fn(
+        MaskContext({f.name: jnp.zeros(f.shape, f.dtype) for f in TASK.fields}), jnp.zeros(34)
+    )
     assert not target.exists()
 
 
 def test_numpy_and_jnp_share_one_allow_listed_view() -> None:
     text = "import numpy as np\nimport jax.numpy as jnp\n" + fn(
-        "a = np.ones((2, 3, 34), dtype=np.float32)\nb = numpy.zeros_like(a)\nreturn jnp.maximum(a, b) > 0")
+        "a = np.ones((2, 3, 34), dtype=np.float32)\nb = numpy.zeros_like(a)\nreturn jnp.maximum(a, b) > 0"
+    )
     result = check_in_process(text, TASK)
     assert result.ok, result.reason
     assert result.stats["all_allowed_frac"] == 1.0
@@ -326,8 +576,10 @@ def test_numpy_and_jnp_share_one_allow_listed_view() -> None:
 # ------------------------------------------------------------------------------ statistics
 def test_statistics_hand_computed() -> None:
     # only "order nothing" (action 0) and the largest multiplier (action 33) on the head warehouse
-    text = fn("m = jnp.zeros((2, 3, 34), dtype=bool)\nm = m.at[:, :, 0].set(True)\nm = m.at[0, :, 33].set(True)\n"
-              "return m")
+    text = fn(
+        "m = jnp.zeros((2, 3, 34), dtype=bool)\nm = m.at[:, :, 0].set(True)\nm = m.at[0, :, 33].set(True)\n"
+        "return m"
+    )
     result = check_in_process(text, TASK, limits=CheckLimits(n_random=4))
     assert result.ok, result.reason
     s = result.stats
@@ -349,8 +601,12 @@ def test_empty_rows_judged_on_recorded_contexts() -> None:
     limits = CheckLimits(empty_row_reject_frac=0.5)
     low = {k: v * 0.0 for k, v in recorded.items()}
     ok = check_in_process(text, TASK, samples=low, limits=limits)
-    assert ok.ok and ok.stats["by_kind"]["recorded"] == {"rows": 72, "none_allowed_frac": 0.0,
-                                                          "all_allowed_frac": 1.0, "mean_allowed": 34.0}
+    assert ok.ok and ok.stats["by_kind"]["recorded"] == {
+        "rows": 72,
+        "none_allowed_frac": 0.0,
+        "all_allowed_frac": 1.0,
+        "mean_allowed": 34.0,
+    }
     bad = check_in_process(text, TASK, samples=recorded, limits=limits)
     assert bad.stage == "values" and "recorded contexts" in bad.message
 
@@ -370,18 +626,27 @@ def test_recorded_samples_must_match_the_task(tmp_path) -> None:
 
 # ------------------------------------------------------------------------------ pieces
 def test_extraction_rules() -> None:
-    two = "```python\ndef helper(x):\n    return x\n```\ntext\n```python\ndef compute_mask(ctx, a):\n    return 1\n```\n" \
-          "```python\nprint('usage')\n```\n"
+    two = (
+        "```python\ndef helper(x):\n    return x\n```\ntext\n```python\ndef compute_mask(ctx, a):\n    return 1\n```\n"
+        "```python\nprint('usage')\n```\n"
+    )
     assert extract_code(two).startswith("def compute_mask")
     assert extract_code("```\nx = 1\n```\n```\ny = 2\n```") == "y = 2\n"
-    assert extract_code("    def compute_mask(ctx, a):\n        return 1\n") == "def compute_mask(ctx, a):\n    return 1\n"
+    assert (
+        extract_code("    def compute_mask(ctx, a):\n        return 1\n")
+        == "def compute_mask(ctx, a):\n    return 1\n"
+    )
 
 
 def test_load_mask_fn_revalidates() -> None:
     with pytest.raises(Rejected, match="open is not allowed"):
         load_mask_fn(fn(f"f = open('x')\nreturn {ONES}"), TASK)
-    good = load_mask_fn(fn("return jnp.zeros((2, 3, 34))"), TASK)  # safe: empty rows become all-allowed
-    out = good(MaskContext({f.name: jnp.zeros(f.shape, f.dtype) for f in TASK.fields}), jnp.zeros(34))
+    good = load_mask_fn(
+        fn("return jnp.zeros((2, 3, 34))"), TASK
+    )  # safe: empty rows become all-allowed
+    out = good(
+        MaskContext({f.name: jnp.zeros(f.shape, f.dtype) for f in TASK.fields}), jnp.zeros(34)
+    )
     assert out.dtype == jnp.bool_ and bool(out.all())
 
 
@@ -389,9 +654,13 @@ def test_safe_mask_casts_and_fills_empty_rows() -> None:
     raw = jnp.array([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
     wrapped = safe_mask(lambda ctx, a: raw)
     out = jax.jit(wrapped)(None, jnp.zeros(3))
-    np.testing.assert_array_equal(np.asarray(out), [[False, True, False], [True, True, True], [True, True, True]])
+    np.testing.assert_array_equal(
+        np.asarray(out), [[False, True, False], [True, True, True], [True, True, True]]
+    )
     assert out.dtype == jnp.bool_
-    batched = jax.vmap(safe_mask(lambda c, a: c > 0), in_axes=(0, None))(jnp.array([[[-1.0, 2.0]], [[-1.0, -2.0]]]), 0)
+    batched = jax.vmap(safe_mask(lambda c, a: c > 0), in_axes=(0, None))(
+        jnp.array([[[-1.0, 2.0]], [[-1.0, -2.0]]]), 0
+    )
     np.testing.assert_array_equal(np.asarray(batched), [[[False, True]], [[True, True]]])
     ones = allow_all((2, 3), 34)(None, None)
     assert ones.shape == (2, 3, 34) and bool(ones.all())
@@ -399,11 +668,19 @@ def test_safe_mask_casts_and_fills_empty_rows() -> None:
 
 def test_task_from_spec_and_json_roundtrip() -> None:
     task = MaskTask.from_env_spec(mabim_spec())
-    assert task.function_name == "compute_mask" and task.agent_shape == (2, 3) and task.n_actions == 34
-    assert task.field_map["demand_history"].shape == (2, 3, 21) and task.field_map["day"].shape == ()
+    assert (
+        task.function_name == "compute_mask" and task.agent_shape == (2, 3) and task.n_actions == 34
+    )
+    assert (
+        task.field_map["demand_history"].shape == (2, 3, 21) and task.field_map["day"].shape == ()
+    )
     assert task.field_map["echelon"].dtype == "int32" and task.action_values[-1] == 12.0
     assert MaskTask.from_json(task.to_json()) == task
-    assert SUMO.agent_shape == (4,) and SUMO.out_shape == (4, 8) and SUMO.field_map["phase_available"].dtype == "bool"
+    assert (
+        SUMO.agent_shape == (4,)
+        and SUMO.out_shape == (4, 8)
+        and SUMO.field_map["phase_available"].dtype == "bool"
+    )
     with pytest.raises(ValueError, match="action_values has 2 entries"):
         MaskTask("compute_mask", (), (1,), 3, (0.0, 1.0))
 
@@ -411,8 +688,13 @@ def test_task_from_spec_and_json_roundtrip() -> None:
 def test_sample_contexts_shapes_and_kinds() -> None:
     kinds = sample_contexts(SUMO, n_random=5, seed=3)
     assert set(kinds) == {"random", "zeros", "extreme"}
-    assert kinds["random"]["phase_queue"].shape == (5, 4, 8) and kinds["random"]["phase_available"].dtype == bool
-    assert kinds["zeros"]["current_phase"].shape == (1, 4) and not kinds["zeros"]["phase_queue"].any()
+    assert (
+        kinds["random"]["phase_queue"].shape == (5, 4, 8)
+        and kinds["random"]["phase_available"].dtype == bool
+    )
+    assert (
+        kinds["zeros"]["current_phase"].shape == (1, 4) and not kinds["zeros"]["phase_queue"].any()
+    )
     assert kinds["extreme"]["phase_queue"].max() == 1e6
     again = sample_contexts(SUMO, n_random=5, seed=3)
     np.testing.assert_array_equal(kinds["random"]["phase_queue"], again["random"]["phase_queue"])
@@ -437,12 +719,18 @@ def test_fix_empty_rows_property(bits: list[bool]) -> None:
 @given(st.data())
 def test_validator_only_ever_rejects_cleanly(data) -> None:
     """Arbitrary text and damaged good programs: either accepted or a Rejected, never another error."""
-    source = data.draw(st.one_of(
-        st.text(max_size=200),
-        st.sampled_from([HELPERS_JNP, extract_code(FIG21_NUMPY), SUMO_TOP4]).flatmap(
-            lambda src: st.lists(st.integers(0, src.count("\n")), max_size=3).map(
-                lambda drop: "\n".join(line for i, line in enumerate(src.splitlines()) if i not in drop))),
-    ))
+    source = data.draw(
+        st.one_of(
+            st.text(max_size=200),
+            st.sampled_from([HELPERS_JNP, extract_code(FIG21_NUMPY), SUMO_TOP4]).flatmap(
+                lambda src: st.lists(st.integers(0, src.count("\n")), max_size=3).map(
+                    lambda drop: "\n".join(
+                        line for i, line in enumerate(src.splitlines()) if i not in drop
+                    )
+                )
+            ),
+        )
+    )
     try:
         validate_source(source, TASK)
     except Rejected as rej:
@@ -451,8 +739,11 @@ def test_validator_only_ever_rejects_cleanly(data) -> None:
 
 def test_abstract_check_bans_callbacks_defence_in_depth() -> None:
     """Code reaching jax.pure_callback cannot pass the allow-list; the jaxpr check catches it anyway."""
+
     def sneaky(ctx, action_space):
-        host = jax.pure_callback(lambda x: np.asarray(x), jax.ShapeDtypeStruct((2, 3), jnp.float32), ctx.in_stock)
+        host = jax.pure_callback(
+            lambda x: np.asarray(x), jax.ShapeDtypeStruct((2, 3), jnp.float32), ctx.in_stock
+        )
         return jnp.broadcast_to(host[..., None] > 0, (2, 3, 34))
 
     with pytest.raises(Rejected, match="primitive 'pure_callback' is not allowed"):

@@ -15,27 +15,33 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from mask_tasks import mabim_task
 
 import espark_jax.masks.compile as compile_mod
 from envs_jax.core import MaskContext
 from espark_jax.masks import check_candidates, compile_mask
 from espark_jax.masks.sandbox import _PACKAGE_ROOT, _result_from_reply
-from mask_tasks import mabim_task
 
 TASK = mabim_task()
 ONES = "jnp.ones((2, 3, 34))"
-GOOD = '''```python
+GOOD = """```python
 import numpy as np
 
 def compute_mask(ctx, action_space):
     order = np.floor(action_space[None, None, :] * ctx.demand_mean[:, :, None])
     room = (ctx.capacity - ctx.total_stock - ctx.total_in_transit)[:, None, None]
     return order <= room
-```'''
+```"""
 NEEDS_VALUES = "def compute_mask(ctx, action_space):\n    return jnp.full((2, 3, 34), 0.5)\n"
-SLOW = "def compute_mask(ctx, action_space):\n    x = 3\n" + "    x = x * x\n" * 40 + f"    return {ONES}\n"
-MEMORY_HOG = (f"def compute_mask(ctx, action_space):\n    x = [1, 2, 3]\n    for i in range(60):\n        x = x + x\n"
-              f"    return {ONES}\n")
+SLOW = (
+    "def compute_mask(ctx, action_space):\n    x = 3\n"
+    + "    x = x * x\n" * 40
+    + f"    return {ONES}\n"
+)
+MEMORY_HOG = (
+    f"def compute_mask(ctx, action_space):\n    x = [1, 2, 3]\n    for i in range(60):\n        x = x + x\n"
+    f"    return {ONES}\n"
+)
 TIMEOUT_S = 60.0
 MEMORY_MB = 1536
 
@@ -65,8 +71,9 @@ def batch(tmp_path_factory):
 
     patch.setattr(compile_mod, "exec_program", spy)
     try:
-        results = check_candidates(texts, TASK, max_workers=2, samples=recorded, timeout_s=TIMEOUT_S,
-                                   memory_mb=MEMORY_MB)
+        results = check_candidates(
+            texts, TASK, max_workers=2, samples=recorded, timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB
+        )
     finally:
         patch.undo()
     return {"results": results, "executed": executed, "targets": targets}
@@ -75,7 +82,8 @@ def batch(tmp_path_factory):
 def test_results_come_back_in_order(batch) -> None:
     stages = [r.stage for r in batch["results"]]
     assert stages == ["ok", "values", "memory", "static", "static", "static"], [
-        r.reason for r in batch["results"]]
+        r.reason for r in batch["results"]
+    ]
     for r in batch["results"][1:]:
         assert r.fn is None and r.reason and "\n" not in r.reason
 
@@ -83,7 +91,9 @@ def test_results_come_back_in_order(batch) -> None:
 def test_good_candidate_is_compiled_in_the_parent(batch) -> None:
     good = batch["results"][0]
     assert good.ok and good.fn is not None and good.code.startswith("import numpy as np")
-    assert good.stats["by_kind"]["recorded"]["rows"] == 10 * 6  # recorded contexts reached the child
+    assert (
+        good.stats["by_kind"]["recorded"]["rows"] == 10 * 6
+    )  # recorded contexts reached the child
     assert good.stats["by_kind"]["recorded"]["all_allowed_frac"] == 1.0
     assert good.stats["child_startup_s"] > 0 and good.seconds > 0
     fields = {f.name: jnp.zeros(f.shape, f.dtype) for f in TASK.fields}
@@ -140,8 +150,13 @@ def test_tripwire_blocks_writes_processes_and_new_imports(tmp_path) -> None:
         print(open({str(tmp_path / "readable")!r}).read())
     """)
     (tmp_path / "readable").write_text("reads are fine")
-    out = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=120,
-                         env={"JAX_PLATFORMS": "cpu", "OPENBLAS_NUM_THREADS": "1"})
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"JAX_PLATFORMS": "cpu", "OPENBLAS_NUM_THREADS": "1"},
+    )
     lines = out.stdout.splitlines()
     assert lines[:4] == [
         f"SandboxViolation sandbox blocked writing {str(target)!r}",
@@ -154,11 +169,21 @@ def test_tripwire_blocks_writes_processes_and_new_imports(tmp_path) -> None:
 
 def test_failure_mapping_without_a_result() -> None:
     text = "def compute_mask(ctx, action_space):\n    return 1\n"
-    oom = _result_from_reply({"status": -6, "result": None, "stderr": "std::bad_alloc"}, text, TASK, 5, 512)
+    oom = _result_from_reply(
+        {"status": -6, "result": None, "stderr": "std::bad_alloc"}, text, TASK, 5, 512
+    )
     assert oom.stage == "memory" and "512 MB" in oom.message
-    died = _result_from_reply({"status": -11, "result": None, "stderr": "boom\nSegmentation fault"}, text, TASK, 5, 512)
-    assert died.stage == "crash" and "exit status -11" in died.message and "Segmentation fault" in died.message
-    late = _result_from_reply({"status": -9, "timed_out": True, "result": None, "stderr": ""}, text, TASK, 5, 512)
+    died = _result_from_reply(
+        {"status": -11, "result": None, "stderr": "boom\nSegmentation fault"}, text, TASK, 5, 512
+    )
+    assert (
+        died.stage == "crash"
+        and "exit status -11" in died.message
+        and "Segmentation fault" in died.message
+    )
+    late = _result_from_reply(
+        {"status": -9, "timed_out": True, "result": None, "stderr": ""}, text, TASK, 5, 512
+    )
     assert late.stage == "timeout" and late.code == text
 
 

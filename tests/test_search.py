@@ -20,9 +20,22 @@ COMPONENTS = ("profit", "excess_cost", "order_cost", "holding_cost", "backlog_co
 
 
 def tiny_config(**overrides) -> SearchConfig:
-    base = dict(scenario="mabim/tiny", k=4, iterations=2, steps=800, num_envs=2, eval_checkpoints=2, select_last=2,
-                eval_envs=2, updates_per_chunk=1, hidden=(16, 16), repair_rounds=1, check_rounds=1,
-                provider="template", seed=0)
+    base = dict(
+        scenario="mabim/tiny",
+        k=4,
+        iterations=2,
+        steps=800,
+        num_envs=2,
+        eval_checkpoints=2,
+        select_last=2,
+        eval_envs=2,
+        updates_per_chunk=1,
+        hidden=(16, 16),
+        repair_rounds=1,
+        check_rounds=1,
+        provider="template",
+        seed=0,
+    )
     base.update(overrides)
     return SearchConfig(**base)
 
@@ -79,7 +92,9 @@ def template_run(tmp_path_factory):
     cfg = tiny_config()
     path = tmp_path_factory.mktemp("runs") / "template"
     run = new_run(path, cfg)
-    results = run_search(cfg, run, TemplateProvider("mabim", seed=0), progress=False, log=lambda s: None)
+    results = run_search(
+        cfg, run, TemplateProvider("mabim", seed=0), progress=False, log=lambda s: None
+    )
     return cfg, run, results
 
 
@@ -127,10 +142,17 @@ def test_resume_after_interruption_matches_uninterrupted_run(template_run, tmp_p
         run_search(cfg, run, InterruptingProvider(2, seed=0), progress=False, log=lambda s: None)
     assert run.finished_iterations() == [1]
     assert not (run.path / "results.json").exists()
-    resumed = run_search(cfg, RunDir.open(run.path), TemplateProvider("mabim", seed=0), progress=False,
-                         log=lambda s: None)
+    resumed = run_search(
+        cfg,
+        RunDir.open(run.path),
+        TemplateProvider("mabim", seed=0),
+        progress=False,
+        log=lambda s: None,
+    )
     assert resumed["test"] == uninterrupted["test"]
-    assert [h["scores"] for h in resumed["iterations"]] == [h["scores"] for h in uninterrupted["iterations"]]
+    assert [h["scores"] for h in resumed["iterations"]] == [
+        h["scores"] for h in uninterrupted["iterations"]
+    ]
 
 
 def test_bad_replies_fall_back_and_the_iteration_completes(tmp_path):
@@ -144,7 +166,9 @@ def test_bad_replies_fall_back_and_the_iteration_completes(tmp_path):
         if req.slot == 1:
             return "```python\ndef compute_mask(ctx, action_space):\n    import os\n    return 1\n```"  # never compiles
         if req.slot == 2:
-            return LLMResponse("", "scripted", error="RateLimitError: 429 after retries")  # LLM error mid-iteration
+            return LLMResponse(
+                "", "scripted", error="RateLimitError: 429 after retries"
+            )  # LLM error mid-iteration
         return good
 
     logs = []
@@ -172,7 +196,13 @@ def test_config_errors_abort_the_run(tmp_path):
 
     cfg = tiny_config(iterations=1)
     with pytest.raises(LLMConfigError, match="ANTHROPIC_API_KEY"):
-        run_search(cfg, new_run(tmp_path / "auth", cfg), ScriptedProvider(reply), progress=False, log=lambda s: None)
+        run_search(
+            cfg,
+            new_run(tmp_path / "auth", cfg),
+            ScriptedProvider(reply),
+            progress=False,
+            log=lambda s: None,
+        )
 
 
 def test_corrupt_run_directories_are_clear_errors(template_run, tmp_path):
@@ -200,7 +230,9 @@ def test_replay_of_the_recorded_run(tmp_path):
     results = run_search(cfg, run, ReplayProvider(REPLAY_RUN), progress=False, log=lambda s: None)
     for it in (1, 2):
         for k in range(REPLAY_K):
-            recorded = json.loads((REPLAY_RUN / f"iter_{it:02d}" / f"cand_{k:02d}" / "generator.json").read_text())
+            recorded = json.loads(
+                (REPLAY_RUN / f"iter_{it:02d}" / f"cand_{k:02d}" / "generator.json").read_text()
+            )
             ours = json.loads((run.cand_dir(it, k) / "generator.json").read_text())
             assert ours["text"] == recorded["text"]
     assert results["provider"].startswith("replay of")

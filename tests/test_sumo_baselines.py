@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from envs_jax.sumo.baselines import FixedTime, MaxPressure, evaluate, fixed_time_actions, max_pressure_actions
+from envs_jax.sumo.baselines import (
+    FixedTime,
+    MaxPressure,
+    evaluate,
+    fixed_time_actions,
+    max_pressure_actions,
+)
 from envs_jax.sumo.bridge import Scenario, SumoEnv
 from envs_jax.sumo.netgen import generate_grid_net, write_trips
 
@@ -29,8 +35,9 @@ def test_fixed_time_cycles_available_phases_30s_each():
 
 
 def test_max_pressure_picks_the_best_available_phase():
-    pressure = np.array([[1.0, 5.0, 3.0, 9.0, 0.0, 0.0, 0.0, 0.0],
-                         [2.0, 2.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    pressure = np.array(
+        [[1.0, 5.0, 3.0, 9.0, 0.0, 0.0, 0.0, 0.0], [2.0, 2.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]]
+    )
     avail = np.ones((2, 8), dtype=bool)
     avail[0, 3] = False  # the highest pressure is unavailable
     assert max_pressure_actions(pressure, avail).tolist() == [1, 0]  # tie -> lowest index
@@ -41,7 +48,9 @@ def grid(tmp_path_factory):
     folder = tmp_path_factory.mktemp("grid")
     net = generate_grid_net(2, folder / "grid.net.xml")
     write_trips(net, folder / "grid.rou.xml", seed=1, vehicles_per_hour=1500, seconds=300)
-    env = SumoEnv(Scenario("test/grid2x2", str(net), (str(folder / "grid.rou.xml"),), episode_seconds=300), 2)
+    env = SumoEnv(
+        Scenario("test/grid2x2", str(net), (str(folder / "grid.rou.xml"),), episode_seconds=300), 2
+    )
     yield env
     env.close()
 

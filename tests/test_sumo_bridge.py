@@ -59,7 +59,9 @@ def _alive(pid: int) -> bool:
 def test_full_short_episode(grid_env, grid_scenario):
     env = grid_env
     spec = env.spec
-    assert spec.n_agents == 4 and spec.obs_dim == OBS_DIM and spec.n_actions == 8 and not spec.is_jax
+    assert (
+        spec.n_agents == 4 and spec.obs_dim == OBS_DIM and spec.n_actions == 8 and not spec.is_jax
+    )
     assert spec.reward_components == REWARD_COMPONENTS and env.decisions == SECONDS // 15
     assert env.avail_actions.shape == (2, 4, 8) and env.avail_actions.all()
     obs, state = env.reset([3, 3])
@@ -148,9 +150,20 @@ def test_bad_calls_raise_clear_errors(tmp_path):
             env.reset([1, 2])
         with pytest.raises(ValueError, match="shape"):
             env.step(np.zeros((2, 1), dtype=int))
-        with pytest.raises(ValueError, match="unavailable .* mask the policy with env.avail_actions"):
+        with pytest.raises(
+            ValueError, match="unavailable .* mask the policy with env.avail_actions"
+        ):
             env.step(np.array([[0]]))  # WT-ET: no west/east arms on this road
-        assert env.avail_actions[0, 0].tolist() == [False, True, False, False, False, False, True, True]
+        assert env.avail_actions[0, 0].tolist() == [
+            False,
+            True,
+            False,
+            False,
+            False,
+            False,
+            True,
+            True,
+        ]
         env.step(np.array([[1]]))
         *_, done, _ = env.step(np.array([[1]]))
         assert done.all()
@@ -165,7 +178,9 @@ def test_a_sumo_error_in_a_worker_is_raised_in_one_line(tmp_path):
     bad = tmp_path / "bad.rou.xml"
     bad.write_text('<routes><vehicle id="v" depart="0"><route edges="NOPE CE"/></vehicle></routes>')
     with SumoEnv(Scenario("test/bad", str(net), (str(bad),)), 2, episode_seconds=30) as env:
-        with pytest.raises(SumoWorkerError, match="edge 'NOPE' within the route for vehicle 'v' is not known") as err:
+        with pytest.raises(
+            SumoWorkerError, match="edge 'NOPE' within the route for vehicle 'v' is not known"
+        ) as err:
             env.reset(0)
         assert "\n" not in str(err.value) and "Traceback" in err.value.details
         with pytest.raises(RuntimeError, match="call reset"):
@@ -201,8 +216,14 @@ CHILD = textwrap.dedent(
 def test_no_orphans_when_the_parent_ends(tmp_path, how):
     net = two_arm_net(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(net), "exit" if how == "exit" else "wait"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(net), "exit" if how == "exit" else "wait"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     pids = [int(p) for p in proc.stdout.readline().split()]
     assert len(pids) == 2 and all(_alive(p) for p in pids), proc.stderr.read()
     if how == "ctrl-c":

@@ -45,8 +45,10 @@ def road(tmp_path_factory):
     """The 2-arm road W-C-E (300 m + 300 m) with one 10 m/s vehicle from W to E at t=0."""
     folder = tmp_path_factory.mktemp("road")
     net = two_arm_net(folder)
-    routes = write_routes(folder / "one.rou.xml",
-                          '<vehicle id="v" type="exact" depart="0" departSpeed="max"><route edges="WC CE"/></vehicle>')
+    routes = write_routes(
+        folder / "one.rou.xml",
+        '<vehicle id="v" type="exact" depart="0" departSpeed="max"><route edges="WC CE"/></vehicle>',
+    )
     env = SumoEnv(Scenario("test/road", str(net), (str(routes),)), 1, episode_seconds=120)
     yield env
     env.close()

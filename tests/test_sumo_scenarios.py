@@ -18,7 +18,14 @@ from envs_jax.sumo.standardize import standardize_net
 
 pytestmark = pytest.mark.sumo
 REPO = Path(__file__).resolve().parents[1]
-NAMES = ["sumo/arterial4x4", "sumo/cologne8", "sumo/grid2x2", "sumo/grid4x4", "sumo/grid5x5", "sumo/ingolstadt21"]
+NAMES = [
+    "sumo/arterial4x4",
+    "sumo/cologne8",
+    "sumo/grid2x2",
+    "sumo/grid4x4",
+    "sumo/grid5x5",
+    "sumo/ingolstadt21",
+]
 
 
 def test_registry_lists_the_sumo_scenarios():
@@ -32,16 +39,24 @@ def test_unknown_name_gives_the_registry_error():
 
 
 def test_importing_the_scenarios_imports_no_sumo_package():
-    code = ("import sys, envs_jax, envs_jax.sumo.scenarios; envs_jax.list_scenarios('sumo'); "
-            "print(sorted(m for m in ('libsumo', 'sumolib', 'traci', 'sumo_rl') if m in sys.modules))")
+    code = (
+        "import sys, envs_jax, envs_jax.sumo.scenarios; envs_jax.list_scenarios('sumo'); "
+        "print(sorted(m for m in ('libsumo', 'sumolib', 'traci', 'sumo_rl') if m in sys.modules))"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, check=True
+    )
     assert out.stdout.strip() == "[]"
 
 
 def test_missing_sumo_names_the_install_command(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(deps.importlib.util, "find_spec", lambda name, *a: None if name == "libsumo" else real(name, *a))
+    monkeypatch.setattr(
+        deps.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "libsumo" else real(name, *a),
+    )
     with pytest.raises(deps.SumoNotInstalledError, match=r'libsumo.*pip install -e "\.\[sumo\]"'):
         envs_jax.make("sumo/grid4x4")
 

@@ -31,7 +31,16 @@ pytestmark = pytest.mark.sumo
 def test_phase_table_matches_espark_order():
     assert PHASE_NAMES == ("WT-ET", "NT-ST", "WL-EL", "NL-SL", "WL-WT", "EL-ET", "SL-ST", "NL-NT")
     named = [f"{MOVEMENT_NAMES[a]}/{MOVEMENT_NAMES[b]}" for a, b in PHASE_MOVEMENTS]
-    assert named == ["W-T/E-T", "N-T/S-T", "W-L/E-L", "N-L/S-L", "W-L/W-T", "E-L/E-T", "S-L/S-T", "N-L/N-T"]
+    assert named == [
+        "W-T/E-T",
+        "N-T/S-T",
+        "W-L/E-L",
+        "N-L/S-L",
+        "W-L/W-T",
+        "E-L/E-T",
+        "S-L/S-T",
+        "N-L/N-T",
+    ]
 
 
 def test_angles_and_lane_classes():
@@ -39,7 +48,17 @@ def test_angles_and_lane_classes():
     assert clockwise_angle(south, (-1.0, 0.0)) == pytest.approx(90.0)  # from the east, driving west
     assert clockwise_angle(south, (0.0, 1.0)) == pytest.approx(180.0)
     assert clockwise_angle(south, (1.0, 0.0)) == pytest.approx(270.0)
-    assert [arm_of_angle(a) for a in (0, 44.9, 45, 134.9, 135, 224.9, 225, 314.9, 315)] == [0, 0, 1, 1, 2, 2, 3, 3, 0]
+    assert [arm_of_angle(a) for a in (0, 44.9, 45, 134.9, 135, 224.9, 225, 314.9, 315)] == [
+        0,
+        0,
+        1,
+        1,
+        2,
+        2,
+        3,
+        3,
+        0,
+    ]
     assert classify_lane(["l", "s"]) == "T"
     assert classify_lane(["s", "r"]) == "T"
     assert classify_lane(["l", "r"]) == "L"
@@ -53,7 +72,12 @@ def _cross(first: str) -> TLSTopology:
     Edges are named after where they come from; ``first`` is the edge of link 0. Only the
     link directions matter, so the outgoing lanes are placeholders.
     """
-    heading = {"from_n": (0.0, -1.0), "from_e": (-1.0, 0.0), "from_s": (0.0, 1.0), "from_w": (1.0, 0.0)}
+    heading = {
+        "from_n": (0.0, -1.0),
+        "from_e": (-1.0, 0.0),
+        "from_s": (0.0, 1.0),
+        "from_w": (1.0, 0.0),
+    }
     order = [first] + [e for e in heading if e != first]
     links, idx = [], 0
     for e in order:
@@ -69,8 +93,14 @@ def test_hand_made_four_arm_junction_is_relative_to_link_zero():
     assert it.arm_edges == ("from_e", "from_s", "from_w", "from_n")
     assert it.n_arms == 4
     assert dict(zip(MOVEMENT_NAMES, it.movement_lanes)) == {
-        "N-L": ("from_e_2",), "N-T": ("from_e_1",), "W-L": ("from_n_2",), "W-T": ("from_n_1",),
-        "S-L": ("from_w_2",), "S-T": ("from_w_1",), "E-L": ("from_s_2",), "E-T": ("from_s_1",),
+        "N-L": ("from_e_2",),
+        "N-T": ("from_e_1",),
+        "W-L": ("from_n_2",),
+        "W-T": ("from_n_1",),
+        "S-L": ("from_w_2",),
+        "S-T": ("from_w_1",),
+        "E-L": ("from_s_2",),
+        "E-T": ("from_s_1",),
     }
     assert it.right_lanes == ("from_e_0", "from_n_0", "from_s_0", "from_w_0")
     assert all(it.phase_avail)
@@ -79,7 +109,11 @@ def test_hand_made_four_arm_junction_is_relative_to_link_zero():
     assert it.green_states[PHASE_NAMES.index("WL-EL")] == "grr" + "grG" + "grG" + "grr"
     assert it.yellow_states[PHASE_NAMES.index("WL-EL")] == "grr" + "gry" + "gry" + "grr"
     prog = it.program()
-    assert len(prog) == 16 and prog[0] == (it.green_states[0], 30.0) and prog[1] == (it.yellow_states[0], 5.0)
+    assert (
+        len(prog) == 16
+        and prog[0] == (it.green_states[0], 30.0)
+        and prog[1] == (it.yellow_states[0], 5.0)
+    )
     assert it.initial_phase == 0
     # the labels turn with the reference: starting from the north edge gives compass labels
     assert standardize_tls(_cross("from_n")).arm_edges == ("from_n", "from_e", "from_s", "from_w")
@@ -97,7 +131,12 @@ def test_standardisation_is_rotation_invariant(theta, first):
 
 def test_shared_left_through_lane_turns_left_permissively():
     heading = {"a": (0.0, -1.0), "b": (0.0, 1.0)}
-    links = (Link(0, "a_0", "o1", "s"), Link(1, "a_0", "o2", "l"), Link(2, "b_0", "o3", "s"), Link(3, "b_0", "o4", "l"))
+    links = (
+        Link(0, "a_0", "o1", "s"),
+        Link(1, "a_0", "o2", "l"),
+        Link(2, "b_0", "o3", "s"),
+        Link(3, "b_0", "o4", "l"),
+    )
     it = standardize_tls(TLSTopology("X", 4, links, heading))
     assert it.movement_lanes[MOVEMENT_NAMES.index("N-T")] == ("a_0",)
     assert it.phase_avail == (False, True, False, False, False, False, True, True)

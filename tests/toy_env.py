@@ -53,7 +53,9 @@ class ToyState:
 class ToyInventoryEnv:
     """Toy multi-agent inventory env with the ``MultiAgentEnv`` API (jit- and vmap-able)."""
 
-    def __init__(self, n_warehouses: int = 1, n_skus: int = 4, episode_lengths=(20, 12, 12), seed: int = 0):
+    def __init__(
+        self, n_warehouses: int = 1, n_skus: int = 4, episode_lengths=(20, 12, 12), seed: int = 0
+    ):
         rng = np.random.default_rng(seed)
         w, n = n_warehouses, n_skus
         self._mean = rng.uniform(5.0, 20.0, size=(w, n)).astype(np.float32)
@@ -138,8 +140,13 @@ class ToyInventoryEnv:
             "holding_cost": 0.003 * stock,
             "backlog_cost": 0.1 * margin * (demand - sale),
         }
-        reward = comps["profit"] - comps["excess_cost"] - comps["order_cost"] - comps["holding_cost"] \
+        reward = (
+            comps["profit"]
+            - comps["excess_cost"]
+            - comps["order_cost"]
+            - comps["holding_cost"]
             - comps["backlog_cost"]
+        )
         new_state = ToyState(in_stock=stock, in_transit=qty, day=state.day + 1)
         done = new_state.day >= params.episode_length
         n = self.spec.n_agents
@@ -149,12 +156,14 @@ class ToyInventoryEnv:
     def mask_context(self, state: ToyState, params: ToyParams) -> MaskContext:
         """The MABIM-named fields a mask function may read."""
         w, n = self.spec.agent_shape
-        return MaskContext({
-            "in_stock": state.in_stock,
-            "in_transit": state.in_transit,
-            "demand_mean": params.demand_mean,
-            "demand_std": jnp.sqrt(params.demand_mean),
-            "echelon": jnp.broadcast_to(jnp.arange(w, dtype=jnp.int32)[:, None], (w, n)),
-            "day": state.day,
-            "days_left": params.episode_length - state.day,
-        })
+        return MaskContext(
+            {
+                "in_stock": state.in_stock,
+                "in_transit": state.in_transit,
+                "demand_mean": params.demand_mean,
+                "demand_std": jnp.sqrt(params.demand_mean),
+                "echelon": jnp.broadcast_to(jnp.arange(w, dtype=jnp.int32)[:, None], (w, n)),
+                "day": state.day,
+                "days_left": params.episode_length - state.day,
+            }
+        )

@@ -71,11 +71,21 @@ Policy = Callable[[MabimState, MabimParams], jax.Array]
 at 0 by the episode runner)."""
 
 SS_EPS = 1e-4  # the original (S, s) search's guard against zero mean demand
-SAFETY_DAYS: tuple[float, ...] = tuple(np.arange(-1.0, 8.01, 0.5).tolist())  # 19 base-stock candidates
+SAFETY_DAYS: tuple[float, ...] = tuple(
+    np.arange(-1.0, 8.01, 0.5).tolist()
+)  # 19 base-stock candidates
 REVIEW_PERIOD = 7  # dynamic base stock: days between re-estimations
 ROLLING_WINDOW = 21  # dynamic base stock: days of tail demand per estimate
 N_WINDOWS = 8  # training windows per grid search
-BASELINES = ("zero", "constant", "random", "base_stock_static", "base_stock_dynamic", "sS_hindsight", "sS_static")
+BASELINES = (
+    "zero",
+    "constant",
+    "random",
+    "base_stock_static",
+    "base_stock_dynamic",
+    "sS_hindsight",
+    "sS_static",
+)
 
 
 # ------------------------------------------------------------------------------------------
@@ -138,8 +148,12 @@ def base_stock_policy(levels: jax.Array) -> Policy:
     return policy
 
 
-def rolling_tail_mean(state: MabimState, params: MabimParams, period: int = REVIEW_PERIOD,
-                      window: int = ROLLING_WINDOW) -> jax.Array:
+def rolling_tail_mean(
+    state: MabimState,
+    params: MabimParams,
+    period: int = REVIEW_PERIOD,
+    window: int = ROLLING_WINDOW,
+) -> jax.Array:
     """Mean tail demand ``[N]`` over the ``window`` days before the last re-estimation day.
 
     Re-estimation days are ``t = 0, period, 2 * period, ..`` of the episode; on day ``t`` the
@@ -150,18 +164,23 @@ def rolling_tail_mean(state: MabimState, params: MabimParams, period: int = REVI
     return jnp.mean(rows, axis=0)
 
 
-def dynamic_base_stock_policy(safety_days: jax.Array, period: int = REVIEW_PERIOD,
-                              window: int = ROLLING_WINDOW) -> Policy:
+def dynamic_base_stock_policy(
+    safety_days: jax.Array, period: int = REVIEW_PERIOD, window: int = ROLLING_WINDOW
+) -> Policy:
     """Base stock whose level is re-estimated every ``period`` days from the last ``window`` days."""
 
     def policy(state: MabimState, params: MabimParams) -> jax.Array:
-        level = base_stock_level(rolling_tail_mean(state, params, period, window), params.vlt, safety_days)
+        level = base_stock_level(
+            rolling_tail_mean(state, params, period, window), params.vlt, safety_days
+        )
         return base_stock_quantity(level, state.in_stock, state.in_transit)
 
     return policy
 
 
-def ss_quantity(S: jax.Array, s: jax.Array, inventory: jax.Array, demand_mean: jax.Array) -> jax.Array:
+def ss_quantity(
+    S: jax.Array, s: jax.Array, inventory: jax.Array, demand_mean: jax.Array
+) -> jax.Array:
     """The (S, s) order: with ``x = inventory / (m + 1e-4)``, ``floor((S - x) * m)`` if ``x < s`` else 0.
 
     ``S`` and ``s`` are in days of mean demand ``m``; ``inventory`` is in stock plus in transit.
@@ -176,7 +195,9 @@ def ss_policy(env: MabimEnv, S: jax.Array, s: jax.Array) -> Policy:
     def policy(state: MabimState, params: MabimParams) -> jax.Array:
         S_ = jnp.asarray(S, env.dtype)
         s_ = jnp.asarray(s, env.dtype)
-        return ss_quantity(S_, s_, state.in_stock + state.in_transit, env.demand_mean(state, params))
+        return ss_quantity(
+            S_, s_, state.in_stock + state.in_transit, env.demand_mean(state, params)
+        )
 
     return policy
 
@@ -193,8 +214,9 @@ def ss_grid() -> tuple[np.ndarray, np.ndarray]:
 # ------------------------------------------------------------------------------------------
 
 
-def episode_components(env: MabimEnv, policy: Policy, params: MabimParams, start: jax.Array,
-                       length: int) -> dict[str, jax.Array]:
+def episode_components(
+    env: MabimEnv, policy: Policy, params: MabimParams, start: jax.Array, length: int
+) -> dict[str, jax.Array]:
     """Run one episode from data row ``start`` (warm-up included) for ``length`` decisions.
 
     Returns every reward component summed over the episode, ``[W, N]`` each (warm-up rewards are
@@ -207,7 +229,9 @@ def episode_components(env: MabimEnv, policy: Policy, params: MabimParams, start
         state, totals = carry
         quantity = policy(state, params)
         if jnp.shape(quantity) != shape:
-            raise ValueError(f"a MABIM policy must return order quantities of shape {shape}, got {jnp.shape(quantity)}")
+            raise ValueError(
+                f"a MABIM policy must return order quantities of shape {shape}, got {jnp.shape(quantity)}"
+            )
         quantity = jnp.maximum(jnp.floor(quantity.astype(env.dtype)), 0.0)
         nxt, components, _ = env.simulate_day(state, quantity, params)
         return (nxt, {k: totals[k] + components[k] for k in REWARD_COMPONENTS}), None
@@ -219,8 +243,13 @@ def episode_components(env: MabimEnv, policy: Policy, params: MabimParams, start
 
 def net_reward(components: dict[str, jax.Array]) -> jax.Array:
     """``profit - excess_cost - order_cost - holding_cost - backlog_cost`` (reward2)."""
-    return (components["profit"] - components["excess_cost"] - components["order_cost"]
-            - components["holding_cost"] - components["backlog_cost"])
+    return (
+        components["profit"]
+        - components["excess_cost"]
+        - components["order_cost"]
+        - components["holding_cost"]
+        - components["backlog_cost"]
+    )
 
 
 def _split_of(env: MabimEnv, params: MabimParams) -> str:
@@ -240,7 +269,10 @@ def summarize(env: MabimEnv, components: dict[str, Any], **meta: Any) -> dict[st
     per_wh_comp = {k: v.sum(axis=1) for k, v in comp.items()}
     per_wh_ret = net_reward(per_wh_comp)
     per_warehouse = {
-        name: {"return": float(per_wh_ret[w]), **{k: float(per_wh_comp[k][w]) for k in REWARD_COMPONENTS}}
+        name: {
+            "return": float(per_wh_ret[w]),
+            **{k: float(per_wh_comp[k][w]) for k in REWARD_COMPONENTS},
+        }
         for w, name in enumerate(env.config.warehouses)
     }
     return {
@@ -253,8 +285,15 @@ def summarize(env: MabimEnv, components: dict[str, Any], **meta: Any) -> dict[st
     }
 
 
-def evaluate(env: MabimEnv, policy: Policy, split: str = "test", *, key: jax.Array | None = None,
-             params: MabimParams | None = None, name: str = "policy") -> dict[str, Any]:
+def evaluate(
+    env: MabimEnv,
+    policy: Policy,
+    split: str = "test",
+    *,
+    key: jax.Array | None = None,
+    params: MabimParams | None = None,
+    name: str = "policy",
+) -> dict[str, Any]:
     """Run ``policy`` for one episode of a split and summarise it (see :func:`summarize`).
 
     Args:
@@ -275,15 +314,23 @@ def evaluate(env: MabimEnv, policy: Policy, split: str = "test", *, key: jax.Arr
     length = int(params.horizon)
     run = jax.jit(functools.partial(episode_components, env, policy, length=length))
     totals = jax.device_get(run(params, start))
-    return summarize(env, totals, policy=name, split=split, start_date=format_date(env.tables.dates[int(start)]),
-                     days=length)
+    return summarize(
+        env,
+        totals,
+        policy=name,
+        split=split,
+        start_date=format_date(env.tables.dates[int(start)]),
+        days=length,
+    )
 
 
 def _episode_start(params: MabimParams, key: jax.Array | None) -> jax.Array:
     if int(params.n_starts) == 1:
         return params.start_lo
     if key is None:
-        raise ValueError("this split has several episode windows: pass key=jax.random.key(...) to draw one")
+        raise ValueError(
+            "this split has several episode windows: pass key=jax.random.key(...) to draw one"
+        )
     return params.start_lo + jax.random.randint(key, (), 0, params.n_starts)
 
 
@@ -299,8 +346,13 @@ def training_starts(params: MabimParams, key: jax.Array, n_windows: int = N_WIND
     return params.start_lo + jax.random.randint(key, (n_windows,), 0, params.n_starts)
 
 
-def grid_scores(env: MabimEnv, make_policy: Callable[[Any], Policy], grid: Any, params: MabimParams,
-                starts: jax.Array) -> jax.Array:
+def grid_scores(
+    env: MabimEnv,
+    make_policy: Callable[[Any], Policy],
+    grid: Any,
+    params: MabimParams,
+    starts: jax.Array,
+) -> jax.Array:
     """Per-SKU episode reward of every candidate, summed over warehouses and windows: ``[G, N]``.
 
     ``grid`` is a pytree whose leaves have a leading axis of ``G`` candidates; ``make_policy(theta)``
@@ -314,14 +366,22 @@ def grid_scores(env: MabimEnv, make_policy: Callable[[Any], Policy], grid: Any, 
     # would broadcast it inside the program and XLA would rewrite x / broadcast(L) into
     # x * (1 / L), which moves floor boundaries (float64 would no longer match the original).
     # For the same reason params are a jit argument, never a closure constant.
-    lookback = jnp.broadcast_to(params.lookback, (n_candidates, starts.shape[0], *params.lookback.shape))
+    lookback = jnp.broadcast_to(
+        params.lookback, (n_candidates, starts.shape[0], *params.lookback.shape)
+    )
 
-    def all_candidates(grid: Any, params: MabimParams, starts: jax.Array, lookback: jax.Array) -> jax.Array:
+    def all_candidates(
+        grid: Any, params: MabimParams, starts: jax.Array, lookback: jax.Array
+    ) -> jax.Array:
         def one(theta: Any, start: jax.Array, lb: jax.Array) -> jax.Array:
             p = params.replace(lookback=lb)
-            return net_reward(episode_components(env, make_policy(theta), p, start, length)).sum(axis=0)
+            return net_reward(episode_components(env, make_policy(theta), p, start, length)).sum(
+                axis=0
+            )
 
-        per_window = jax.vmap(lambda theta, lb: jax.vmap(lambda st, l: one(theta, st, l))(starts, lb))(grid, lookback)
+        per_window = jax.vmap(
+            lambda theta, lb: jax.vmap(lambda st, l: one(theta, st, l))(starts, lb)
+        )(grid, lookback)
         return per_window.sum(axis=1)  # [G, N]
 
     return jax.jit(all_candidates)(grid, params, starts, lookback)
@@ -332,11 +392,15 @@ def best_per_sku(scores: jax.Array) -> np.ndarray:
     return np.asarray(jnp.argmax(scores, axis=0))
 
 
-def fit_ss(env: MabimEnv, params: MabimParams, starts: jax.Array) -> tuple[np.ndarray, np.ndarray, jax.Array]:
+def fit_ss(
+    env: MabimEnv, params: MabimParams, starts: jax.Array
+) -> tuple[np.ndarray, np.ndarray, jax.Array]:
     """Per-SKU (S, s) from the 169-pair grid on the given windows; returns ``(S [N], s [N], scores)``."""
     S, s = ss_grid()
     grid = (jnp.asarray(S, env.dtype), jnp.asarray(s, env.dtype))
-    scores = grid_scores(env, lambda theta: ss_policy(env, theta[0], theta[1]), grid, params, starts)
+    scores = grid_scores(
+        env, lambda theta: ss_policy(env, theta[0], theta[1]), grid, params, starts
+    )
     best = best_per_sku(scores)
     return S[best], s[best], scores
 
@@ -349,8 +413,13 @@ def train_mean_demand(env: MabimEnv) -> jax.Array:
     return jnp.mean(train.demand[lo:hi], axis=0)
 
 
-def fit_base_stock(env: MabimEnv, key: jax.Array, dynamic: bool, n_windows: int = N_WINDOWS,
-                   safety_days: tuple[float, ...] = SAFETY_DAYS) -> tuple[np.ndarray, jax.Array]:
+def fit_base_stock(
+    env: MabimEnv,
+    key: jax.Array,
+    dynamic: bool,
+    n_windows: int = N_WINDOWS,
+    safety_days: tuple[float, ...] = SAFETY_DAYS,
+) -> tuple[np.ndarray, jax.Array]:
     """Per-SKU safety days ``k [N]`` searched on ``n_windows`` random training windows.
 
     Returns ``(k [N], scores [len(safety_days), N])``. Static levels use the training-split mean
@@ -387,8 +456,13 @@ def _check_history(env: MabimEnv, params: MabimParams, window: int = ROLLING_WIN
 # ------------------------------------------------------------------------------------------
 
 
-def baseline_policy(env: MabimEnv, name: str, key: jax.Array | None = None, split: str = "test",
-                    n_windows: int = N_WINDOWS) -> tuple[Policy, dict[str, Any]]:
+def baseline_policy(
+    env: MabimEnv,
+    name: str,
+    key: jax.Array | None = None,
+    split: str = "test",
+    n_windows: int = N_WINDOWS,
+) -> tuple[Policy, dict[str, Any]]:
     """Fit (where needed) and return a named baseline's policy and what was fitted.
 
     Args:
@@ -422,16 +496,27 @@ def baseline_policy(env: MabimEnv, name: str, key: jax.Array | None = None, spli
     if name == "sS_hindsight":
         params = env.default_params(split)
         S, s, _ = fit_ss(env, params, params.start_lo)
-        return ss_policy(env, jnp.asarray(S), jnp.asarray(s)), {"S": S.tolist(), "s": s.tolist(),
-                                                                 "search_episodes": len(ss_grid()[0])}
+        return ss_policy(env, jnp.asarray(S), jnp.asarray(s)), {
+            "S": S.tolist(),
+            "s": s.tolist(),
+            "search_episodes": len(ss_grid()[0]),
+        }
     train = env.default_params("train")
     S, s, _ = fit_ss(env, train, training_starts(train, key, n_windows))
-    return ss_policy(env, jnp.asarray(S), jnp.asarray(s)), {"S": S.tolist(), "s": s.tolist(),
-                                                             "search_episodes": len(ss_grid()[0]) * n_windows}
+    return ss_policy(env, jnp.asarray(S), jnp.asarray(s)), {
+        "S": S.tolist(),
+        "s": s.tolist(),
+        "search_episodes": len(ss_grid()[0]) * n_windows,
+    }
 
 
-def run_baseline(env: MabimEnv, name: str, key: jax.Array | None = None, split: str = "test",
-                 n_windows: int = N_WINDOWS) -> dict[str, Any]:
+def run_baseline(
+    env: MabimEnv,
+    name: str,
+    key: jax.Array | None = None,
+    split: str = "test",
+    n_windows: int = N_WINDOWS,
+) -> dict[str, Any]:
     """Fit and evaluate a named baseline on a split; :func:`evaluate`'s dict plus ``fit`` and
     ``seconds`` (wall time of fitting and evaluation, compilation included)."""
     t0 = time.perf_counter()

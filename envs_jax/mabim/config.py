@@ -15,15 +15,51 @@ import numbers
 from envs_jax.mabim.data import parse_date
 
 MULTIPLIERS_34: tuple[float, ...] = (
-    0.00, 0.16, 0.33, 0.40, 0.45, 0.50, 0.55, 0.60, 0.66, 0.83, 1.00, 1.16, 1.33, 1.50, 1.66, 1.83, 2.00,
-    2.16, 2.33, 2.50, 2.66, 2.83, 3.00, 3.16, 3.33, 3.50, 3.66, 3.83, 4.00, 5.00, 6.00, 7.00, 9.00, 12.00,
+    0.00,
+    0.16,
+    0.33,
+    0.40,
+    0.45,
+    0.50,
+    0.55,
+    0.60,
+    0.66,
+    0.83,
+    1.00,
+    1.16,
+    1.33,
+    1.50,
+    1.66,
+    1.83,
+    2.00,
+    2.16,
+    2.33,
+    2.50,
+    2.66,
+    2.83,
+    3.00,
+    3.16,
+    3.33,
+    3.50,
+    3.66,
+    3.83,
+    4.00,
+    5.00,
+    6.00,
+    7.00,
+    9.00,
+    12.00,
 )
 
 # Topologies, head first. Prices: own table; cost: the upstream's selling price.
 TOPOLOGIES: dict[int, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     1: (("store1",), ("store1",), ("store2",)),
     2: (("store2", "store1"), ("store2", "store1"), ("store3", "store2")),
-    3: (("store3", "store2", "store1"), ("store3", "store2", "store1"), ("super_vendor", "store3", "store2")),
+    3: (
+        ("store3", "store2", "store1"),
+        ("store3", "store2", "store1"),
+        ("super_vendor", "store3", "store2"),
+    ),
 }
 
 
@@ -77,20 +113,32 @@ class MabimConfig:
         W = len(self.warehouses)
         for field in ("price_tables", "cost_tables", "capacity", "unit_storage_cost"):
             if len(getattr(self, field)) != W:
-                raise ValueError(f"{self.name}: {field} needs one entry per warehouse ({W}), got {getattr(self, field)}")
+                raise ValueError(
+                    f"{self.name}: {field} needs one entry per warehouse ({W}), got {getattr(self, field)}"
+                )
         for c in self.capacity:
             if not c > 0:
-                raise ValueError(f"{self.name}: capacity must be positive, got {c}; use e.g. capacity=(10000.0,)")
+                raise ValueError(
+                    f"{self.name}: capacity must be positive, got {c}; use e.g. capacity=(10000.0,)"
+                )
         if self.precision not in ("float32", "float64"):
-            raise ValueError(f"{self.name}: precision must be 'float32' or 'float64', got {self.precision!r}")
+            raise ValueError(
+                f"{self.name}: precision must be 'float32' or 'float64', got {self.precision!r}"
+            )
         if self.lookback < 1 or self.horizon < 1:
             raise ValueError(f"{self.name}: lookback and horizon must be positive")
         if self.n_skus is not None and self.n_skus < 1:
             raise ValueError(f"{self.name}: n_skus must be positive")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, numbers.Integral)
+            or self.seed < 0
+        ):
             raise ValueError(f"{self.name}: seed must be a non-negative integer, got {self.seed!r}")
         if any(v < 0 for v in self.action_values) or not self.action_values:
-            raise ValueError(f"{self.name}: action_values must be a non-empty list of non-negative multipliers")
+            raise ValueError(
+                f"{self.name}: action_values must be a non-empty list of non-negative multipliers"
+            )
         for split in ("train", "validation", "test"):
             first, last = self.split_dates(split)
             if last < first:
@@ -98,7 +146,11 @@ class MabimConfig:
 
     def split_dates(self, split: str) -> tuple[_dt.date, _dt.date]:
         """First and last calendar day of a split."""
-        pair = {"train": self.train_dates, "validation": self.validation_dates, "test": self.test_dates}[split]
+        pair = {
+            "train": self.train_dates,
+            "validation": self.validation_dates,
+            "test": self.test_dates,
+        }[split]
         try:
             return parse_date(pair[0]), parse_date(pair[1])
         except ValueError as err:
@@ -118,8 +170,14 @@ class MabimConfig:
         )
 
 
-def scenario_config(name: str, n: int, echelons: int = 1, capacity_per_sku: float = 100.0,
-                    sku_list: str | None = None, **overrides: object) -> MabimConfig:
+def scenario_config(
+    name: str,
+    n: int,
+    echelons: int = 1,
+    capacity_per_sku: float = 100.0,
+    sku_list: str | None = None,
+    **overrides: object,
+) -> MabimConfig:
     """Build a config for ``n`` SKUs in ``echelons`` warehouses with ``capacity_per_sku * n`` capacity each.
 
     ``sku_list`` defaults to the bundled ``sku{n}`` list; pass ``n_skus=n`` in ``overrides`` to take

@@ -96,9 +96,15 @@ class MabimTables:
     source: str
 
     @classmethod
-    def from_arrays(cls, demand: np.ndarray, prices: dict[str, np.ndarray], init_stock: dict[str, np.ndarray],
-                    vlt: dict[str, np.ndarray], first_date: _dt.date = FIRST_DATE,
-                    source: str = "arrays") -> "MabimTables":
+    def from_arrays(
+        cls,
+        demand: np.ndarray,
+        prices: dict[str, np.ndarray],
+        init_stock: dict[str, np.ndarray],
+        vlt: dict[str, np.ndarray],
+        first_date: _dt.date = FIRST_DATE,
+        source: str = "arrays",
+    ) -> "MabimTables":
         """Tables from in-memory arrays (``demand [T, N]``, ``prices[table] [T, N]``, statics ``[N]``).
 
         SKU ids are ``SKU0..SKU{N-1}``; rows are consecutive days from ``first_date``.
@@ -109,13 +115,25 @@ class MabimTables:
         T, N = demand.shape
         for name, arr in prices.items():
             if np.shape(arr) != (T, N):
-                raise MabimDataError(f"price table {name} must have shape {(T, N)}, got {np.shape(arr)}")
+                raise MabimDataError(
+                    f"price table {name} must have shape {(T, N)}, got {np.shape(arr)}"
+                )
         for name, arr in [*init_stock.items(), *vlt.items()]:
             if np.shape(arr) != (N,):
-                raise MabimDataError(f"static data for {name} must have shape ({N},), got {np.shape(arr)}")
+                raise MabimDataError(
+                    f"static data for {name} must have shape ({N},), got {np.shape(arr)}"
+                )
         dates = tuple(first_date + _dt.timedelta(days=i) for i in range(T))
         as64 = lambda d: {k: np.asarray(v, dtype=np.float64) for k, v in d.items()}  # noqa: E731
-        return cls(dates, tuple(f"SKU{i}" for i in range(N)), demand, as64(prices), as64(init_stock), as64(vlt), source)
+        return cls(
+            dates,
+            tuple(f"SKU{i}" for i in range(N)),
+            demand,
+            as64(prices),
+            as64(init_stock),
+            as64(vlt),
+            source,
+        )
 
     def date_index(self, d: _dt.date) -> int:
         """Row of a date; :class:`MabimDataError` when the data do not cover it."""
@@ -136,10 +154,14 @@ class MabimTables:
 def _data_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise MabimDataError(f"MABIM data file not found: {path}")
-    return [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    return [
+        ln for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+    ]
 
 
-def read_sku_list(name_or_path: str | os.PathLike[str], data_dir: str | os.PathLike[str] | None = None) -> tuple[str, ...]:
+def read_sku_list(
+    name_or_path: str | os.PathLike[str], data_dir: str | os.PathLike[str] | None = None
+) -> tuple[str, ...]:
     """Read a SKU list: a bundled name (``"sku100"``), a file in ``data_dir``, or a path.
 
     The file has ``#`` comment lines, then a ``SKU`` header, then one id per line.
@@ -186,7 +208,9 @@ def read_info(path: Path, sku_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarra
         try:
             table[row["SKU"]] = (float(row["init_stock"]), float(row["vlt"]))
         except (TypeError, ValueError):
-            raise MabimDataError(f"{path}: non-numeric init_stock/vlt for {row.get('SKU')!r}") from None
+            raise MabimDataError(
+                f"{path}: non-numeric init_stock/vlt for {row.get('SKU')!r}"
+            ) from None
     missing = [s for s in sku_ids if s not in table]
     if missing:
         raise MabimDataError(
@@ -244,7 +268,9 @@ def read_wide_csv(path: Path, sku_ids: Sequence[str]) -> tuple[tuple[_dt.date, .
     for lineno, ln in enumerate(lines[1:], start=2):
         parts = ln.rstrip("\r\n").split(",")
         if len(parts) != len(header):
-            raise MabimDataError(f"{path}: row {lineno} has {len(parts)} fields, the header has {len(header)}")
+            raise MabimDataError(
+                f"{path}: row {lineno} has {len(parts)} fields, the header has {len(header)}"
+            )
         try:
             dates.append(parse_date(parts[0]))
         except ValueError as err:
@@ -260,7 +286,9 @@ def read_wide_csv(path: Path, sku_ids: Sequence[str]) -> tuple[tuple[_dt.date, .
         raise MabimDataError(f"{path}: the file has a header but no data rows")
     for a, b in zip(dates, dates[1:]):
         if (b - a).days != 1:
-            raise MabimDataError(f"{path}: dates must be consecutive days, found {format_date(a)} then {format_date(b)}")
+            raise MabimDataError(
+                f"{path}: dates must be consecutive days, found {format_date(a)} then {format_date(b)}"
+            )
     values = np.asarray(rows, dtype=np.float64)
     if not np.isfinite(values).all():
         raise MabimDataError(f"{path}: values must be finite numbers")
@@ -280,8 +308,12 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def load_real(data_dir: str | os.PathLike[str], sku_ids: Sequence[str],
-              tables: Iterable[str] = PRICE_TABLES, stores: Iterable[str] = INFO_STORES) -> MabimTables:
+def load_real(
+    data_dir: str | os.PathLike[str],
+    sku_ids: Sequence[str],
+    tables: Iterable[str] = PRICE_TABLES,
+    stores: Iterable[str] = INFO_STORES,
+) -> MabimTables:
     """Load a MABIM data directory (original layout) for the given SKUs.
 
     Args:
@@ -304,7 +336,9 @@ def load_real(data_dir: str | os.PathLike[str], sku_ids: Sequence[str],
     init_stock, vlt = {}, {}
     for s in stores:
         path = d / info_file(s)
-        init_stock[s], vlt[s] = read_info(path if path.is_file() else BUNDLED_DIR / info_file(s), sku_ids)
+        init_stock[s], vlt[s] = read_info(
+            path if path.is_file() else BUNDLED_DIR / info_file(s), sku_ids
+        )
     return MabimTables(dates, tuple(sku_ids), demand, prices, init_stock, vlt, f"real:{d}")
 
 
@@ -344,7 +378,7 @@ def _synthetic_sku(seed: int, sku: int, n_days: int) -> tuple[np.ndarray, dict[s
         i, value = 0, start
         while i < n_days:
             span = int(rng.integers(30, 121))
-            out[i:i + span] = value
+            out[i : i + span] = value
             i += span
             value = value * rng.uniform(low, high)
         return out
@@ -368,8 +402,9 @@ def upstream_price(below: np.ndarray, markup: np.ndarray, floor: float) -> np.nd
     return np.maximum(up, floor)
 
 
-def synthetic_tables(sku_ids: Sequence[str], seed: int = 0,
-                     stores: Iterable[str] = INFO_STORES) -> MabimTables:
+def synthetic_tables(
+    sku_ids: Sequence[str], seed: int = 0, stores: Iterable[str] = INFO_STORES
+) -> MabimTables:
     """The synthetic data for ``sku_ids`` in memory; equal to what :func:`write_synthetic_dir` writes.
 
     Daily series depend only on ``(seed, SKU index)``, so any SKU subset gives the same columns.
@@ -387,10 +422,14 @@ def synthetic_tables(sku_ids: Sequence[str], seed: int = 0,
     for s in stores:
         init_stock[s], vlt[s] = read_info(BUNDLED_DIR / info_file(s), sku_ids)
     dates = tuple(FIRST_DATE + _dt.timedelta(days=i) for i in range(N_DAYS))
-    return MabimTables(dates, tuple(sku_ids), demand, prices, init_stock, vlt, f"synthetic(seed={seed})")
+    return MabimTables(
+        dates, tuple(sku_ids), demand, prices, init_stock, vlt, f"synthetic(seed={seed})"
+    )
 
 
-def write_synthetic_dir(out_dir: str | os.PathLike[str], seed: int = 0, n_skus: int = N_SKUS_TOTAL) -> Path:
+def write_synthetic_dir(
+    out_dir: str | os.PathLike[str], seed: int = 0, n_skus: int = N_SKUS_TOTAL
+) -> Path:
     """Write the five daily CSVs (and copies of the info files) in the original layout.
 
     The same seed gives byte-identical files. ``n_skus`` < 2778 writes only the first columns
@@ -410,7 +449,11 @@ def write_synthetic_dir(out_dir: str | os.PathLike[str], seed: int = 0, n_skus: 
             for d, row in zip(date_col, values.astype(np.int64)):
                 fh.write(d + "," + ",".join(map(str, row.tolist())) + "\n")
 
-    write(out / DEMAND_FILE, tabs.demand, f"synthetic demand written by espark-jax (seed={seed}); not real data")
+    write(
+        out / DEMAND_FILE,
+        tabs.demand,
+        f"synthetic demand written by espark-jax (seed={seed}); not real data",
+    )
     for t in PRICE_TABLES:
         write(out / price_file(t), tabs.prices[t], None)
     for s in INFO_STORES:

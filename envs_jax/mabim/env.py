@@ -138,7 +138,9 @@ class MabimEnv:
         if split == "train" and cfg.random_window:
             horizon = cfg.horizon
             if span < horizon:
-                raise ValueError(f"{cfg.name}: the train split has {span} days, fewer than the horizon {horizon}")
+                raise ValueError(
+                    f"{cfg.name}: the train split has {span} days, fewer than the horizon {horizon}"
+                )
             n_starts = span - horizon + 1
         else:
             horizon, n_starts = span, 1
@@ -231,8 +233,9 @@ class MabimEnv:
             cost=jnp.zeros((W, N), dt),
         )
 
-    def simulate_day(self, state: MabimState, quantity: jax.Array, params: MabimParams
-                     ) -> tuple[MabimState, dict[str, jax.Array], dict[str, jax.Array]]:
+    def simulate_day(
+        self, state: MabimState, quantity: jax.Array, params: MabimParams
+    ) -> tuple[MabimState, dict[str, jax.Array], dict[str, jax.Array]]:
         """Simulate one day given integer order quantities ``[W, N]`` (already floored).
 
         Returns ``(next_state, components, flows)``: ``components`` maps each reward component to
@@ -288,8 +291,14 @@ class MabimEnv:
             "holding_cost": holding_cost,
             "backlog_cost": backlog_cost,
         }
-        flows = {"demand": demand, "sale": sale, "replenish": quantity, "arrived": arrived,
-                 "accepted": accepted, "excess": excess}
+        flows = {
+            "demand": demand,
+            "sale": sale,
+            "replenish": quantity,
+            "arrived": arrived,
+            "accepted": accepted,
+            "excess": excess,
+        }
 
         # (5) advance
         push = lambda hist, x: jnp.concatenate([hist[..., 1:], x[..., None]], axis=-1)  # noqa: E731
@@ -324,11 +333,15 @@ class MabimEnv:
         """
         return total / (params.lookback + 0.0 * total)
 
-    def order_quantity(self, state: MabimState, actions: jax.Array, params: MabimParams) -> jax.Array:
+    def order_quantity(
+        self, state: MabimState, actions: jax.Array, params: MabimParams
+    ) -> jax.Array:
         """Integer order quantities ``[W, N]`` for actions ``[n_agents]`` (indices or multipliers)."""
         return self._quantity(actions, self.demand_mean(state, params), params)
 
-    def _quantity(self, actions: jax.Array, demand_mean: jax.Array, params: MabimParams) -> jax.Array:
+    def _quantity(
+        self, actions: jax.Array, demand_mean: jax.Array, params: MabimParams
+    ) -> jax.Array:
         actions = jnp.reshape(actions, (self.W, self.N))
         if self.config.continuous:
             multiplier = actions.astype(self.dtype)
@@ -356,8 +369,9 @@ class MabimEnv:
         offset = jax.random.randint(key, (), 0, params.n_starts)
         return self.reset_to(params.start_lo + offset, params)
 
-    def step(self, key: jax.Array, state: MabimState, actions: jax.Array, params: MabimParams
-             ) -> tuple[jax.Array, MabimState, jax.Array, jax.Array, dict[str, Any]]:
+    def step(
+        self, key: jax.Array, state: MabimState, actions: jax.Array, params: MabimParams
+    ) -> tuple[jax.Array, MabimState, jax.Array, jax.Array, dict[str, Any]]:
         """One decision for all agents.
 
         Args:
@@ -374,15 +388,22 @@ class MabimEnv:
         del key
         self.check_actions(actions)
         sums = features.window_sums(state)
-        quantity = self._quantity(actions, self._mean(sums.demand, params), params)  # demand_mean, sums reused
+        quantity = self._quantity(
+            actions, self._mean(sums.demand, params), params
+        )  # demand_mean, sums reused
         nxt, components, flows = self.simulate_day(state, quantity, params)
         if self.dtype == jnp.float64:
             # exact mode: a select between each product and the subtractions stops the compiler
             # from contracting them into fused multiply-adds, which round differently from the
             # original's separate numpy operations
             components = {k: jnp.where(v != 0, v, 0.0) for k, v in components.items()}
-        reward = (components["profit"] - components["excess_cost"] - components["order_cost"]
-                  - components["holding_cost"] - components["backlog_cost"])
+        reward = (
+            components["profit"]
+            - components["excess_cost"]
+            - components["order_cost"]
+            - components["holding_cost"]
+            - components["backlog_cost"]
+        )
         done = nxt.t >= params.horizon
         info = {"components": {k: v.reshape(-1) for k, v in components.items()}, "flows": flows}
         sums = features.advance_window_sums(sums, state, flows["demand"], flows["sale"])
@@ -408,7 +429,9 @@ class MabimEnv:
         a = np.asarray(actions)
         if self.config.continuous:
             if not np.all(np.isfinite(a)) or (a < 0).any():
-                raise ActionError(f"{self.config.name}: continuous multipliers must be finite and >= 0")
+                raise ActionError(
+                    f"{self.config.name}: continuous multipliers must be finite and >= 0"
+                )
         elif a.size and (a.min() < 0 or a.max() >= self.A):
             raise ActionError(
                 f"{self.config.name}: action indices must lie in [0, {self.A - 1}], got min {a.min()} max {a.max()}"

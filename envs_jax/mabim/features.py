@@ -21,37 +21,98 @@ Z_95 = 1.6448536  # norm.ppf(0.95), the original's reorder-point quantile
 FEATURE_CLIP = 30.0
 
 MASK_CONTEXT_FIELDS: tuple[ContextField, ...] = (
-    ContextField("in_stock", ("W", "N"), "float32",
-                 "units on hand in each warehouse at the end of the last simulated day (after today's receipts)"),
-    ContextField("in_transit", ("W", "N"), "float32",
-                 "units ordered by (head) or shipped to (other warehouses) this warehouse that have not arrived yet"),
-    ContextField("demand_mean", ("W", "N"), "float32",
-                 "mean daily demand over the last 21 days (for a non-tail warehouse its demand is the downstream "
-                 "warehouse's orders); action a orders floor(action_space[a] * demand_mean) units"),
-    ContextField("demand_std", ("W", "N"), "float32", "standard deviation of daily demand over the last 21 days"),
-    ContextField("demand_history", ("W", "N", "L"), "float32",
-                 "daily demand of the last 21 days, oldest first (index -1 is the most recent day)"),
-    ContextField("sale_mean", ("W", "N"), "float32",
-                 "mean daily units sold over the last 21 days (sales are capped by stock; unmet demand is lost)"),
-    ContextField("replenish_history", ("W", "N", "L"), "float32",
-                 "units this warehouse ordered on each of the last 21 days, oldest first"),
-    ContextField("selling_price", ("W", "N"), "float32", "selling price per unit at this warehouse on the last simulated day (prices change rarely)"),
-    ContextField("procurement_cost", ("W", "N"), "float32",
-                 "purchase price per unit on the last simulated day (the upstream warehouse's selling price)"),
+    ContextField(
+        "in_stock",
+        ("W", "N"),
+        "float32",
+        "units on hand in each warehouse at the end of the last simulated day (after today's receipts)",
+    ),
+    ContextField(
+        "in_transit",
+        ("W", "N"),
+        "float32",
+        "units ordered by (head) or shipped to (other warehouses) this warehouse that have not arrived yet",
+    ),
+    ContextField(
+        "demand_mean",
+        ("W", "N"),
+        "float32",
+        "mean daily demand over the last 21 days (for a non-tail warehouse its demand is the downstream "
+        "warehouse's orders); action a orders floor(action_space[a] * demand_mean) units",
+    ),
+    ContextField(
+        "demand_std",
+        ("W", "N"),
+        "float32",
+        "standard deviation of daily demand over the last 21 days",
+    ),
+    ContextField(
+        "demand_history",
+        ("W", "N", "L"),
+        "float32",
+        "daily demand of the last 21 days, oldest first (index -1 is the most recent day)",
+    ),
+    ContextField(
+        "sale_mean",
+        ("W", "N"),
+        "float32",
+        "mean daily units sold over the last 21 days (sales are capped by stock; unmet demand is lost)",
+    ),
+    ContextField(
+        "replenish_history",
+        ("W", "N", "L"),
+        "float32",
+        "units this warehouse ordered on each of the last 21 days, oldest first",
+    ),
+    ContextField(
+        "selling_price",
+        ("W", "N"),
+        "float32",
+        "selling price per unit at this warehouse on the last simulated day (prices change rarely)",
+    ),
+    ContextField(
+        "procurement_cost",
+        ("W", "N"),
+        "float32",
+        "purchase price per unit on the last simulated day (the upstream warehouse's selling price)",
+    ),
     ContextField("holding_cost", ("W", "N"), "float32", "holding cost per unit in stock per day"),
-    ContextField("unit_order_cost", ("W", "N"), "float32",
-                 "fixed cost charged for every day on which a positive quantity is ordered"),
-    ContextField("vlt", ("W", "N"), "float32",
-                 "lead time in days: goods ordered today arrive after vlt days and can be sold the day after"),
-    ContextField("capacity", ("W",), "float32",
-                 "storage capacity of each warehouse in units (all SKUs together); arrivals beyond the free "
-                 "space are destroyed at a cost of 0.5 x procurement_cost per unit"),
-    ContextField("total_stock", ("W",), "float32", "sum of in_stock over all SKUs of each warehouse"),
-    ContextField("total_in_transit", ("W",), "float32", "sum of in_transit over all SKUs of each warehouse"),
-    ContextField("echelon", ("W", "N"), "int32", "warehouse index of each agent: 0 = head (buys from the "
-                 "super vendor), W-1 = tail (sells to consumers)"),
+    ContextField(
+        "unit_order_cost",
+        ("W", "N"),
+        "float32",
+        "fixed cost charged for every day on which a positive quantity is ordered",
+    ),
+    ContextField(
+        "vlt",
+        ("W", "N"),
+        "float32",
+        "lead time in days: goods ordered today arrive after vlt days and can be sold the day after",
+    ),
+    ContextField(
+        "capacity",
+        ("W",),
+        "float32",
+        "storage capacity of each warehouse in units (all SKUs together); arrivals beyond the free "
+        "space are destroyed at a cost of 0.5 x procurement_cost per unit",
+    ),
+    ContextField(
+        "total_stock", ("W",), "float32", "sum of in_stock over all SKUs of each warehouse"
+    ),
+    ContextField(
+        "total_in_transit", ("W",), "float32", "sum of in_transit over all SKUs of each warehouse"
+    ),
+    ContextField(
+        "echelon",
+        ("W", "N"),
+        "int32",
+        "warehouse index of each agent: 0 = head (buys from the "
+        "super vendor), W-1 = tail (sells to consumers)",
+    ),
     ContextField("day", (), "int32", "decisions already taken in this episode"),
-    ContextField("days_left", (), "int32", "decisions left in this episode, including the current one"),
+    ContextField(
+        "days_left", (), "int32", "decisions left in this episode, including the current one"
+    ),
 )
 
 
@@ -94,10 +155,16 @@ def sums_over(axis: int, *xs: jax.Array) -> tuple[jax.Array, ...]:
     """
     zero = jnp.zeros((), xs[0].dtype)
     axis = axis % xs[0].ndim
-    return tuple(jax.lax.reduce(xs, (zero,) * len(xs), lambda a, b: tuple(u + v for u, v in zip(a, b)), (axis,)))
+    return tuple(
+        jax.lax.reduce(
+            xs, (zero,) * len(xs), lambda a, b: tuple(u + v for u, v in zip(a, b)), (axis,)
+        )
+    )
 
 
-def advance_window_sums(sums: WindowSums, before: "MabimState", demand: jax.Array, sale: jax.Array) -> WindowSums:
+def advance_window_sums(
+    sums: WindowSums, before: "MabimState", demand: jax.Array, sale: jax.Array
+) -> WindowSums:
     """The window sums after pushing one day (``demand``, ``sale`` ``[W, N]``) onto ``before``'s histories.
 
     Sliding the sums costs a few operations per agent instead of a pass over the histories; for
@@ -105,8 +172,12 @@ def advance_window_sums(sums: WindowSums, before: "MabimState", demand: jax.Arra
     rounding only (the sums feed features, never the dynamics).
     """
     d0, s0 = before.demand_hist[..., 0], before.sale_hist[..., 0]
-    return WindowSums(sums.demand - d0 + demand, sums.demand_sq - d0 * d0 + demand * demand,
-                      sums.sale - s0 + sale, sums.sale_sq - s0 * s0 + sale * sale)
+    return WindowSums(
+        sums.demand - d0 + demand,
+        sums.demand_sq - d0 * d0 + demand * demand,
+        sums.sale - s0 + sale,
+        sums.sale_sq - s0 * s0 + sale * sale,
+    )
 
 
 def _mean_std(total: jax.Array, total_sq: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
@@ -117,8 +188,9 @@ def _mean_std(total: jax.Array, total_sq: jax.Array, n: int) -> tuple[jax.Array,
     return mean, jnp.sqrt(var)
 
 
-def observation(env: "MabimEnv", state: "MabimState", params: "MabimParams", sums: WindowSums | None = None
-                ) -> jax.Array:
+def observation(
+    env: "MabimEnv", state: "MabimState", params: "MabimParams", sums: WindowSums | None = None
+) -> jax.Array:
     """Per-agent features of the day just simulated, ``[W * N, obs_dim]``, warehouse-major.
 
     The feature set follows the original MARL wrapper (``ObservationWrapper4OldCode``), computed on
@@ -154,13 +226,17 @@ def observation(env: "MabimEnv", state: "MabimState", params: "MabimParams", sum
     scal, inv_z, inv_cap = _scalar_block(env, state, params, sums)  # [F, W, N], [W, N], [W, 1]
     rows = jnp.moveaxis(scal, 0, -1)  # [W, N, F]
     rep = state.replenish_hist
-    obs = jnp.concatenate([
-        rows[..., :N_SCALARS],
-        state.demand_hist * inv_z[..., None],  # <= 21: a day's demand is at most the window's sum
-        _clip_above(rep * inv_z[..., None]),
-        _clip_above(rep * inv_cap[..., None]),
-        rows[..., N_SCALARS:],
-    ], axis=-1)
+    obs = jnp.concatenate(
+        [
+            rows[..., :N_SCALARS],
+            state.demand_hist
+            * inv_z[..., None],  # <= 21: a day's demand is at most the window's sum
+            _clip_above(rep * inv_z[..., None]),
+            _clip_above(rep * inv_cap[..., None]),
+            rows[..., N_SCALARS:],
+        ],
+        axis=-1,
+    )
     return obs.reshape(W * N, obs_dim(W, L))
 
 
@@ -170,7 +246,7 @@ def _stack_clipped(features: list[jax.Array]) -> jax.Array:
     XLA:CPU fuses a concatenation only when it has at most 8 operands; a longer stack becomes one
     kernel per feature plus a copy. The clip between the groups keeps XLA from flattening them.
     """
-    groups = [_clip(jnp.stack(features[i:i + 8])) for i in range(0, len(features), 8)]
+    groups = [_clip(jnp.stack(features[i : i + 8])) for i in range(0, len(features), 8)]
     return jnp.concatenate(groups)
 
 
@@ -187,8 +263,9 @@ def _clip_above(x: jax.Array) -> jax.Array:
 N_SCALARS = N_LOCAL_SCALARS + N_GLOBAL_SCALARS
 
 
-def _scalar_block(env: "MabimEnv", state: "MabimState", params: "MabimParams", sums: WindowSums
-                  ) -> tuple[jax.Array, jax.Array, jax.Array]:
+def _scalar_block(
+    env: "MabimEnv", state: "MabimState", params: "MabimParams", sums: WindowSums
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The 23 clipped scalar features, the one-hot and the time feature as ``[F, W, N]`` (F = 24 + W),
     with ``1/z`` ``[W, N]`` and ``1/cap`` ``[W, 1]`` for the windows."""
     W, dt = env.W, env.dtype
@@ -209,9 +286,22 @@ def _scalar_block(env: "MabimEnv", state: "MabimState", params: "MabimParams", s
     sum_IT = sum_I + sum_T
     ones = jnp.ones_like(I)
     scalars = [
-        (I <= 0).astype(dt), I * inv_z, T * inv_z, IT * inv_z, rop * inv_z, (IT <= rop).astype(dt), std_d * inv_z,
-        dm * inv_cap, cost * inv_p, margin * inv_p, params.holding_cost * inv_p,
-        params.unit_order_cost * inv_p, vlt * 0.1, cover * inv_z, (IT - cover) * inv_z, ones,
+        (I <= 0).astype(dt),
+        I * inv_z,
+        T * inv_z,
+        IT * inv_z,
+        rop * inv_z,
+        (IT <= rop).astype(dt),
+        std_d * inv_z,
+        dm * inv_cap,
+        cost * inv_p,
+        margin * inv_p,
+        params.holding_cost * inv_p,
+        params.unit_order_cost * inv_p,
+        vlt * 0.1,
+        cover * inv_z,
+        (IT - cover) * inv_z,
+        ones,
         ones * (sum_I * inv_cap),
         val_I / (sum_I + 1.0) * inv_p,
         ones * ((params.capacity[:, None] - sum_I) * inv_cap),
@@ -233,23 +323,25 @@ def mask_context(env: "MabimEnv", state: "MabimState", params: "MabimParams") ->
     sums = window_sums(state)  # the same reduction as in env.step: XLA computes it once per state
     demand_mean = sums.demand / params.lookback  # = env.demand_mean(state, params)
     _, demand_std = _mean_std(sums.demand, sums.demand_sq, env.L)
-    return MaskContext({
-        "in_stock": state.in_stock,
-        "in_transit": state.in_transit,
-        "demand_mean": demand_mean,
-        "demand_std": demand_std,
-        "demand_history": state.demand_hist,
-        "sale_mean": sums.sale * (1.0 / env.L),
-        "replenish_history": state.replenish_hist,
-        "selling_price": state.price,
-        "procurement_cost": state.cost,
-        "holding_cost": params.holding_cost,
-        "unit_order_cost": params.unit_order_cost,
-        "vlt": params.vlt,
-        "capacity": params.capacity,
-        "total_stock": jnp.sum(state.in_stock, axis=1),
-        "total_in_transit": jnp.sum(state.in_transit, axis=1),
-        "echelon": jnp.broadcast_to(jnp.arange(W, dtype=jnp.int32)[:, None], (W, N)),
-        "day": state.t.astype(jnp.int32),
-        "days_left": (params.horizon - state.t).astype(jnp.int32),
-    })
+    return MaskContext(
+        {
+            "in_stock": state.in_stock,
+            "in_transit": state.in_transit,
+            "demand_mean": demand_mean,
+            "demand_std": demand_std,
+            "demand_history": state.demand_hist,
+            "sale_mean": sums.sale * (1.0 / env.L),
+            "replenish_history": state.replenish_hist,
+            "selling_price": state.price,
+            "procurement_cost": state.cost,
+            "holding_cost": params.holding_cost,
+            "unit_order_cost": params.unit_order_cost,
+            "vlt": params.vlt,
+            "capacity": params.capacity,
+            "total_stock": jnp.sum(state.in_stock, axis=1),
+            "total_in_transit": jnp.sum(state.in_transit, axis=1),
+            "echelon": jnp.broadcast_to(jnp.arange(W, dtype=jnp.int32)[:, None], (W, N)),
+            "day": state.t.astype(jnp.int32),
+            "days_left": (params.horizon - state.t).astype(jnp.int32),
+        }
+    )

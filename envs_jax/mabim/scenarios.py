@@ -39,7 +39,9 @@ def build(config: MabimConfig) -> MabimEnv:
     ids = mdata.read_sku_list(config.sku_list, config.data_dir)
     if config.n_skus is not None:
         if config.n_skus > len(ids):
-            raise ValueError(f"{config.name}: n_skus={config.n_skus} but the list {config.sku_list} has {len(ids)} SKUs")
+            raise ValueError(
+                f"{config.name}: n_skus={config.n_skus} but the list {config.sku_list} has {len(ids)} SKUs"
+            )
         ids = ids[: config.n_skus]
     data_dir = None if config.data_dir is None else str(config.data_dir)
     return MabimEnv(config, _tables(tuple(ids), data_dir, config.seed))
@@ -50,7 +52,9 @@ def _factory(base: MabimConfig) -> Callable[..., MabimEnv]:
         unknown = set(overrides) - {f.name for f in dataclasses.fields(MabimConfig)}
         if unknown:
             valid = ", ".join(f.name for f in dataclasses.fields(MabimConfig) if f.name != "name")
-            raise TypeError(f"{base.name}: unknown option(s) {', '.join(sorted(unknown))}; valid options: {valid}")
+            raise TypeError(
+                f"{base.name}: unknown option(s) {', '.join(sorted(unknown))}; valid options: {valid}"
+            )
         if "capacity" in overrides:
             overrides["capacity"] = _capacity(base, overrides["capacity"])
         return build(dataclasses.replace(base, **overrides))
@@ -73,20 +77,34 @@ def _capacity(base: MabimConfig, value: Any) -> tuple[float, ...]:
 PAPER_SCENARIOS: dict[str, MabimConfig] = {}
 for _n in (100, 500):
     PAPER_SCENARIOS[f"mabim/standard-{_n}"] = scenario_config(f"mabim/standard-{_n}", _n)
-    PAPER_SCENARIOS[f"mabim/2-echelons-{_n}"] = scenario_config(f"mabim/2-echelons-{_n}", _n, echelons=2)
-    PAPER_SCENARIOS[f"mabim/3-echelons-{_n}"] = scenario_config(f"mabim/3-echelons-{_n}", _n, echelons=3)
-    PAPER_SCENARIOS[f"mabim/lower-{_n}"] = scenario_config(f"mabim/lower-{_n}", _n, capacity_per_sku=50)
-    PAPER_SCENARIOS[f"mabim/lowest-{_n}"] = scenario_config(f"mabim/lowest-{_n}", _n, capacity_per_sku=25)
+    PAPER_SCENARIOS[f"mabim/2-echelons-{_n}"] = scenario_config(
+        f"mabim/2-echelons-{_n}", _n, echelons=2
+    )
+    PAPER_SCENARIOS[f"mabim/3-echelons-{_n}"] = scenario_config(
+        f"mabim/3-echelons-{_n}", _n, echelons=3
+    )
+    PAPER_SCENARIOS[f"mabim/lower-{_n}"] = scenario_config(
+        f"mabim/lower-{_n}", _n, capacity_per_sku=50
+    )
+    PAPER_SCENARIOS[f"mabim/lowest-{_n}"] = scenario_config(
+        f"mabim/lowest-{_n}", _n, capacity_per_sku=25
+    )
 
 SMALL_SCENARIOS: dict[str, MabimConfig] = {
     "mabim/tiny": scenario_config("mabim/tiny", 5, sku_list="sku50", n_skus=5),
-    "mabim/tiny-2-echelons": scenario_config("mabim/tiny-2-echelons", 5, echelons=2, sku_list="sku50", n_skus=5),
-    "mabim/tiny-3-echelons": scenario_config("mabim/tiny-3-echelons", 5, echelons=3, sku_list="sku50", n_skus=5),
+    "mabim/tiny-2-echelons": scenario_config(
+        "mabim/tiny-2-echelons", 5, echelons=2, sku_list="sku50", n_skus=5
+    ),
+    "mabim/tiny-3-echelons": scenario_config(
+        "mabim/tiny-3-echelons", 5, echelons=3, sku_list="sku50", n_skus=5
+    ),
     "mabim/small-20": scenario_config("mabim/small-20", 20, sku_list="sku50", n_skus=20),
-    "mabim/small-20-3-echelons": scenario_config("mabim/small-20-3-echelons", 20, echelons=3, sku_list="sku50",
-                                                 n_skus=20),
-    "mabim/small-20-lowest": scenario_config("mabim/small-20-lowest", 20, sku_list="sku50", n_skus=20,
-                                             capacity_per_sku=25),
+    "mabim/small-20-3-echelons": scenario_config(
+        "mabim/small-20-3-echelons", 20, echelons=3, sku_list="sku50", n_skus=20
+    ),
+    "mabim/small-20-lowest": scenario_config(
+        "mabim/small-20-lowest", 20, sku_list="sku50", n_skus=20, capacity_per_sku=25
+    ),
 }
 
 _DESCRIPTIONS = {

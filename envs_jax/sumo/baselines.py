@@ -26,7 +26,9 @@ from envs_jax.sumo.metrics import METRIC_NAMES
 Controller = Callable[[MaskContext], np.ndarray]
 
 
-def fixed_time_actions(phase_avail: np.ndarray, step: np.ndarray | int, decisions_per_phase: int = 2) -> np.ndarray:
+def fixed_time_actions(
+    phase_avail: np.ndarray, step: np.ndarray | int, decisions_per_phase: int = 2
+) -> np.ndarray:
     """Fixed-time cycle: ``int [..., I]`` phases for decision ``step`` (``[...]`` or scalar).
 
     Phase ``k`` of the cycle is the ``k``-th available phase; each is held ``decisions_per_phase``
@@ -54,7 +56,9 @@ class FixedTime:
     def __init__(self, seconds_per_phase: float = 30.0, decision_seconds: float = 15.0) -> None:
         ratio = seconds_per_phase / decision_seconds
         if ratio < 1 or ratio != int(ratio):
-            raise ValueError(f"seconds_per_phase must be a multiple of {decision_seconds:g} s, got {seconds_per_phase}")
+            raise ValueError(
+                f"seconds_per_phase must be a multiple of {decision_seconds:g} s, got {seconds_per_phase}"
+            )
         self.decisions_per_phase = int(ratio)
 
     def __call__(self, ctx: MaskContext) -> np.ndarray:
@@ -70,7 +74,9 @@ class MaxPressure:
         return max_pressure_actions(ctx.phase_pressure, ctx.phase_avail)
 
 
-def run_episode(env: Any, controller: Controller, seeds: Sequence[int] | int) -> dict[str, np.ndarray]:
+def run_episode(
+    env: Any, controller: Controller, seeds: Sequence[int] | int
+) -> dict[str, np.ndarray]:
     """One episode in each of ``env``'s simulations; returns the metrics (``[B]`` each) plus
     ``return`` (the summed reward of all intersections, ``[B]``)."""
     env.reset(seeds)

@@ -104,11 +104,22 @@ def build_plan(
     """
     sc = scenario
     cmd = [
-        "sumo", "-n", sc.net_file, "-r", ",".join(sc.route_files), "-b", f"{sc.begin:g}",
-        "--no-step-log", "--no-warnings", "--duration-log.disable",
-        "--time-to-teleport", f"{time_to_teleport:g}",
-        "--tripinfo-output", tripinfo_file,
-        "--tripinfo-output.write-unfinished", "--tripinfo-output.write-undeparted",
+        "sumo",
+        "-n",
+        sc.net_file,
+        "-r",
+        ",".join(sc.route_files),
+        "-b",
+        f"{sc.begin:g}",
+        "--no-step-log",
+        "--no-warnings",
+        "--duration-log.disable",
+        "--time-to-teleport",
+        f"{time_to_teleport:g}",
+        "--tripinfo-output",
+        tripinfo_file,
+        "--tripinfo-output.write-unfinished",
+        "--tripinfo-output.write-undeparted",
         *sc.sumo_args,
     ]
     return {
@@ -118,8 +129,10 @@ def build_plan(
         "decision_seconds": DECISION_SECONDS,
         "yellow_seconds": YELLOW_SECONDS,
         "program_id": PROGRAM_ID,
-        "tls": [{"id": it.tls_id, "program": it.program(), "initial_phase": it.initial_phase}
-                for it in layout.intersections],
+        "tls": [
+            {"id": it.tls_id, "program": it.program(), "initial_phase": it.initial_phase}
+            for it in layout.intersections
+        ],
         "lanes": list(index.lanes),
         "n_incoming": index.n_incoming,
     }
@@ -214,7 +227,9 @@ class _Worker:
             if time.monotonic() >= deadline:
                 raise _WorkerDied(f"no answer within {timeout:.0f} s")
         if status == "error":
-            raise SumoWorkerError(f"SUMO worker {self.slot} failed: {_exception_line(payload)}", payload)
+            raise SumoWorkerError(
+                f"SUMO worker {self.slot} failed: {_exception_line(payload)}", payload
+            )
         return payload
 
     def drain(self, timeout: float) -> None:
@@ -279,7 +294,9 @@ class SumoEnv:
         seconds = float(scenario.episode_seconds if episode_seconds is None else episode_seconds)
         decisions = seconds / DECISION_SECONDS
         if seconds <= 0 or decisions != int(decisions):
-            raise ValueError(f"episode_seconds must be a positive multiple of {DECISION_SECONDS:g}, got {seconds:g}")
+            raise ValueError(
+                f"episode_seconds must be a positive multiple of {DECISION_SECONDS:g}, got {seconds:g}"
+            )
         deps.require("libsumo", "sumolib")
         for f in (scenario.net_file, *scenario.route_files):
             if not os.path.isfile(f):
@@ -292,8 +309,9 @@ class SumoEnv:
         self.max_restarts = int(max_restarts)
         self.layout: NetLayout = standardize_net(scenario.net_file)
         self.index = LayoutIndex.from_layout(self.layout)
-        self.spec: EnvSpec = features.make_spec(scenario.name, self.index, self.decisions,
-                                                data_source=scenario.data_source)
+        self.spec: EnvSpec = features.make_spec(
+            scenario.name, self.index, self.decisions, data_source=scenario.data_source
+        )
         self._tmp = tempfile.mkdtemp(prefix="espark-sumo-")
         self._closed = False
         self._state: SumoState | None = None
@@ -301,8 +319,17 @@ class SumoEnv:
         self._history: list[np.ndarray] = []
         self.restarts = np.zeros(self.n_envs, dtype=np.int64)
         self._workers = [
-            _Worker(b, build_plan(scenario, self.layout, self.index, self.decisions, self.tripinfo_file(b),
-                                  time_to_teleport))
+            _Worker(
+                b,
+                build_plan(
+                    scenario,
+                    self.layout,
+                    self.index,
+                    self.decisions,
+                    self.tripinfo_file(b),
+                    time_to_teleport,
+                ),
+            )
             for b in range(self.n_envs)
         ]
         _install_cleanup()
@@ -314,7 +341,9 @@ class SumoEnv:
                 try:
                     w.recv(self.step_timeout)
                 except _WorkerDied as err:
-                    raise SumoWorkerError(f"SUMO worker {w.slot} failed to start ({err}); see its output above") from None
+                    raise SumoWorkerError(
+                        f"SUMO worker {w.slot} failed to start ({err}); see its output above"
+                    ) from None
         except BaseException:
             self.close()
             raise
@@ -338,7 +367,9 @@ class SumoEnv:
     @property
     def avail_actions(self) -> np.ndarray:
         """``bool [B, I, 8]``: the valid actions; the trainer must mask with it in training and evaluation."""
-        return np.broadcast_to(self.index.phase_avail, (self.n_envs, *self.index.phase_avail.shape)).copy()
+        return np.broadcast_to(
+            self.index.phase_avail, (self.n_envs, *self.index.phase_avail.shape)
+        ).copy()
 
     @property
     def state(self) -> SumoState | None:
@@ -363,20 +394,27 @@ class SumoEnv:
         if seeds_arr.ndim == 0:
             seeds_arr = seeds_arr + np.arange(self.n_envs)
         if seeds_arr.shape != (self.n_envs,):
-            raise ValueError(f"reset needs {self.n_envs} seeds (one per simulation), got shape {seeds_arr.shape}")
+            raise ValueError(
+                f"reset needs {self.n_envs} seeds (one per simulation), got shape {seeds_arr.shape}"
+            )
         self._seeds = seeds_arr
         self._history = []
         self._state = None
         replies, restarted = self._call("reset", [int(s) for s in seeds_arr])
         lane_stats = np.stack([r[0] for r in replies])
-        phase = np.broadcast_to(np.array([it.initial_phase for it in self.layout.intersections], dtype=np.int32),
-                                (self.n_envs, self.n_agents)).copy()
+        phase = np.broadcast_to(
+            np.array([it.initial_phase for it in self.layout.intersections], dtype=np.int32),
+            (self.n_envs, self.n_agents),
+        ).copy()
         m = features.measure(self.index, lane_stats)
-        self._state = SumoState(0, np.array([r[1] for r in replies]), phase,
-                                np.zeros(phase.shape, dtype=np.float32), m)
+        self._state = SumoState(
+            0, np.array([r[1] for r in replies]), phase, np.zeros(phase.shape, dtype=np.float32), m
+        )
         return features.observation(self.index, m, phase), self._state
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Advance every simulation by one 15-s decision.
 
         Args:
@@ -390,15 +428,20 @@ class SumoEnv:
         if st is None:
             raise RuntimeError("call reset(seeds) before step()")
         if st.step >= self.decisions:
-            raise RuntimeError(f"the episode ended after {self.decisions} decisions; call reset(seeds)")
+            raise RuntimeError(
+                f"the episode ended after {self.decisions} decisions; call reset(seeds)"
+            )
         act = self._check_actions(actions)
         replies, restarted = self._call("step", list(act))
         self._history.append(act)
         lane_stats = np.stack([r[0] for r in replies])
         m = features.measure(self.index, lane_stats)
-        green = np.where(act == st.phase, st.green_time + DECISION_SECONDS, DECISION_SECONDS - YELLOW_SECONDS)
-        self._state = SumoState(st.step + 1, np.array([r[1] for r in replies]), act,
-                                green.astype(np.float32), m)
+        green = np.where(
+            act == st.phase, st.green_time + DECISION_SECONDS, DECISION_SECONDS - YELLOW_SECONDS
+        )
+        self._state = SumoState(
+            st.step + 1, np.array([r[1] for r in replies]), act, green.astype(np.float32), m
+        )
         done = np.full(self.n_envs, self._state.step >= self.decisions)
         info: dict[str, Any] = {
             "components": features.reward_components(m),
@@ -418,7 +461,9 @@ class SumoEnv:
         st = self._state if state is None else state
         if st is None:
             raise RuntimeError("call reset(seeds) before mask_context()")
-        return features.mask_context(self.index, st.measurement, st.phase, st.green_time, st.step, self.decisions)
+        return features.mask_context(
+            self.index, st.measurement, st.phase, st.green_time, st.step, self.decisions
+        )
 
     def close(self) -> None:
         """Stop every worker and delete the temporary files (idempotent)."""
@@ -457,15 +502,20 @@ class SumoEnv:
     def _check_actions(self, actions: Any) -> np.ndarray:
         act = np.asarray(actions)
         if act.shape != (self.n_envs, self.n_agents):
-            raise ValueError(f"actions must have shape (B, I) = {(self.n_envs, self.n_agents)}, got {act.shape}")
+            raise ValueError(
+                f"actions must have shape (B, I) = {(self.n_envs, self.n_agents)}, got {act.shape}"
+            )
         if not np.issubdtype(act.dtype, np.integer):
             if not np.all(np.equal(np.mod(act, 1), 0)):
                 raise ValueError("actions must be integer phase indices 0-7")
         act = act.astype(np.int32)
         if act.min() < 0 or act.max() >= features.N_PHASES:
             raise ValueError("actions must be phase indices in 0-7")
-        ok = np.take_along_axis(np.broadcast_to(self.index.phase_avail, (*act.shape, features.N_PHASES)),
-                                act[..., None], axis=-1)[..., 0]
+        ok = np.take_along_axis(
+            np.broadcast_to(self.index.phase_avail, (*act.shape, features.N_PHASES)),
+            act[..., None],
+            axis=-1,
+        )[..., 0]
         if not ok.all():
             b, i = np.argwhere(~ok)[0]
             raise ValueError(
@@ -574,5 +624,8 @@ def _install_cleanup() -> None:
         return
     _cleanup_installed = True
     atexit.register(close_all)
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    ):
         signal.signal(signal.SIGTERM, _on_sigterm)  # so that atexit runs on a plain `kill <pid>`

@@ -44,7 +44,9 @@ def tool(name: str) -> Path:
     """Path of a SUMO command-line tool (``netgenerate``, ``netconvert``, ``sumo``)."""
     path = sumo_home() / "bin" / name
     if not path.is_file():
-        raise SumoNotInstalledError(f"the SUMO tool {name!r} is missing from {path.parent}; run {INSTALL_HINT}")
+        raise SumoNotInstalledError(
+            f"the SUMO tool {name!r} is missing from {path.parent}; run {INSTALL_HINT}"
+        )
     return path
 
 
@@ -54,7 +56,9 @@ def run_tool(name: str, args: list[str], cwd: str | os.PathLike | None = None) -
     home = sumo_home()
     env.setdefault("SUMO_HOME", str(home))
     env.setdefault("PROJ_LIB", str(home / "data" / "proj"))
-    proc = subprocess.run([str(tool(name)), *args], cwd=cwd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(tool(name)), *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
     if proc.returncode != 0:
         tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
         raise RuntimeError(f"{name} failed (exit {proc.returncode}): {tail}")

@@ -31,7 +31,15 @@ from envs_jax.sumo.standardize import N_MOVEMENTS, N_PHASES, PHASE_MOVEMENTS, PH
 from envs_jax.sumo.worker import LANE_FEATURES
 
 MIN_GAP = 2.5
-OBS_MOVEMENT_FEATURES: tuple[str, ...] = ("vehicles", "halting", "queue_length", "occupancy", "flow", "green", "exists")
+OBS_MOVEMENT_FEATURES: tuple[str, ...] = (
+    "vehicles",
+    "halting",
+    "queue_length",
+    "occupancy",
+    "flow",
+    "green",
+    "exists",
+)
 _OBS_SCALE = np.array([20.0, 20.0, 200.0, 1.0, 10.0], dtype=np.float32)
 OBS_DIM = N_MOVEMENTS * len(OBS_MOVEMENT_FEATURES) + 2 * N_PHASES
 REWARD_COMPONENTS: tuple[str, ...] = ("stopped", "waiting_time", "queue_length", "pressure")
@@ -42,33 +50,93 @@ PHASE_SERVES = np.zeros((N_PHASES, N_MOVEMENTS), dtype=bool)
 PHASE_SERVES[np.arange(N_PHASES)[:, None], _PHASE_MOV] = True
 
 MASK_CONTEXT_FIELDS: tuple[ContextField, ...] = (
-    ContextField("phase_pressure", ("I", "P"), "float32",
-                 "MaxPressure score of each phase: over its two movements, halted vehicles on the incoming lanes "
-                 "minus halted vehicles on the lanes they lead to"),
-    ContextField("phase_queue", ("I", "P"), "float32",
-                 "halted vehicles (speed < 0.1 m/s) on the incoming lanes each phase would serve"),
-    ContextField("phase_vehicles", ("I", "P"), "float32", "vehicles on the incoming lanes each phase would serve"),
-    ContextField("phase_avail", ("I", "P"), "bool",
-                 "True where the phase serves at least one movement; an unavailable phase is never a valid action"),
+    ContextField(
+        "phase_pressure",
+        ("I", "P"),
+        "float32",
+        "MaxPressure score of each phase: over its two movements, halted vehicles on the incoming lanes "
+        "minus halted vehicles on the lanes they lead to",
+    ),
+    ContextField(
+        "phase_queue",
+        ("I", "P"),
+        "float32",
+        "halted vehicles (speed < 0.1 m/s) on the incoming lanes each phase would serve",
+    ),
+    ContextField(
+        "phase_vehicles",
+        ("I", "P"),
+        "float32",
+        "vehicles on the incoming lanes each phase would serve",
+    ),
+    ContextField(
+        "phase_avail",
+        ("I", "P"),
+        "bool",
+        "True where the phase serves at least one movement; an unavailable phase is never a valid action",
+    ),
     ContextField("current_phase", ("I",), "int32", "index (0-7) of the phase shown now"),
-    ContextField("current_phase_onehot", ("I", "P"), "float32", "the current phase as a one-hot vector"),
-    ContextField("green_time", ("I",), "float32",
-                 "seconds the current phase has been green (10 after a switch, +15 for each decision it is kept)"),
-    ContextField("movement_vehicles", ("I", "M"), "float32", "vehicles on the incoming lanes of each movement"),
-    ContextField("movement_halting", ("I", "M"), "float32", "halted vehicles on the incoming lanes of each movement"),
-    ContextField("movement_queue_length", ("I", "M"), "float32",
-                 "queue length in metres on the incoming lanes of each movement"),
-    ContextField("movement_waiting_time", ("I", "M"), "float32",
-                 "sum of the accumulated waiting times (s) of the vehicles on each movement's incoming lanes"),
-    ContextField("movement_occupancy", ("I", "M"), "float32",
-                 "mean fraction (0-1) of each incoming lane's length covered by vehicles"),
-    ContextField("movement_flow", ("I", "M"), "float32",
-                 "vehicles that left each movement's incoming lanes during the last 15-s decision"),
-    ContextField("movement_pressure", ("I", "M"), "float32",
-                 "halted vehicles on each movement's incoming lanes minus those on the lanes it leads to"),
-    ContextField("movement_exists", ("I", "M"), "bool", "True where the intersection has lanes for the movement"),
+    ContextField(
+        "current_phase_onehot", ("I", "P"), "float32", "the current phase as a one-hot vector"
+    ),
+    ContextField(
+        "green_time",
+        ("I",),
+        "float32",
+        "seconds the current phase has been green (10 after a switch, +15 for each decision it is kept)",
+    ),
+    ContextField(
+        "movement_vehicles",
+        ("I", "M"),
+        "float32",
+        "vehicles on the incoming lanes of each movement",
+    ),
+    ContextField(
+        "movement_halting",
+        ("I", "M"),
+        "float32",
+        "halted vehicles on the incoming lanes of each movement",
+    ),
+    ContextField(
+        "movement_queue_length",
+        ("I", "M"),
+        "float32",
+        "queue length in metres on the incoming lanes of each movement",
+    ),
+    ContextField(
+        "movement_waiting_time",
+        ("I", "M"),
+        "float32",
+        "sum of the accumulated waiting times (s) of the vehicles on each movement's incoming lanes",
+    ),
+    ContextField(
+        "movement_occupancy",
+        ("I", "M"),
+        "float32",
+        "mean fraction (0-1) of each incoming lane's length covered by vehicles",
+    ),
+    ContextField(
+        "movement_flow",
+        ("I", "M"),
+        "float32",
+        "vehicles that left each movement's incoming lanes during the last 15-s decision",
+    ),
+    ContextField(
+        "movement_pressure",
+        ("I", "M"),
+        "float32",
+        "halted vehicles on each movement's incoming lanes minus those on the lanes it leads to",
+    ),
+    ContextField(
+        "movement_exists",
+        ("I", "M"),
+        "bool",
+        "True where the intersection has lanes for the movement",
+    ),
     ContextField("step", (), "int32", "decisions already taken in this episode"),
-    ContextField("steps_left", (), "int32", "decisions left in this episode, including the current one"),
+    ContextField(
+        "steps_left", (), "int32", "decisions left in this episode, including the current one"
+    ),
 )
 
 
@@ -100,7 +168,11 @@ class LayoutIndex:
         """Build the index of a standardised net."""
         inters = layout.intersections
         incoming = list(dict.fromkeys(ln for it in inters for ln in it.incoming_lanes))
-        outgoing = [ln for ln in dict.fromkeys(ln for it in inters for ln in it.outgoing_lanes) if ln not in incoming]
+        outgoing = [
+            ln
+            for ln in dict.fromkeys(ln for it in inters for ln in it.outgoing_lanes)
+            if ln not in incoming
+        ]
         lanes = tuple(incoming + outgoing)
         col = {ln: j for j, ln in enumerate(lanes)}
         n = len(inters)
@@ -165,7 +237,9 @@ def measure(index: LayoutIndex, lane_stats: np.ndarray) -> Measurement:
     lane_stats = np.asarray(lane_stats, dtype=np.float32)
     f = {name: lane_stats[..., k] for k, name in enumerate(LANE_FEATURES)}
     queue = f["halting"] * (f["mean_length"] + MIN_GAP) * (f["halting"] > 0)
-    derived = np.stack([f["vehicles"], f["halting"], f["occupancy"], f["waiting_time"], queue, f["flow"]], axis=-1)
+    derived = np.stack(
+        [f["vehicles"], f["halting"], f["occupancy"], f["waiting_time"], queue, f["flow"]], axis=-1
+    )
     agg = np.matmul(index.matrix, derived)  # [B, 18 I, 6]
     b, n = lane_stats.shape[0], index.n_intersections
     mov = agg[:, : 8 * n].reshape(b, n, N_MOVEMENTS, 6)
@@ -195,12 +269,25 @@ def per_phase(values: np.ndarray) -> np.ndarray:
 def observation(index: LayoutIndex, m: Measurement, phase: np.ndarray) -> np.ndarray:
     """``float32 [B, I, OBS_DIM]`` (layout in the module docstring); ``phase`` is ``int [B, I]``."""
     lanes = np.maximum(index.lanes_per_movement, 1.0)
-    raw = np.stack([m.mov_vehicles / lanes, m.mov_halting / lanes, m.mov_queue_length / lanes,
-                    m.mov_occupancy, m.mov_flow / lanes], axis=-1) / _OBS_SCALE
+    raw = (
+        np.stack(
+            [
+                m.mov_vehicles / lanes,
+                m.mov_halting / lanes,
+                m.mov_queue_length / lanes,
+                m.mov_occupancy,
+                m.mov_flow / lanes,
+            ],
+            axis=-1,
+        )
+        / _OBS_SCALE
+    )
     onehot = np.eye(N_PHASES, dtype=np.float32)[phase]  # [B, I, P]
     green = PHASE_SERVES[phase].astype(np.float32)  # [B, I, M]
     exists = np.broadcast_to(index.movement_exists, green.shape).astype(np.float32)
-    mov = np.concatenate([raw * exists[..., None], green[..., None] * exists[..., None], exists[..., None]], axis=-1)
+    mov = np.concatenate(
+        [raw * exists[..., None], green[..., None] * exists[..., None], exists[..., None]], axis=-1
+    )
     avail = np.broadcast_to(index.phase_avail, onehot.shape).astype(np.float32)
     b, n = phase.shape
     return np.concatenate([mov.reshape(b, n, -1), onehot, avail], axis=-1).astype(np.float32)
@@ -222,32 +309,39 @@ def reward(m: Measurement) -> np.ndarray:
 
 
 def mask_context(
-    index: LayoutIndex, m: Measurement, phase: np.ndarray, green_time: np.ndarray, step: int, decisions: int
+    index: LayoutIndex,
+    m: Measurement,
+    phase: np.ndarray,
+    green_time: np.ndarray,
+    step: int,
+    decisions: int,
 ) -> MaskContext:
     """The batched mask context (numpy, leading axis ``B``) described by :data:`MASK_CONTEXT_FIELDS`."""
     b = phase.shape[0]
     avail = np.broadcast_to(index.phase_avail, (b, *index.phase_avail.shape))
     exists = np.broadcast_to(index.movement_exists, (b, *index.movement_exists.shape))
     f32 = np.float32
-    return MaskContext({
-        "phase_pressure": per_phase(m.mov_pressure).astype(f32),
-        "phase_queue": per_phase(m.mov_halting).astype(f32),
-        "phase_vehicles": per_phase(m.mov_vehicles).astype(f32),
-        "phase_avail": avail.copy(),
-        "current_phase": phase.astype(np.int32),
-        "current_phase_onehot": np.eye(N_PHASES, dtype=f32)[phase],
-        "green_time": green_time.astype(f32),
-        "movement_vehicles": m.mov_vehicles.astype(f32),
-        "movement_halting": m.mov_halting.astype(f32),
-        "movement_queue_length": m.mov_queue_length.astype(f32),
-        "movement_waiting_time": m.mov_waiting_time.astype(f32),
-        "movement_occupancy": m.mov_occupancy.astype(f32),
-        "movement_flow": m.mov_flow.astype(f32),
-        "movement_pressure": m.mov_pressure.astype(f32),
-        "movement_exists": exists.copy(),
-        "step": np.full((b,), step, dtype=np.int32),
-        "steps_left": np.full((b,), decisions - step, dtype=np.int32),
-    })
+    return MaskContext(
+        {
+            "phase_pressure": per_phase(m.mov_pressure).astype(f32),
+            "phase_queue": per_phase(m.mov_halting).astype(f32),
+            "phase_vehicles": per_phase(m.mov_vehicles).astype(f32),
+            "phase_avail": avail.copy(),
+            "current_phase": phase.astype(np.int32),
+            "current_phase_onehot": np.eye(N_PHASES, dtype=f32)[phase],
+            "green_time": green_time.astype(f32),
+            "movement_vehicles": m.mov_vehicles.astype(f32),
+            "movement_halting": m.mov_halting.astype(f32),
+            "movement_queue_length": m.mov_queue_length.astype(f32),
+            "movement_waiting_time": m.mov_waiting_time.astype(f32),
+            "movement_occupancy": m.mov_occupancy.astype(f32),
+            "movement_flow": m.mov_flow.astype(f32),
+            "movement_pressure": m.mov_pressure.astype(f32),
+            "movement_exists": exists.copy(),
+            "step": np.full((b,), step, dtype=np.int32),
+            "steps_left": np.full((b,), decisions - step, dtype=np.int32),
+        }
+    )
 
 
 DESCRIPTION = (
@@ -261,7 +355,11 @@ DESCRIPTION = (
 
 
 def make_spec(
-    name: str, index: LayoutIndex, decisions: int, description: str = DESCRIPTION, data_source: str = ""
+    name: str,
+    index: LayoutIndex,
+    decisions: int,
+    description: str = DESCRIPTION,
+    data_source: str = "",
 ) -> EnvSpec:
     """The :class:`EnvSpec` of a SUMO scenario (``is_jax=False``)."""
     n = index.n_intersections
@@ -283,4 +381,3 @@ def make_spec(
         description=description,
         data_source=data_source,
     )
-

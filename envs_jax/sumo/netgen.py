@@ -23,7 +23,9 @@ from envs_jax.sumo import deps
 
 def cache_dir() -> Path:
     """Root folder for generated nets and routes."""
-    root = os.environ.get("ESPARK_SUMO_CACHE") or os.path.join(Path.home(), ".cache", "espark-jax", "sumo")
+    root = os.environ.get("ESPARK_SUMO_CACHE") or os.path.join(
+        Path.home(), ".cache", "espark-jax", "sumo"
+    )
     path = Path(root)
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -52,9 +54,18 @@ def generate_grid_net(n: int, out_file: str | os.PathLike, length: float = 200.0
     deps.run_tool(
         "netgenerate",
         [
-            "--grid", f"--grid.number={n}", f"--grid.length={length}", f"--grid.attach-length={length}",
-            "--default.lanenumber=2", "--turn-lanes=1", f"--turn-lanes.length={min(100.0, length / 2)}",
-            "--default.junctions.type=traffic_light", "--no-turnarounds", "--no-warnings", "-o", str(out),
+            "--grid",
+            f"--grid.number={n}",
+            f"--grid.length={length}",
+            f"--grid.attach-length={length}",
+            "--default.lanenumber=2",
+            "--turn-lanes=1",
+            f"--turn-lanes.length={min(100.0, length / 2)}",
+            "--default.junctions.type=traffic_light",
+            "--no-turnarounds",
+            "--no-warnings",
+            "-o",
+            str(out),
         ],
     )
     return out
@@ -79,7 +90,10 @@ def build_plain_net(
         nod, edg = Path(tmp, "net.nod.xml"), Path(tmp, "net.edg.xml")
         nod.write_text(
             "<nodes>\n"
-            + "".join(f'  <node id={quoteattr(i)} x="{x}" y="{y}" type={quoteattr(t)}/>\n' for i, x, y, t in nodes)
+            + "".join(
+                f'  <node id={quoteattr(i)} x="{x}" y="{y}" type={quoteattr(t)}/>\n'
+                for i, x, y, t in nodes
+            )
             + "</nodes>\n"
         )
         edg.write_text(
@@ -92,7 +106,16 @@ def build_plain_net(
         )
         deps.run_tool(
             "netconvert",
-            ["--node-files", str(nod), "--edge-files", str(edg), "--no-turnarounds", "--no-warnings", "-o", str(out)],
+            [
+                "--node-files",
+                str(nod),
+                "--edge-files",
+                str(edg),
+                "--no-turnarounds",
+                "--no-warnings",
+                "-o",
+                str(out),
+            ],
         )
     return out
 
@@ -183,7 +206,9 @@ def generated_grid(spec: GridSpec) -> tuple[Path, Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.key}-", dir=cache_dir()))
     try:
         generate_grid_net(spec.n, tmp / net.name, spec.length)
-        write_trips(tmp / net.name, tmp / routes.name, spec.seed, spec.vehicles_per_hour, spec.seconds)
+        write_trips(
+            tmp / net.name, tmp / routes.name, spec.seed, spec.vehicles_per_hour, spec.seconds
+        )
         _publish(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -34,7 +34,12 @@ from envs_jax.sumo.netgen import GridSpec, generated_grid
 RESCO: dict[str, tuple[str, tuple[str, ...], float, str]] = {
     "grid4x4": ("grid4x4.net.xml", ("grid4x4_1.rou.xml",), 0.0, "CC BY-NC-SA 4.0"),
     "arterial4x4": ("arterial4x4.net.xml", ("arterial4x4_1.rou.xml",), 0.0, "CC BY-NC-SA 4.0"),
-    "cologne8": ("cologne8.net.xml", ("cologne8.rou.xml",), 25200.0, "TAPAS Cologne, CC BY-NC-SA 3.0"),
+    "cologne8": (
+        "cologne8.net.xml",
+        ("cologne8.rou.xml",),
+        25200.0,
+        "TAPAS Cologne, CC BY-NC-SA 3.0",
+    ),
     "ingolstadt21": ("ingolstadt21.net.xml", ("ingolstadt21.rou.xml",), 57600.0, "InTAS, GPL-3.0"),
 }
 GRIDS: dict[str, GridSpec] = {
@@ -50,7 +55,9 @@ def resco_scenario(name: str) -> Scenario:
     files = [folder / net, *(folder / r for r in routes)]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
-        raise FileNotFoundError(f"sumo-rl lacks {', '.join(missing)}; install sumo-rl==1.4.5 ({deps.INSTALL_HINT})")
+        raise FileNotFoundError(
+            f"sumo-rl lacks {', '.join(missing)}; install sumo-rl==1.4.5 ({deps.INSTALL_HINT})"
+        )
     return Scenario(
         name=f"sumo/{name}",
         net_file=str(files[0]),

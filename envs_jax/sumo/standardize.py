@@ -38,7 +38,16 @@ import os
 from collections import Counter
 from typing import Mapping, Sequence
 
-PHASE_NAMES: tuple[str, ...] = ("WT-ET", "NT-ST", "WL-EL", "NL-SL", "WL-WT", "EL-ET", "SL-ST", "NL-NT")
+PHASE_NAMES: tuple[str, ...] = (
+    "WT-ET",
+    "NT-ST",
+    "WL-EL",
+    "NL-SL",
+    "WL-WT",
+    "EL-ET",
+    "SL-ST",
+    "NL-NT",
+)
 MOVEMENT_NAMES: tuple[str, ...] = ("N-L", "N-T", "W-L", "W-T", "S-L", "S-T", "E-L", "E-T")
 ARM_NAMES: tuple[str, ...] = ("N", "E", "S", "W")
 N_PHASES = 8
@@ -186,7 +195,9 @@ def standardize_tls(topo: TLSTopology) -> Intersection:
     Raises:
         UnmappableTLS: no usable incoming link, two approaches in one arm bin, or no movement.
     """
-    links = sorted((lk for lk in topo.links if not lk.in_lane.startswith(":")), key=lambda lk: lk.index)
+    links = sorted(
+        (lk for lk in topo.links if not lk.in_lane.startswith(":")), key=lambda lk: lk.index
+    )
     if not links:
         raise UnmappableTLS(f"traffic light {topo.tls_id!r} controls no incoming road lane")
     # 2. arms: approach 0 is the edge of the lowest link index
@@ -215,9 +226,17 @@ def standardize_tls(topo: TLSTopology) -> Intersection:
         for lane, cls in lane_class.items()
         if cls != "R"
     }
-    movement_lanes = tuple(_unique([ln for ln in lane_dirs if lane_slot.get(ln) == m]) for m in range(N_MOVEMENTS))
+    movement_lanes = tuple(
+        _unique([ln for ln in lane_dirs if lane_slot.get(ln) == m]) for m in range(N_MOVEMENTS)
+    )
     movement_out = tuple(
-        _unique([lk.out_lane for lk in links if lane_slot.get(lk.in_lane) == m and lk.direction not in _RIGHT])
+        _unique(
+            [
+                lk.out_lane
+                for lk in links
+                if lane_slot.get(lk.in_lane) == m and lk.direction not in _RIGHT
+            ]
+        )
         for m in range(N_MOVEMENTS)
     )
     if not any(movement_lanes):
@@ -267,7 +286,12 @@ def read_topologies(net_file: str | os.PathLike) -> list[TLSTopology]:
         links, headings = [], {}
         for in_lane, out_lane, idx in tls.getConnections():
             conn = next(
-                (c for c in in_lane.getOutgoing() if c.getToLane() is out_lane and c.getTLLinkIndex() == idx), None
+                (
+                    c
+                    for c in in_lane.getOutgoing()
+                    if c.getToLane() is out_lane and c.getTLLinkIndex() == idx
+                ),
+                None,
             )
             direction = conn.getDirection() if conn is not None else "s"
             links.append(Link(int(idx), in_lane.getID(), out_lane.getID(), direction))
@@ -319,7 +343,9 @@ def standardize_topologies(net_file: str, topologies: Sequence[TLSTopology]) -> 
         except UnmappableTLS as err:
             skipped[topo.tls_id] = str(err)
     if not inters:
-        raise ValueError(f"{net_file}: no traffic light could be standardised ({len(skipped)} skipped)")
+        raise ValueError(
+            f"{net_file}: no traffic light could be standardised ({len(skipped)} skipped)"
+        )
     return NetLayout(str(net_file), tuple(inters), skipped)
 
 

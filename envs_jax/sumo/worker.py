@@ -32,7 +32,14 @@ from typing import Any, Sequence
 import numpy as np
 
 # Per-lane measurements, in column order. Outgoing-only lanes fill the first two columns only.
-LANE_FEATURES: tuple[str, ...] = ("vehicles", "halting", "occupancy", "waiting_time", "mean_length", "flow")
+LANE_FEATURES: tuple[str, ...] = (
+    "vehicles",
+    "halting",
+    "occupancy",
+    "waiting_time",
+    "mean_length",
+    "flow",
+)
 
 
 class Simulation:

@@ -22,12 +22,22 @@ def kmap(fn: Callable, in_axes: int | None | Sequence[int | None] = 0) -> Callab
         axes = tuple(in_axes) if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
         if any(a not in (0, None) for a in axes):
             raise ValueError("kmap supports in_axes of 0 (mapped) or None (shared) only")
-        sizes = {x.shape[0] for a, arg in zip(axes, args) if a == 0 for x in jax.tree_util.tree_leaves(arg)}
+        sizes = {
+            x.shape[0]
+            for a, arg in zip(axes, args)
+            if a == 0
+            for x in jax.tree_util.tree_leaves(arg)
+        }
         if len(sizes) != 1:
-            raise ValueError(f"kmap: mapped arguments disagree on the learner axis size: {sorted(sizes)}")
+            raise ValueError(
+                f"kmap: mapped arguments disagree on the learner axis size: {sorted(sizes)}"
+            )
         if sizes.pop() != 1:
             return jax.vmap(fn, in_axes=axes)(*args)
-        squeezed = [jax.tree_util.tree_map(lambda x: x[0], arg) if a == 0 else arg for a, arg in zip(axes, args)]
+        squeezed = [
+            jax.tree_util.tree_map(lambda x: x[0], arg) if a == 0 else arg
+            for a, arg in zip(axes, args)
+        ]
         return jax.tree_util.tree_map(lambda x: jnp.expand_dims(x, 0), fn(*squeezed))
 
     return wrapped

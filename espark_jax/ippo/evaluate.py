@@ -20,8 +20,13 @@ from espark_jax.ippo.batching import kmap
 from espark_jax.ippo.rollout import MaskFn, apply_masks
 
 
-def make_evaluate(env: Any, apply_fn: Callable, length: int, num_envs: int,
-                  mask_fns: Sequence[MaskFn] | None = None) -> Callable:
+def make_evaluate(
+    env: Any,
+    apply_fn: Callable,
+    length: int,
+    num_envs: int,
+    mask_fns: Sequence[MaskFn] | None = None,
+) -> Callable:
     """Build ``evaluate(params, key, env_params, greedy) -> dict`` for K learners (params ``[K, ...]``).
 
     ``greedy`` is a traced bool (argmax actions when True, sampled otherwise), so one compiled
@@ -33,7 +38,9 @@ def make_evaluate(env: Any, apply_fn: Callable, length: int, num_envs: int,
     group, ``G = spec.n_groups``). Pure; jit it.
     """
     spec = env.spec
-    group_onehot = jnp.asarray(np.eye(spec.n_groups, dtype=np.float32)[np.asarray(spec.agent_group)])  # [n, G]
+    group_onehot = jnp.asarray(
+        np.eye(spec.n_groups, dtype=np.float32)[np.asarray(spec.agent_group)]
+    )  # [n, G]
     names = tuple(spec.reward_components)
     action_space = jnp.asarray(spec.action_values, jnp.float32)
 
@@ -66,7 +73,9 @@ def make_evaluate(env: Any, apply_fn: Callable, length: int, num_envs: int,
 
         zeros = jnp.zeros((n_k, num_envs, spec.n_agents), jnp.float32)
         init = (state, obs, jnp.ones((n_k, num_envs), bool), zeros, {n: zeros for n in names})
-        (_, _, _, reward_sum, comp_sum), _ = jax.lax.scan(step, init, jax.random.split(k_run, length))
+        (_, _, _, reward_sum, comp_sum), _ = jax.lax.scan(
+            step, init, jax.random.split(k_run, length)
+        )
         return {
             "return": jnp.sum(reward_sum, axis=-1),
             "group_return": reward_sum @ group_onehot,
@@ -86,7 +95,10 @@ def summarize(raw: dict[str, Any], group_names: tuple[str, ...]) -> dict[str, An
         "return_std": ret.std(axis=1).tolist(),
         "group_return": {g: group[:, i].tolist() for i, g in enumerate(group_names)},
         "components": {
-            n: {g: np.asarray(v, dtype=np.float64).mean(axis=1)[:, i].tolist() for i, g in enumerate(group_names)}
+            n: {
+                g: np.asarray(v, dtype=np.float64).mean(axis=1)[:, i].tolist()
+                for i, g in enumerate(group_names)
+            }
             for n, v in raw["components"].items()
         },
     }

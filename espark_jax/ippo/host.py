@@ -64,7 +64,15 @@ from espark_jax.ippo.evaluate import summarize
 from espark_jax.ippo.networks import ActorCritic, init_stacked_params
 from espark_jax.ippo.ppo import make_optimizer, make_update
 from espark_jax.ippo.rollout import MaskFn, RolloutStats, Transition, apply_masks, policy_step
-from espark_jax.ippo.train import LearnerSet, LearnerState, TrainConfig, Trainer, _broadcast, _slot, _TimedJit
+from espark_jax.ippo.train import (
+    LearnerSet,
+    LearnerState,
+    TrainConfig,
+    Trainer,
+    _broadcast,
+    _slot,
+    _TimedJit,
+)
 
 REWARD_SCALE = 0.01
 """Reward multiplier for SUMO (see the module doc); pass it as ``TrainConfig.reward_scale``."""
@@ -104,7 +112,9 @@ def make_env(name: str, n_learners: int, num_envs: int, **kwargs: Any) -> Any:
     return envs_jax.make(name, n_envs=sims, **kwargs)
 
 
-def make_trainer(env: Any, config: TrainConfig, mask_fns: Sequence[MaskFn], progress: bool = False) -> Any:
+def make_trainer(
+    env: Any, config: TrainConfig, mask_fns: Sequence[MaskFn], progress: bool = False
+) -> Any:
     """:class:`HostTrainer` for a host environment (``progress``: per-decision bars), else
     :class:`~espark_jax.ippo.train.Trainer` (whose progress bar is :func:`~espark_jax.ippo.train.train`'s)."""
     if is_host_env(env):
@@ -146,7 +156,9 @@ def record_host_contexts(
 
         controller = MaxPressure()
     if every < 1 or decisions < 1:
-        raise ValueError(f"record_host_contexts needs decisions >= 1 and every >= 1, got {decisions}, {every}")
+        raise ValueError(
+            f"record_host_contexts needs decisions >= 1 and every >= 1, got {decisions}, {every}"
+        )
     env.reset(seed)
     kept: list[dict[str, np.ndarray]] = []
     for t in range(min(int(decisions), int(env.spec.episode_length["train"]))):
@@ -169,20 +181,30 @@ class HostTrainer(LearnerSet):
         progress: show a per-decision progress bar for every episode (training and evaluation).
     """
 
-    def __init__(self, env: Any, config: TrainConfig, mask_fns: Sequence[MaskFn], progress: bool = False) -> None:
+    def __init__(
+        self, env: Any, config: TrainConfig, mask_fns: Sequence[MaskFn], progress: bool = False
+    ) -> None:
         if not is_host_env(env):
-            raise ValueError(f"{env.spec.name} is a JAX environment; use espark_jax.ippo.train.Trainer")
+            raise ValueError(
+                f"{env.spec.name} is a JAX environment; use espark_jax.ippo.train.Trainer"
+            )
         mask_fns = tuple(mask_fns)
         if not mask_fns:
-            raise ValueError("HostTrainer needs at least one mask function (use get_builtin_mask('none', spec))")
+            raise ValueError(
+                "HostTrainer needs at least one mask function (use get_builtin_mask('none', spec))"
+            )
         k, e = len(mask_fns), config.num_envs
         if env.n_envs != k * e:
-            raise ValueError(f"{env.spec.name}: the environment has {env.n_envs} simulations but {k} learners x "
-                             f"{e} envs need {k * e}; build it with espark_jax.ippo.host.make_env(name, {k}, {e})")
+            raise ValueError(
+                f"{env.spec.name}: the environment has {env.n_envs} simulations but {k} learners x "
+                f"{e} envs need {k * e}; build it with espark_jax.ippo.host.make_env(name, {k}, {e})"
+            )
         episode = int(env.spec.episode_length["train"])
         if config.num_steps not in (0, episode):
-            raise ValueError(f"host environments train on whole episodes: set num_steps to 0 or {episode}, "
-                             f"got {config.num_steps}")
+            raise ValueError(
+                f"host environments train on whole episodes: set num_steps to 0 or {episode}, "
+                f"got {config.num_steps}"
+            )
         avail = np.asarray(env.avail_actions, bool)
         if not avail.any(axis=-1).all():
             raise ValueError(f"{env.spec.name}: an agent has no available action")
@@ -195,7 +217,9 @@ class HostTrainer(LearnerSet):
         self.compile_seconds: dict[str, list[float]] = {}
         self.timings: dict[str, float] = {"env_s": 0.0, "policy_s": 0.0, "update_s": 0.0}
         self._action_space = jnp.asarray(env.spec.action_values, jnp.float32)
-        update = make_update(self.apply_fn, self.optimizer, config.ppo, on_trace=self._count("update"))
+        update = make_update(
+            self.apply_fn, self.optimizer, config.ppo, on_trace=self._count("update")
+        )
         self._update = _TimedJit(update, "update", self.compile_seconds, donate=(0, 1))
         self._eval_act = _TimedJit(self._make_eval_act(), "evaluate", self.compile_seconds)
         self.mask_fns: tuple[MaskFn, ...] = ()
@@ -210,20 +234,30 @@ class HostTrainer(LearnerSet):
         """
         mask_fns = tuple(mask_fns)
         if self.mask_fns and len(mask_fns) != len(self.mask_fns):
-            raise ValueError(f"set_masks got {len(mask_fns)} masks for {len(self.mask_fns)} learners; "
-                             "build a new HostTrainer")
+            raise ValueError(
+                f"set_masks got {len(mask_fns)} masks for {len(self.mask_fns)} learners; "
+                "build a new HostTrainer"
+            )
         self.mask_fns = mask_fns
         if mask_fns not in self._programs:
-            self._programs[mask_fns] = _TimedJit(self._make_act(mask_fns), "rollout", self.compile_seconds)
+            self._programs[mask_fns] = _TimedJit(
+                self._make_act(mask_fns), "rollout", self.compile_seconds
+            )
         self._act = self._programs[mask_fns]
 
     def _make_act(self, mask_fns: tuple[MaskFn, ...]) -> Callable:
         """``act(params, obs, ctx, avail, key, t) -> (action, log_prob, value, mask)`` for one decision."""
-        n_envs, agent_shape, on_trace = self.config.num_envs, tuple(self.spec.agent_shape), self._count("rollout")
+        n_envs, agent_shape, on_trace = (
+            self.config.num_envs,
+            tuple(self.spec.agent_shape),
+            self._count("rollout"),
+        )
 
         def act(params, obs, ctx, avail, key, t):
             on_trace()
-            keys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, t), 1 + n_envs))(key)  # [K, 1+E, 2]
+            keys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, t), 1 + n_envs))(
+                key
+            )  # [K, 1+E, 2]
             explore = apply_masks(mask_fns, ctx, keys[:, 1:], self._action_space, agent_shape)
             mask = combine_with_availability(explore, avail)
             action, log_prob, value = policy_step(self.apply_fn, params, obs, mask, keys[:, 0])
@@ -238,7 +272,9 @@ class HostTrainer(LearnerSet):
         def eval_act(params, obs, avail, key, t, greedy):
             on_trace()
             logits, _ = kmap(self.apply_fn)(params, obs)
-            sampled = dist.sample(jax.random.fold_in(key, t), logits, avail)  # one key: common random numbers
+            sampled = dist.sample(
+                jax.random.fold_in(key, t), logits, avail
+            )  # one key: common random numbers
             return jnp.where(greedy, dist.mode(logits, avail), sampled)
 
         return eval_act
@@ -252,27 +288,46 @@ class HostTrainer(LearnerSet):
         """
         return self.init_from_keys(jax.random.split(key, self.num_learners), params, opt_state)
 
-    def init_from_keys(self, keys: jax.Array, params: Any = None, opt_state: Any = None) -> LearnerState:
+    def init_from_keys(
+        self, keys: jax.Array, params: Any = None, opt_state: Any = None
+    ) -> LearnerState:
         """K learners, learner k from ``keys[k]``; optional single-learner ``params``/``opt_state``."""
         n_k = self.num_learners
         if keys.shape[0] != n_k:
             raise ValueError(f"init_from_keys needs {n_k} keys, got {keys.shape[0]}")
         k_init, k_run = jnp.moveaxis(jax.vmap(lambda k: jax.random.split(k, 2))(keys), 1, 0)
-        params = init_stacked_params(self.network, k_init, self.spec.obs_dim) if params is None else _broadcast(params, n_k)
-        opt_state = jax.vmap(self.optimizer.init)(params) if opt_state is None else _broadcast(opt_state, n_k)
-        return LearnerState(params=params, opt_state=opt_state, envs=None, key=k_run,
-                            n_updates=jnp.zeros((n_k,), jnp.int32))
+        params = (
+            init_stacked_params(self.network, k_init, self.spec.obs_dim)
+            if params is None
+            else _broadcast(params, n_k)
+        )
+        opt_state = (
+            jax.vmap(self.optimizer.init)(params)
+            if opt_state is None
+            else _broadcast(opt_state, n_k)
+        )
+        return LearnerState(
+            params=params,
+            opt_state=opt_state,
+            envs=None,
+            key=k_run,
+            n_updates=jnp.zeros((n_k,), jnp.int32),
+        )
 
     def retain(self, state: LearnerState, index: int, key: jax.Array) -> LearnerState:
         """Retention: learner ``index``'s parameters and optimizer state copied into all K slots."""
-        return self.init(key, params=_slot(state.params, index), opt_state=_slot(state.opt_state, index))
+        return self.init(
+            key, params=_slot(state.params, index), opt_state=_slot(state.opt_state, index)
+        )
 
     # ---------------------------------------------------------------- training
     def _split_batch(self, x: np.ndarray) -> np.ndarray:
         """``[B, ...]`` -> ``[K, E, ...]``."""
         return x.reshape((self.num_learners, self.config.num_envs) + x.shape[1:])
 
-    def rollout(self, state: LearnerState) -> tuple[LearnerState, Transition, jax.Array, RolloutStats, jax.Array, dict]:
+    def rollout(
+        self, state: LearnerState
+    ) -> tuple[LearnerState, Transition, jax.Array, RolloutStats, jax.Array, dict]:
         """One episode of all ``K x E`` simulations under the current masks (no update).
 
         Returns ``(state, traj, last_value, stats, update_key, episode)``: ``traj`` has leaves
@@ -283,7 +338,9 @@ class HostTrainer(LearnerSet):
         n_k, n_e, n_i = self.num_learners, cfg.num_envs, self.spec.n_agents
         keys = jax.vmap(lambda k: jax.random.split(k, 4))(state.key)
         k_next, k_seed, k_act, k_upd = (keys[:, i] for i in range(4))
-        seeds = np.asarray(jax.vmap(lambda k: jax.random.randint(k, (n_e,), 0, TRAIN_SEED_RANGE))(k_seed)).reshape(-1)
+        seeds = np.asarray(
+            jax.vmap(lambda k: jax.random.randint(k, (n_e,), 0, TRAIN_SEED_RANGE))(k_seed)
+        ).reshape(-1)
         t0 = time.perf_counter()
         obs, _ = env.reset(seeds)
         avail = jax.device_put(self._split_batch(np.asarray(env.avail_actions, bool)))
@@ -295,7 +352,9 @@ class HostTrainer(LearnerSet):
             t0 = time.perf_counter()
             ctx = jax.tree_util.tree_map(self._split_batch, env.mask_context())
             obs_k, ctx = jax.device_put((self._split_batch(obs), ctx))
-            action, log_prob, value, mask = self._act(state.params, obs_k, ctx, avail, k_act, np.int32(t))
+            action, log_prob, value, mask = self._act(
+                state.params, obs_k, ctx, avail, k_act, np.int32(t)
+            )
             actions = np.asarray(action).reshape(n_k * n_e, n_i)
             t1 = time.perf_counter()
             next_obs, reward, done, info = env.step(actions)
@@ -308,7 +367,9 @@ class HostTrainer(LearnerSet):
                 device[name].append(out)
             obs = next_obs
         if not np.all(done) or "metrics" not in info:
-            raise RuntimeError(f"{self.spec.name}: the episode did not end after {self.num_steps} decisions")
+            raise RuntimeError(
+                f"{self.spec.name}: the episode did not end after {self.num_steps} decisions"
+            )
         rewards = np.stack(host["reward"]).astype(np.float32)  # [T, B, I]
         shape = (self.num_steps, n_k, n_e)
         traj = Transition(
@@ -326,12 +387,16 @@ class HostTrainer(LearnerSet):
             episodes=jnp.full((n_k,), n_e, jnp.int32),
             allowed_fraction=jnp.mean(traj.mask, axis=(0, 2, 3, 4), dtype=jnp.float32),
         )
-        episode = {m: self._split_batch(np.asarray(info["metrics"][m], np.float64)).mean(axis=1)
-                   for m in EPISODE_METRICS}
+        episode = {
+            m: self._split_batch(np.asarray(info["metrics"][m], np.float64)).mean(axis=1)
+            for m in EPISODE_METRICS
+        }
         last_value = jnp.zeros((n_k, n_e, n_i), jnp.float32)
         return state.replace(key=k_next), traj, last_value, stats, k_upd, episode
 
-    def update(self, params: Any, opt_state: Any, traj: Transition, last_value: jax.Array, key: jax.Array):
+    def update(
+        self, params: Any, opt_state: Any, traj: Transition, last_value: jax.Array, key: jax.Array
+    ):
         """One PPO update of K learners from a rollout buffer (inputs are donated)."""
         t0 = time.perf_counter()
         out = self._update(params, opt_state, traj, last_value, key)
@@ -339,7 +404,9 @@ class HostTrainer(LearnerSet):
         self.timings["update_s"] += time.perf_counter() - t0
         return out
 
-    def train_chunk(self, state: LearnerState, n_updates: int | None = None) -> tuple[LearnerState, dict]:
+    def train_chunk(
+        self, state: LearnerState, n_updates: int | None = None
+    ) -> tuple[LearnerState, dict]:
         """Advance all K learners by ``n_updates`` episodes + updates (default ``config.updates_per_chunk``).
 
         Returns the new state and metrics ``{name: [U, K]}``: the PPO statistics, ``train_return``
@@ -349,16 +416,29 @@ class HostTrainer(LearnerSet):
         history = []
         for _ in range(n_updates or self.config.updates_per_chunk):
             state, traj, last_value, stats, k_upd, episode = self.rollout(state)
-            params, opt_state, metrics = self.update(state.params, state.opt_state, traj, last_value, k_upd)
+            params, opt_state, metrics = self.update(
+                state.params, state.opt_state, traj, last_value, k_upd
+            )
             state = state.replace(params=params, opt_state=opt_state, n_updates=state.n_updates + 1)
-            metrics = {**metrics, "train_return": stats.mean_episode_return, "allowed_fraction": stats.allowed_fraction,
-                       **{m: jnp.asarray(v, jnp.float32) for m, v in episode.items()}}
+            metrics = {
+                **metrics,
+                "train_return": stats.mean_episode_return,
+                "allowed_fraction": stats.allowed_fraction,
+                **{m: jnp.asarray(v, jnp.float32) for m, v in episode.items()},
+            }
             history.append(metrics)
         return state, jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *history)
 
     # ---------------------------------------------------------------- evaluation
-    def evaluate(self, params: Any, key: jax.Array, split: str | None = None, greedy: bool | None = None,
-                 num_envs: int | None = None, first_seed: int | None = None) -> dict[str, Any]:
+    def evaluate(
+        self,
+        params: Any,
+        key: jax.Array,
+        split: str | None = None,
+        greedy: bool | None = None,
+        num_envs: int | None = None,
+        first_seed: int | None = None,
+    ) -> dict[str, Any]:
         """Evaluate K' learners (params ``[K', ...]``, ``K'`` dividing ``B``) without exploration masks.
 
         Each learner gets ``B / K'`` simulations per round and at least ``num_envs`` (default
@@ -380,12 +460,16 @@ class HostTrainer(LearnerSet):
         first_seed = SPLIT_SEEDS[split] if first_seed is None else int(first_seed)
         n_k = int(jax.tree_util.tree_leaves(params)[0].shape[0])
         if env.n_envs % n_k:
-            raise ValueError(f"evaluate: {n_k} learners do not divide the {env.n_envs} simulations; pass the "
-                             f"parameters of 1 or {self.num_learners} learners")
+            raise ValueError(
+                f"evaluate: {n_k} learners do not divide the {env.n_envs} simulations; pass the "
+                f"parameters of 1 or {self.num_learners} learners"
+            )
         per = env.n_envs // n_k
         rounds = max(1, math.ceil(wanted / per))
         onehot = np.eye(spec.n_groups)[np.asarray(spec.agent_group)]  # [I, G]
-        avail = jax.device_put(np.asarray(env.avail_actions, bool).reshape(n_k, per, spec.n_agents, -1))
+        avail = jax.device_put(
+            np.asarray(env.avail_actions, bool).reshape(n_k, per, spec.n_agents, -1)
+        )
         raw: dict[str, list] = {"return": [], "group_return": [], "components": [], "metrics": []}
         for r in range(rounds):
             obs, _ = env.reset(first_seed + r * per + np.tile(np.arange(per), n_k))
@@ -393,7 +477,9 @@ class HostTrainer(LearnerSet):
             comps = {c: np.zeros((env.n_envs, spec.n_agents)) for c in spec.reward_components}
             for t in self._decisions(f"eval {split}"):
                 obs_k = jax.device_put(obs.reshape(n_k, per, *obs.shape[1:]))
-                action = self._eval_act(params, obs_k, avail, key, np.int32(r * self.num_steps + t), np.bool_(greedy))
+                action = self._eval_act(
+                    params, obs_k, avail, key, np.int32(r * self.num_steps + t), np.bool_(greedy)
+                )
                 obs, reward, done, info = env.step(np.asarray(action).reshape(env.n_envs, -1))
                 rewards += reward
                 for c in comps:
@@ -401,18 +487,32 @@ class HostTrainer(LearnerSet):
             raw["return"].append(rewards.sum(-1))
             raw["group_return"].append(rewards @ onehot)
             raw["components"].append({c: v @ onehot for c, v in comps.items()})
-            raw["metrics"].append({m: np.asarray(info["metrics"][m], np.float64) for m in EPISODE_METRICS})
+            raw["metrics"].append(
+                {m: np.asarray(info["metrics"][m], np.float64) for m in EPISODE_METRICS}
+            )
 
-        def by_learner(parts: list[np.ndarray]) -> np.ndarray:  # rounds of [B, ...] -> [K', episodes, ...]
+        def by_learner(
+            parts: list[np.ndarray],
+        ) -> np.ndarray:  # rounds of [B, ...] -> [K', episodes, ...]
             return np.concatenate([p.reshape(n_k, per, *p.shape[1:]) for p in parts], axis=1)
 
-        merged = {"return": by_learner(raw["return"]), "group_return": by_learner(raw["group_return"]),
-                  "components": {c: by_learner([p[c] for p in raw["components"]]) for c in spec.reward_components}}
+        merged = {
+            "return": by_learner(raw["return"]),
+            "group_return": by_learner(raw["group_return"]),
+            "components": {
+                c: by_learner([p[c] for p in raw["components"]]) for c in spec.reward_components
+            },
+        }
         metrics = {m: by_learner([p[m] for p in raw["metrics"]]) for m in EPISODE_METRICS}
-        return {"split": split, "greedy": greedy, **summarize(merged, tuple(spec.group_names)),
-                "metrics": {m: v.mean(axis=1).tolist() for m, v in metrics.items()},
-                "metrics_std": {m: v.std(axis=1).tolist() for m, v in metrics.items()},
-                "episodes": rounds * per, "first_seed": first_seed}
+        return {
+            "split": split,
+            "greedy": greedy,
+            **summarize(merged, tuple(spec.group_names)),
+            "metrics": {m: v.mean(axis=1).tolist() for m, v in metrics.items()},
+            "metrics_std": {m: v.std(axis=1).tolist() for m, v in metrics.items()},
+            "episodes": rounds * per,
+            "first_seed": first_seed,
+        }
 
     # ---------------------------------------------------------------- bookkeeping
     def _decisions(self, desc: str) -> Any:

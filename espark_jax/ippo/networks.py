@@ -45,7 +45,9 @@ class ActorCritic(nn.Module):
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Map ``obs [..., obs_dim]`` to ``(logits [..., n_actions], value [...])``."""
         if self.activation not in _ACTIVATIONS:
-            raise ValueError(f"unknown activation {self.activation!r}; use one of {sorted(_ACTIVATIONS)}")
+            raise ValueError(
+                f"unknown activation {self.activation!r}; use one of {sorted(_ACTIVATIONS)}"
+            )
         act = _ACTIVATIONS[self.activation]
         hidden_init = nn.initializers.orthogonal(HIDDEN_GAIN)
         zeros = nn.initializers.zeros
@@ -53,13 +55,24 @@ class ActorCritic(nn.Module):
         x = obs
         for i, width in enumerate(self.hidden):
             x = act(nn.Dense(width, kernel_init=hidden_init, bias_init=zeros, name=f"actor_{i}")(x))
-        logits = nn.Dense(self.n_actions, kernel_init=nn.initializers.orthogonal(HEAD_GAINS["actor_head"]), bias_init=zeros,
-                          name="actor_head")(x)
+        logits = nn.Dense(
+            self.n_actions,
+            kernel_init=nn.initializers.orthogonal(HEAD_GAINS["actor_head"]),
+            bias_init=zeros,
+            name="actor_head",
+        )(x)
 
         v = obs
         for i, width in enumerate(self.hidden):
-            v = act(nn.Dense(width, kernel_init=hidden_init, bias_init=zeros, name=f"critic_{i}")(v))
-        value = nn.Dense(1, kernel_init=nn.initializers.orthogonal(HEAD_GAINS["critic_head"]), bias_init=zeros, name="critic_head")(v)
+            v = act(
+                nn.Dense(width, kernel_init=hidden_init, bias_init=zeros, name=f"critic_{i}")(v)
+            )
+        value = nn.Dense(
+            1,
+            kernel_init=nn.initializers.orthogonal(HEAD_GAINS["critic_head"]),
+            bias_init=zeros,
+            name="critic_head",
+        )(v)
         return logits, value[..., 0]
 
 
@@ -86,12 +99,16 @@ def param_shapes(network: ActorCritic, obs_dim: int) -> dict:
     return jax.eval_shape(lambda x: network.init(jax.random.PRNGKey(0), x), dummy)["params"]
 
 
-def _init_host(network: ActorCritic, key: jax.Array, obs_dim: int, shapes: dict | None = None) -> dict:
+def _init_host(
+    network: ActorCritic, key: jax.Array, obs_dim: int, shapes: dict | None = None
+) -> dict:
     shapes = shapes or param_shapes(network, obs_dim)
     rng = np.random.default_rng(_seed(key))
     return {
         name: {
-            "kernel": _orthogonal(rng, shapes[name]["kernel"].shape, HEAD_GAINS.get(name, HIDDEN_GAIN)),
+            "kernel": _orthogonal(
+                rng, shapes[name]["kernel"].shape, HEAD_GAINS.get(name, HIDDEN_GAIN)
+            ),
             "bias": np.zeros(shapes[name]["bias"].shape, np.float32),
         }
         for name in sorted(shapes)

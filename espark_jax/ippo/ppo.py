@@ -82,21 +82,30 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-def scale_by_adam_products(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
+def scale_by_adam_products(
+    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+) -> optax.GradientTransformation:
     """Adam's update direction (as ``optax.scale_by_adam``), bias corrections from running products."""
 
     def init(params):
-        return AdamState(mu=jax.tree_util.tree_map(jnp.zeros_like, params),
-                         nu=jax.tree_util.tree_map(jnp.zeros_like, params),
-                         b1_pow=jnp.ones((), jnp.float32), b2_pow=jnp.ones((), jnp.float32))
+        return AdamState(
+            mu=jax.tree_util.tree_map(jnp.zeros_like, params),
+            nu=jax.tree_util.tree_map(jnp.zeros_like, params),
+            b1_pow=jnp.ones((), jnp.float32),
+            b2_pow=jnp.ones((), jnp.float32),
+        )
 
     def update(updates, state, params=None):
         del params
         mu = jax.tree_util.tree_map(lambda g, m: (1.0 - b1) * g + b1 * m, updates, state.mu)
-        nu = jax.tree_util.tree_map(lambda g, v: (1.0 - b2) * jnp.square(g) + b2 * v, updates, state.nu)
+        nu = jax.tree_util.tree_map(
+            lambda g, v: (1.0 - b2) * jnp.square(g) + b2 * v, updates, state.nu
+        )
         b1_pow, b2_pow = state.b1_pow * b1, state.b2_pow * b2
         inv_c1, inv_c2 = 1.0 / (1.0 - b1_pow), 1.0 / (1.0 - b2_pow)
-        out = jax.tree_util.tree_map(lambda m, v: (m * inv_c1) / (jnp.sqrt(v * inv_c2) + eps), mu, nu)
+        out = jax.tree_util.tree_map(
+            lambda m, v: (m * inv_c1) / (jnp.sqrt(v * inv_c2) + eps), mu, nu
+        )
         return out, AdamState(mu=mu, nu=nu, b1_pow=b1_pow, b2_pow=b2_pow)
 
     return optax.GradientTransformation(init, update)
@@ -112,7 +121,12 @@ def make_optimizer(cfg: PPOConfig) -> optax.GradientTransformation:
 
 
 def compute_gae(
-    rewards: jax.Array, values: jax.Array, dones: jax.Array, last_value: jax.Array, gamma: float, lam: float
+    rewards: jax.Array,
+    values: jax.Array,
+    dones: jax.Array,
+    last_value: jax.Array,
+    gamma: float,
+    lam: float,
 ) -> tuple[jax.Array, jax.Array]:
     """Generalised advantage estimation over the leading time axis.
 
@@ -161,7 +175,9 @@ def ppo_loss(
     old_value = batch["value"]
     value_clipped = old_value + jnp.clip(value - old_value, -cfg.clip_eps, cfg.clip_eps)
     target = batch["target"]
-    value_loss = 0.5 * mean(jnp.maximum(jnp.square(value - target), jnp.square(value_clipped - target)))
+    value_loss = 0.5 * mean(
+        jnp.maximum(jnp.square(value - target), jnp.square(value_clipped - target))
+    )
     entropy = mean(dist.entropy(logits, mask))
     loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
     aux = {
@@ -203,10 +219,21 @@ def make_update(
         batch_size = T * E * N
         mb_size = batch_size // cfg.num_minibatches
         if mb_size < 1:
-            raise ValueError(f"num_minibatches={cfg.num_minibatches} exceeds the batch of {batch_size} agent-steps")
-        adv, target = compute_gae(traj.reward, traj.value, traj.done, last_value, cfg.gamma, cfg.gae_lambda)
-        data = {"obs": traj.obs, "action": traj.action, "log_prob": traj.log_prob, "value": traj.value,
-                "mask": traj.mask, "advantage": adv, "target": target}
+            raise ValueError(
+                f"num_minibatches={cfg.num_minibatches} exceeds the batch of {batch_size} agent-steps"
+            )
+        adv, target = compute_gae(
+            traj.reward, traj.value, traj.done, last_value, cfg.gamma, cfg.gae_lambda
+        )
+        data = {
+            "obs": traj.obs,
+            "action": traj.action,
+            "log_prob": traj.log_prob,
+            "value": traj.value,
+            "mask": traj.mask,
+            "advantage": adv,
+            "target": target,
+        }
         k_index = jnp.arange(K)[:, None]
 
         def gather(flat_idx):  # [K, mb] -> leaves [K, mb, ...]
@@ -226,9 +253,13 @@ def make_update(
             carry, metrics = jax.lax.scan(minibatch, carry, jnp.moveaxis(perm, 1, 0))
             return carry, metrics
 
-        epoch_keys = jnp.moveaxis(jax.vmap(lambda k: jax.random.split(k, cfg.update_epochs))(key), 1, 0)
+        epoch_keys = jnp.moveaxis(
+            jax.vmap(lambda k: jax.random.split(k, cfg.update_epochs))(key), 1, 0
+        )
         (params, opt_state), metrics = jax.lax.scan(epoch, (params, opt_state), epoch_keys)
-        metrics = jax.tree_util.tree_map(lambda m: kmap(invariant_mean)(jnp.moveaxis(m, 2, 0)), metrics)  # -> [K]
+        metrics = jax.tree_util.tree_map(
+            lambda m: kmap(invariant_mean)(jnp.moveaxis(m, 2, 0)), metrics
+        )  # -> [K]
         return params, opt_state, metrics
 
     return update

@@ -61,7 +61,9 @@ class EnvBatch:
 class RolloutStats:
     """Per-learner statistics of one rollout (all ``[K]``)."""
 
-    mean_episode_return: jax.Array  # mean (unscaled) return of the episodes finished in it; NaN if none
+    mean_episode_return: (
+        jax.Array
+    )  # mean (unscaled) return of the episodes finished in it; NaN if none
     episodes: jax.Array  # number of episodes finished in it (int32)
     allowed_fraction: jax.Array  # mean fraction of actions the masks allowed (after fallback)
 
@@ -108,7 +110,8 @@ def apply_masks(
     if all(fn is mask_fns[0] for fn in mask_fns):
         return kmap(jax.vmap(one(mask_fns[0])))(ctx)
     per_k = [
-        jax.vmap(one(fn))(jax.tree_util.tree_map(lambda x, k=k: x[k], ctx)) for k, fn in enumerate(mask_fns)
+        jax.vmap(one(fn))(jax.tree_util.tree_map(lambda x, k=k: x[k], ctx))
+        for k, fn in enumerate(mask_fns)
     ]
     return jnp.stack(per_k)
 
@@ -146,7 +149,9 @@ def reset_envs(env: Any, keys: jax.Array, env_params: Any) -> EnvBatch:
 def _strong(tree: Any) -> Any:
     """Drop weak types (a mask built from Python scalars can be weakly typed), so the buffer's
     types, and hence the PPO update's trace, never depend on how a mask function was written."""
-    return jax.tree_util.tree_map(lambda x: jax.lax.convert_element_type(x, jnp.result_type(x)), tree)
+    return jax.tree_util.tree_map(
+        lambda x: jax.lax.convert_element_type(x, jnp.result_type(x)), tree
+    )
 
 
 def make_rollout(
@@ -176,25 +181,42 @@ def make_rollout(
         def step(carry, step_keys):
             envs, ret_sum, n_eps, n_allowed = carry
             k_act = step_keys[:, 0]  # [K, 2]
-            mask_keys, env_keys, reset_keys = (step_keys[:, 1 + i * n_envs: 1 + (i + 1) * n_envs] for i in range(3))
+            mask_keys, env_keys, reset_keys = (
+                step_keys[:, 1 + i * n_envs : 1 + (i + 1) * n_envs] for i in range(3)
+            )
             ctx = _vmap2(env.mask_context, (0, None))(envs.state, env_params)
             masks = apply_masks(mask_fns, ctx, mask_keys, action_space, spec.agent_shape)
             action, log_prob, value = policy_step(apply_fn, params, envs.obs, masks, k_act)
-            obs, state, reward, done, _ = _vmap2(env.step, (0, 0, 0, None))(env_keys, envs.state, action, env_params)
+            obs, state, reward, done, _ = _vmap2(env.step, (0, 0, 0, None))(
+                env_keys, envs.state, action, env_params
+            )
             done = jnp.asarray(done, bool)
             ep_ret = envs.episode_return + invariant_sum(reward, axis=-1)
             ret_sum = ret_sum + jnp.where(done, ep_ret, 0.0)  # [K, E]; reduced once at the end
             n_eps = n_eps + done
-            n_allowed = n_allowed + jnp.sum(dist.effective_mask(masks), axis=(1, 2, 3), dtype=jnp.int32)
+            n_allowed = n_allowed + jnp.sum(
+                dist.effective_mask(masks), axis=(1, 2, 3), dtype=jnp.int32
+            )
 
             def do_reset(_):
                 fresh = reset_envs(env, reset_keys, env_params)
-                pick = lambda new, old: jnp.where(done.reshape(done.shape + (1,) * (old.ndim - 2)), new, old)
+                pick = lambda new, old: jnp.where(
+                    done.reshape(done.shape + (1,) * (old.ndim - 2)), new, old
+                )
                 return jax.tree_util.tree_map(pick, fresh.state, state), pick(fresh.obs, obs)
 
             state, obs = jax.lax.cond(jnp.any(done), do_reset, lambda _: (state, obs), None)
-            trans = _strong(Transition(obs=envs.obs, action=action, log_prob=log_prob, value=value,
-                                       reward=reward * reward_scale, done=done, mask=masks))
+            trans = _strong(
+                Transition(
+                    obs=envs.obs,
+                    action=action,
+                    log_prob=log_prob,
+                    value=value,
+                    reward=reward * reward_scale,
+                    done=done,
+                    mask=masks,
+                )
+            )
             new_envs = EnvBatch(state=state, obs=obs, episode_return=jnp.where(done, 0.0, ep_ret))
             return (new_envs, ret_sum, n_eps, n_allowed), trans
 
@@ -203,17 +225,28 @@ def make_rollout(
         # compile than splitting inside the loop): per step one action key and E mask, step and
         # reset keys per learner
         per_step = 1 + 3 * n_envs
-        keys = jax.vmap(lambda k: jax.random.split(k, num_steps * per_step).reshape(num_steps, per_step, -1))(key)
+        keys = jax.vmap(
+            lambda k: jax.random.split(k, num_steps * per_step).reshape(num_steps, per_step, -1)
+        )(key)
         keys = jnp.moveaxis(keys, 1, 0)  # [T, K, 1 + 3E, 2]
-        init = (envs, jnp.zeros((n_k, n_envs), jnp.float32), jnp.zeros((n_k, n_envs), jnp.int32),
-                jnp.zeros((n_k,), jnp.int32))
+        init = (
+            envs,
+            jnp.zeros((n_k, n_envs), jnp.float32),
+            jnp.zeros((n_k, n_envs), jnp.int32),
+            jnp.zeros((n_k,), jnp.int32),
+        )
         (envs, ret_sum, n_eps, n_allowed), traj = jax.lax.scan(step, init, keys)
         _, last_value = kmap(apply_fn)(params, envs.obs)
         episodes = jnp.sum(n_eps, axis=1)
-        mean_return = kmap(invariant_sum)(ret_sum) * (1.0 / jnp.maximum(episodes, 1).astype(jnp.float32))
+        mean_return = kmap(invariant_sum)(ret_sum) * (
+            1.0 / jnp.maximum(episodes, 1).astype(jnp.float32)
+        )
         total = num_steps * n_envs * spec.n_agents * spec.n_actions
-        stats = RolloutStats(mean_episode_return=jnp.where(episodes > 0, mean_return, jnp.nan), episodes=episodes,
-                             allowed_fraction=n_allowed.astype(jnp.float32) * (1.0 / total))
+        stats = RolloutStats(
+            mean_episode_return=jnp.where(episodes > 0, mean_return, jnp.nan),
+            episodes=episodes,
+            allowed_fraction=n_allowed.astype(jnp.float32) * (1.0 / total),
+        )
         return envs, traj, last_value, stats
 
     return rollout

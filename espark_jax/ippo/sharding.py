@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 
 def mesh_shape(n_learners: int, n_envs: int, n_devices: int) -> tuple[int, int]:

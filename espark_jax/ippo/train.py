@@ -85,7 +85,14 @@ class TrainConfig:
     shard: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("num_envs", "num_updates", "updates_per_chunk", "eval_every", "eval_envs", "select_last"):
+        for name in (
+            "num_envs",
+            "num_updates",
+            "updates_per_chunk",
+            "eval_every",
+            "eval_envs",
+            "select_last",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.num_steps < 0:
@@ -113,14 +120,19 @@ class LearnerState:
 class _TimedJit:
     """``jax.jit`` with explicit ahead-of-time compilation, timed, one executable per input signature."""
 
-    def __init__(self, fn: Callable, name: str, log: dict[str, list[float]], donate: tuple[int, ...] = ()):
+    def __init__(
+        self, fn: Callable, name: str, log: dict[str, list[float]], donate: tuple[int, ...] = ()
+    ):
         self.jitted = jax.jit(fn, donate_argnums=donate)
         self._name, self._log = name, log
         self._executables: dict[Any, Any] = {}
 
     def __call__(self, *args: Any) -> Any:
         leaves, treedef = jax.tree_util.tree_flatten(args)
-        sig = (treedef, tuple((np.shape(x), _dtype(x), getattr(x, "sharding", None)) for x in leaves))
+        sig = (
+            treedef,
+            tuple((np.shape(x), _dtype(x), getattr(x, "sharding", None)) for x in leaves),
+        )
         exe = self._executables.get(sig)
         if exe is None:
             start = time.perf_counter()
@@ -132,7 +144,9 @@ class _TimedJit:
 
 def _dtype(x: Any) -> Any:
     dtype = getattr(x, "dtype", None)
-    return (dtype, bool(getattr(x, "weak_type", False))) if dtype is not None else np.asarray(x).dtype
+    return (
+        (dtype, bool(getattr(x, "weak_type", False))) if dtype is not None else np.asarray(x).dtype
+    )
 
 
 def _slot(tree: Any, index: int) -> Any:
@@ -173,9 +187,17 @@ class Trainer(LearnerSet):
         devices: devices to shard over (default: all visible, when ``config.shard``).
     """
 
-    def __init__(self, env: Any, config: TrainConfig, mask_fns: Sequence[MaskFn], devices: Sequence[Any] | None = None):
+    def __init__(
+        self,
+        env: Any,
+        config: TrainConfig,
+        mask_fns: Sequence[MaskFn],
+        devices: Sequence[Any] | None = None,
+    ):
         if not getattr(env.spec, "is_jax", True):
-            raise ValueError(f"{env.spec.name} is a host environment; Trainer needs a JAX environment")
+            raise ValueError(
+                f"{env.spec.name} is a host environment; Trainer needs a JAX environment"
+            )
         self.env, self.spec, self.config = env, env.spec, config
         self.network = ActorCritic(env.spec.n_actions, config.hidden, config.activation)
         self.optimizer = make_optimizer(config.ppo)
@@ -187,11 +209,17 @@ class Trainer(LearnerSet):
         self._eval_fns: dict[tuple, _TimedJit] = {}
         self._eval_params: dict[str, Any] = {}
         self.apply_fn = lambda params, obs: self.network.apply({"params": params}, obs)
-        update = make_update(self.apply_fn, self.optimizer, config.ppo, on_trace=self._count("update"))
+        update = make_update(
+            self.apply_fn, self.optimizer, config.ppo, on_trace=self._count("update")
+        )
         self._update_fn = self._constrained_update(update)
         self._update = _TimedJit(self._update_fn, "update", self.compile_seconds, donate=(0, 1))
-        self._inner_update = jax.jit(self._update_fn)  # used inside fused chunks: one trace per trainer
-        self._reset = _TimedJit(lambda keys, p: reset_envs(env, keys, p), "reset", self.compile_seconds)
+        self._inner_update = jax.jit(
+            self._update_fn
+        )  # used inside fused chunks: one trace per trainer
+        self._reset = _TimedJit(
+            lambda keys, p: reset_envs(env, keys, p), "reset", self.compile_seconds
+        )
         self.mask_fns: tuple[MaskFn, ...] = ()
         self._programs: dict[tuple, tuple] = {}
         self.set_masks(mask_fns)
@@ -205,17 +233,35 @@ class Trainer(LearnerSet):
         """
         mask_fns = tuple(mask_fns)
         if not mask_fns:
-            raise ValueError("Trainer needs at least one mask function (use get_builtin_mask('none', spec))")
+            raise ValueError(
+                "Trainer needs at least one mask function (use get_builtin_mask('none', spec))"
+            )
         if self.mask_fns and len(mask_fns) != len(self.mask_fns):
-            raise ValueError(f"set_masks got {len(mask_fns)} masks for {len(self.mask_fns)} learners; build a new Trainer")
+            raise ValueError(
+                f"set_masks got {len(mask_fns)} masks for {len(self.mask_fns)} learners; build a new Trainer"
+            )
         if not self.mask_fns:
-            self.mesh = shd.make_mesh(len(mask_fns), self.config.num_envs, self._devices) if self.config.shard else None
+            self.mesh = (
+                shd.make_mesh(len(mask_fns), self.config.num_envs, self._devices)
+                if self.config.shard
+                else None
+            )
         self.mask_fns = mask_fns
         if mask_fns not in self._programs:
-            rollout = make_rollout(self.env, self.apply_fn, mask_fns, self.num_steps, self.config.reward_scale,
-                                   on_trace=self._count("rollout"))
+            rollout = make_rollout(
+                self.env,
+                self.apply_fn,
+                mask_fns,
+                self.num_steps,
+                self.config.reward_scale,
+                on_trace=self._count("rollout"),
+            )
             phase = self._rollout_phase(rollout)
-            self._programs[mask_fns] = (phase, _TimedJit(phase, "rollout", self.compile_seconds, donate=(0,)), {})
+            self._programs[mask_fns] = (
+                phase,
+                _TimedJit(phase, "rollout", self.compile_seconds, donate=(0,)),
+                {},
+            )
         self._rollout_fn, self._rollout, self._chunks = self._programs[mask_fns]
 
     # ---------------------------------------------------------------- state
@@ -227,7 +273,9 @@ class Trainer(LearnerSet):
         """
         return self.init_from_keys(jax.random.split(key, self.num_learners), params, opt_state)
 
-    def init_from_keys(self, keys: jax.Array, params: Any = None, opt_state: Any = None) -> LearnerState:
+    def init_from_keys(
+        self, keys: jax.Array, params: Any = None, opt_state: Any = None
+    ) -> LearnerState:
         """K learners, learner k from ``keys[k]``; optional single-learner ``params``/``opt_state``."""
         n_k = self.num_learners
         if keys.shape[0] != n_k:
@@ -243,14 +291,21 @@ class Trainer(LearnerSet):
             opt_state = _broadcast(opt_state, n_k)
         env_keys = jax.vmap(lambda k: jax.random.split(k, self.config.num_envs))(k_env)
         envs = self._reset(env_keys, self.train_params)
-        state = LearnerState(params=params, opt_state=opt_state, envs=envs, key=k_run,
-                             n_updates=jnp.zeros((n_k,), jnp.int32))
+        state = LearnerState(
+            params=params,
+            opt_state=opt_state,
+            envs=envs,
+            key=k_run,
+            n_updates=jnp.zeros((n_k,), jnp.int32),
+        )
         return self.place(state)
 
     def retain(self, state: LearnerState, index: int, key: jax.Array) -> LearnerState:
         """Retention: learner ``index``'s parameters and optimizer state copied into all K slots,
         with fresh environments and keys from ``key``."""
-        return self.init(key, params=_slot(state.params, index), opt_state=_slot(state.opt_state, index))
+        return self.init(
+            key, params=_slot(state.params, index), opt_state=_slot(state.opt_state, index)
+        )
 
     def place(self, state: LearnerState) -> LearnerState:
         """Put a learner state on the trainer's devices (sharded when a mesh is in use)."""
@@ -292,7 +347,9 @@ class Trainer(LearnerSet):
         return constrained
 
     @staticmethod
-    def _finish(state: LearnerState, params, opt_state, metrics, stats) -> tuple[LearnerState, dict]:
+    def _finish(
+        state: LearnerState, params, opt_state, metrics, stats
+    ) -> tuple[LearnerState, dict]:
         state = state.replace(params=params, opt_state=opt_state, n_updates=state.n_updates + 1)
         metrics = dict(metrics)
         metrics["train_return"] = stats.mean_episode_return
@@ -301,10 +358,13 @@ class Trainer(LearnerSet):
 
     def _fused_chunk(self, n_updates: int) -> _TimedJit:
         if n_updates not in self._chunks:
+
             def chunk(state: LearnerState, env_params: Any):
                 def one(state, _):
                     state, traj, last_value, stats, k_upd = self._rollout_fn(state, env_params)
-                    params, opt_state, metrics = self._inner_update(state.params, state.opt_state, traj, last_value, k_upd)
+                    params, opt_state, metrics = self._inner_update(
+                        state.params, state.opt_state, traj, last_value, k_upd
+                    )
                     return self._finish(state, params, opt_state, metrics, stats)
 
                 return jax.lax.scan(one, state, None, length=n_updates)
@@ -312,7 +372,9 @@ class Trainer(LearnerSet):
             self._chunks[n_updates] = _TimedJit(chunk, "chunk", self.compile_seconds, donate=(0,))
         return self._chunks[n_updates]
 
-    def train_chunk(self, state: LearnerState, n_updates: int | None = None) -> tuple[LearnerState, dict]:
+    def train_chunk(
+        self, state: LearnerState, n_updates: int | None = None
+    ) -> tuple[LearnerState, dict]:
         """Advance all K learners by ``n_updates`` (default ``config.updates_per_chunk``) updates.
 
         Returns the new state and metrics ``{name: [U, K]}`` (device arrays; nothing is synced).
@@ -324,7 +386,9 @@ class Trainer(LearnerSet):
         history = []
         for _ in range(n_updates):
             state, traj, last_value, stats, k_upd = self._rollout(state, self.train_params)
-            params, opt_state, metrics = self._update(state.params, state.opt_state, traj, last_value, k_upd)
+            params, opt_state, metrics = self._update(
+                state.params, state.opt_state, traj, last_value, k_upd
+            )
             state, metrics = self._finish(state, params, opt_state, metrics, stats)
             history.append(metrics)
         return state, jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *history)
@@ -338,8 +402,15 @@ class Trainer(LearnerSet):
         return self._update(params, opt_state, traj, last_value, key)
 
     # ---------------------------------------------------------------- evaluation
-    def evaluate(self, params: Any, key: jax.Array, split: str | None = None, greedy: bool | None = None,
-                 num_envs: int | None = None, masked: bool = False) -> dict[str, Any]:
+    def evaluate(
+        self,
+        params: Any,
+        key: jax.Array,
+        split: str | None = None,
+        greedy: bool | None = None,
+        num_envs: int | None = None,
+        masked: bool = False,
+    ) -> dict[str, Any]:
         """Evaluate K learners (params ``[K, ...]``) without masks; JSON-ready means over environments.
 
         ``masked=True`` is a diagnostic: learner k acts under its current training mask (pi_E).
@@ -350,17 +421,25 @@ class Trainer(LearnerSet):
         greedy = self.config.eval_greedy if greedy is None else greedy
         num_envs = num_envs or self.config.eval_envs
         if split not in self.spec.episode_length:
-            raise ValueError(f"unknown split {split!r}; use one of {sorted(self.spec.episode_length)}")
+            raise ValueError(
+                f"unknown split {split!r}; use one of {sorted(self.spec.episode_length)}"
+            )
         if split not in self._eval_params:
             self._eval_params[split] = self.env.default_params(split)
         masks = self.mask_fns if masked else None
         sig = (split, num_envs, masks)
         if sig not in self._eval_fns:
-            fn = make_evaluate(self.env, self.apply_fn, int(self.spec.episode_length[split]), num_envs, masks)
+            fn = make_evaluate(
+                self.env, self.apply_fn, int(self.spec.episode_length[split]), num_envs, masks
+            )
             self._eval_fns[sig] = _TimedJit(fn, "evaluate", self.compile_seconds)
         raw = self._eval_fns[sig](params, key, self._eval_params[split], jnp.asarray(bool(greedy)))
-        return {"split": split, "greedy": greedy, "masked": masked,
-                **summarize(jax.device_get(raw), tuple(self.spec.group_names))}
+        return {
+            "split": split,
+            "greedy": greedy,
+            "masked": masked,
+            **summarize(jax.device_get(raw), tuple(self.spec.group_names)),
+        }
 
     # ---------------------------------------------------------------- bookkeeping
     def agent_steps_per_update(self) -> int:
@@ -404,7 +483,9 @@ def _per_learner_means(values: Any) -> list[float | None]:
     return [float(s / c) if c else None for s, c in zip(sums, counts)]
 
 
-def _chunk_record(metrics: dict, update: int, trainer: Trainer, seconds: float, n_updates: int) -> dict[str, Any]:
+def _chunk_record(
+    metrics: dict, update: int, trainer: Trainer, seconds: float, n_updates: int
+) -> dict[str, Any]:
     """One JSON line for a chunk: counters, throughput and per-learner metric means."""
     per_update = trainer.agent_steps_per_update()
     record: dict[str, Any] = {
@@ -413,7 +494,9 @@ def _chunk_record(metrics: dict, update: int, trainer: Trainer, seconds: float, 
         "env_steps": update * trainer.num_steps * trainer.config.num_envs,
         "agent_steps": update * per_update,
         "seconds": seconds,
-        "agent_steps_per_s": per_update * n_updates * trainer.num_learners / seconds if seconds > 0 else None,
+        "agent_steps_per_s": per_update * n_updates * trainer.num_learners / seconds
+        if seconds > 0
+        else None,
     }
     for name, value in jax.device_get(metrics).items():
         record[name] = _per_learner_means(value)
@@ -445,7 +528,9 @@ def train(
     sink = open(metrics_path, "a") if metrics_path else None
     done, next_eval = 0, cfg.eval_every
     try:
-        with tqdm(total=num_updates, desc=desc, unit="upd", disable=not progress, dynamic_ncols=True) as bar:
+        with tqdm(
+            total=num_updates, desc=desc, unit="upd", disable=not progress, dynamic_ncols=True
+        ) as bar:
             while done < num_updates:
                 n = min(cfg.updates_per_chunk, num_updates - done)
                 t0 = time.perf_counter()
@@ -474,8 +559,12 @@ def train(
     finally:
         if sink is not None:
             sink.close()
-    return TrainResult(state=state, evals=evals, scores=selection_scores(evals, cfg.select_last),
-                       seconds=time.perf_counter() - start)
+    return TrainResult(
+        state=state,
+        evals=evals,
+        scores=selection_scores(evals, cfg.select_last),
+        seconds=time.perf_counter() - start,
+    )
 
 
 def _fmt_best(values: Sequence[float | None] | None) -> str:

@@ -37,11 +37,15 @@ def fenced_blocks(text: str) -> list[tuple[str, str]]:
     A final fence that is never closed (a reply cut off at the token limit) counts as a block
     running to the end of the text, so the compiler can report where the code breaks off.
     """
-    return [(m.group("lang").lower(), m.group("body").rstrip() + "\n") for m in _FENCE.finditer(text)]
+    return [
+        (m.group("lang").lower(), m.group("body").rstrip() + "\n") for m in _FENCE.finditer(text)
+    ]
 
 
 def _defines(code: str, function_name: str) -> bool:
-    return re.search(rf"^def[ \t]+{re.escape(function_name)}[ \t]*\(", code, re.MULTILINE) is not None
+    return (
+        re.search(rf"^def[ \t]+{re.escape(function_name)}[ \t]*\(", code, re.MULTILINE) is not None
+    )
 
 
 def extract_code(text: str, function_name: str = "compute_mask") -> str:
@@ -86,8 +90,18 @@ class CheckerVerdict:
         return {"pass": self.passed, "reasons": list(self.reasons), "suggestion": self.suggestion}
 
 
-_PASS_WORDS = {"pass": True, "passed": True, "true": True, "yes": True, "ok": True,
-               "fail": False, "failed": False, "false": False, "no": False, "reject": False}
+_PASS_WORDS = {
+    "pass": True,
+    "passed": True,
+    "true": True,
+    "yes": True,
+    "ok": True,
+    "fail": False,
+    "failed": False,
+    "false": False,
+    "no": False,
+    "reject": False,
+}
 
 
 def _as_pass(value: object) -> bool | None:
@@ -116,7 +130,9 @@ def _verdict_from(obj: object) -> CheckerVerdict | None:
     else:
         reasons = ()
     suggestion = obj.get("suggestion")
-    return CheckerVerdict(passed, reasons, str(suggestion) if suggestion not in (None, "") else None)
+    return CheckerVerdict(
+        passed, reasons, str(suggestion) if suggestion not in (None, "") else None
+    )
 
 
 def _json_objects(text: str) -> list[object]:

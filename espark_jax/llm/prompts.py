@@ -73,7 +73,9 @@ def prompts_dir() -> Path:
     if override:
         path = Path(override).expanduser()
         if not (path / _MARKER).is_file():
-            raise PromptError(f"{PROMPTS_ENV_VAR}={override} has no {_MARKER}; point it at a prompts/ folder or unset it")
+            raise PromptError(
+                f"{PROMPTS_ENV_VAR}={override} has no {_MARKER}; point it at a prompts/ folder or unset it"
+            )
         return path
     here = Path(__file__).resolve().parent
     for path in (here.parents[1] / "prompts", here / "prompt_files"):
@@ -139,13 +141,20 @@ def _strip_cache(messages: Sequence[Mapping[str, Any]]) -> list[dict]:
         content = m["content"]
         if isinstance(content, str):
             content = [{"type": "text", "text": content}]
-        out.append({"role": m["role"], "content": [{k: v for k, v in b.items() if k != "cache_control"} for b in content]})
+        out.append(
+            {
+                "role": m["role"],
+                "content": [{k: v for k, v in b.items() if k != "cache_control"} for b in content],
+            }
+        )
     return out
 
 
 def hash_prompt(system: str, messages: Sequence[Mapping[str, Any]]) -> str:
     """A short sha256 of a prompt's text (cache markers ignored), used to detect prompt drift on replay."""
-    payload = json.dumps({"system": system, "messages": _strip_cache(messages)}, sort_keys=True, ensure_ascii=False)
+    payload = json.dumps(
+        {"system": system, "messages": _strip_cache(messages)}, sort_keys=True, ensure_ascii=False
+    )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
@@ -220,14 +229,23 @@ class EnvPromptInfo:
                 f"add prompts/{family}/task_description.txt, action_space.txt, formulation_lang.txt and focuses.txt"
             )
         agent_axes = next(
-            (f.shape for f in spec.context_fields if spec.field_shape(f) == tuple(spec.agent_shape)),
+            (
+                f.shape
+                for f in spec.context_fields
+                if spec.field_shape(f) == tuple(spec.agent_shape)
+            ),
             tuple(f"agent_axis_{i}" for i in range(len(spec.agent_shape))),
         )
         sizes = ", ".join(f"{k} = {v}" for k, v in spec.dims.items())
-        scenario = f"This scenario: {spec.name}." + (f" {spec.description.strip()}" if spec.description else "")
+        scenario = f"This scenario: {spec.name}." + (
+            f" {spec.description.strip()}" if spec.description else ""
+        )
         task = "\n\n".join(
-            [load_template(f"{family}/task_description.txt").strip(), scenario,
-             f"Sizes: {sizes}; {spec.n_agents} agents with {spec.n_actions} actions each."]
+            [
+                load_template(f"{family}/task_description.txt").strip(),
+                scenario,
+                f"Sizes: {sizes}; {spec.n_agents} agents with {spec.n_actions} actions each.",
+            ]
         )
         return cls(
             family=family,
@@ -255,8 +273,10 @@ class EnvPromptInfo:
     def field_shapes(self) -> dict[str, tuple[int, ...]]:
         """Concrete shape of every context field."""
         dims = dict(self.dims)
-        return {f.name: tuple(int(dims[d]) if isinstance(d, str) else int(d) for d in f.shape)
-                for f in self.context_fields}
+        return {
+            f.name: tuple(int(dims[d]) if isinstance(d, str) else int(d) for d in f.shape)
+            for f in self.context_fields
+        }
 
     @property
     def mask_shape(self) -> tuple[int, ...]:
@@ -283,15 +303,19 @@ def env_source(env: Any) -> str:
                 f"cannot read the source of {mod.__name__} ({err}); pass formulation_source=... or use formulation='lang'"
             ) from None
     if not parts:
-        raise PromptError(f"cannot find the module of {cls.__qualname__}; pass formulation_source=...")
+        raise PromptError(
+            f"cannot find the module of {cls.__qualname__}; pass formulation_source=..."
+        )
     if len(parts) == 1:
         return parts[0][1]
     return "\n\n".join(f"# ---- module {name} ----\n{src}" for name, src in parts)
 
 
 def _action_table(info: EnvPromptInfo, per_line: int = 6) -> str:
-    cells = [f"{i}: {n} = {v:g}" for i, (n, v) in enumerate(zip(info.action_names, info.action_values))]
-    return "\n".join(" | ".join(cells[i:i + per_line]) for i in range(0, len(cells), per_line))
+    cells = [
+        f"{i}: {n} = {v:g}" for i, (n, v) in enumerate(zip(info.action_names, info.action_values))
+    ]
+    return "\n".join(" | ".join(cells[i : i + per_line]) for i in range(0, len(cells), per_line))
 
 
 def _function_signature(info: EnvPromptInfo) -> str:
@@ -313,7 +337,10 @@ def _formulation(info: EnvPromptInfo, formulation: Formulation) -> str:
             )
         return render("common/formulation_code.txt", source=info.formulation_source.rstrip())
     if formulation == "lang":
-        return render("common/formulation_lang.txt", description=load_template(f"{info.family}/formulation_lang.txt").strip())
+        return render(
+            "common/formulation_lang.txt",
+            description=load_template(f"{info.family}/formulation_lang.txt").strip(),
+        )
     raise PromptError(f"formulation must be 'code' or 'lang', got {formulation!r}")
 
 
@@ -372,14 +399,21 @@ def generator_messages(
     """
     if previous_best_code is not None and feedback is None:
         raise PromptError("previous_best_code needs its policy feedback; pass feedback=... as well")
-    task = _block(_task_block(env_info, formulation) + "\n\n" + load_template("common/initial_request.txt").strip(), cache=True)
+    task = _block(
+        _task_block(env_info, formulation)
+        + "\n\n"
+        + load_template("common/initial_request.txt").strip(),
+        cache=True,
+    )
     focus = _block(slot_focus(env_info, iteration, slot, n_slots))
     tips = load_template("common/reflection_tips.txt").strip()
     if feedback is None:
         messages = ({"role": "user", "content": [task, focus]},)
     elif previous_best_code is None:
         fb = render("common/no_best_feedback.txt", iteration=iteration, feedback=feedback.strip())
-        messages = ({"role": "user", "content": [task, _block(fb + "\n\n" + tips, cache=True), focus]},)
+        messages = (
+            {"role": "user", "content": [task, _block(fb + "\n\n" + tips, cache=True), focus]},
+        )
     else:
         fb = render("common/policy_feedback.txt", iteration=iteration, feedback=feedback.strip())
         code = f"```python\n{previous_best_code.strip()}\n```"
@@ -391,7 +425,9 @@ def generator_messages(
     return Prompt(generator_system(env_info), messages)
 
 
-def checker_messages(env_info: EnvPromptInfo, code: str, formulation: Formulation = "code") -> Prompt:
+def checker_messages(
+    env_info: EnvPromptInfo, code: str, formulation: Formulation = "code"
+) -> Prompt:
     """The prompt asking the checker to review ``code`` (task first, cached; the code last)."""
     system = render(
         "common/checker_system.txt",

@@ -95,16 +95,28 @@ class LLMRequest:
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
-            raise ValueError(f"LLMRequest.role must be one of {', '.join(ROLES)}, got {self.role!r}")
+            raise ValueError(
+                f"LLMRequest.role must be one of {', '.join(ROLES)}, got {self.role!r}"
+            )
         if self.iteration < 0 or self.slot < 0 or self.round < 0:
             raise ValueError("LLMRequest iteration, slot and round must be non-negative")
         object.__setattr__(self, "messages", tuple(self.messages))
 
     @classmethod
-    def from_prompt(cls, prompt: Any, iteration: int, slot: int, role: Role, *, round: int = 0,
-                    history: Sequence[tuple[str, str]] = ()) -> "LLMRequest":
+    def from_prompt(
+        cls,
+        prompt: Any,
+        iteration: int,
+        slot: int,
+        role: Role,
+        *,
+        round: int = 0,
+        history: Sequence[tuple[str, str]] = (),
+    ) -> "LLMRequest":
         """A request from a :class:`espark_jax.llm.prompts.Prompt`."""
-        return cls(iteration, slot, role, prompt.system, tuple(prompt.messages), tuple(history), round)
+        return cls(
+            iteration, slot, role, prompt.system, tuple(prompt.messages), tuple(history), round
+        )
 
     def prompt_hash(self) -> str:
         """Hash of the prompt text (see :func:`espark_jax.llm.prompts.hash_prompt`)."""
@@ -155,14 +167,21 @@ class SlotResult:
     score: float | None
 
 
-def record_path(run_dir: str | os.PathLike, iteration: int, slot: int, role: str, round: int = 0) -> Path:
+def record_path(
+    run_dir: str | os.PathLike, iteration: int, slot: int, role: str, round: int = 0
+) -> Path:
     """``run_dir/iter_XX/cand_KK/<role>[_rN].json``."""
     name = role + (f"_r{round}" if round else "")
     return Path(run_dir) / f"iter_{iteration:02d}" / f"cand_{slot:02d}" / f"{name}.json"
 
 
-def record_response(run_dir: str | os.PathLike, request: LLMRequest, response: LLMResponse,
-                    *, include_prompt: bool = True) -> Path:
+def record_response(
+    run_dir: str | os.PathLike,
+    request: LLMRequest,
+    response: LLMResponse,
+    *,
+    include_prompt: bool = True,
+) -> Path:
     """Write one request/response record (atomically) and return its path.
 
     The record holds the key, the prompt hash, the reply text, model, usage, latency, error and the
@@ -170,10 +189,18 @@ def record_response(run_dir: str | os.PathLike, request: LLMRequest, response: L
     """
     path = record_path(run_dir, request.iteration, request.slot, request.role, request.round)
     data: dict[str, Any] = {
-        "iteration": request.iteration, "slot": request.slot, "role": request.role, "round": request.round,
-        "prompt_hash": request.prompt_hash(), "text": response.text, "model": response.model,
-        "usage": response.usage, "latency_s": response.latency_s, "error": response.error,
-        "history": [list(h) for h in request.history], "raw": response.raw,
+        "iteration": request.iteration,
+        "slot": request.slot,
+        "role": request.role,
+        "round": request.round,
+        "prompt_hash": request.prompt_hash(),
+        "text": response.text,
+        "model": response.model,
+        "usage": response.usage,
+        "latency_s": response.latency_s,
+        "error": response.error,
+        "history": [list(h) for h in request.history],
+        "raw": response.raw,
     }
     if include_prompt:
         data["system"] = request.system
@@ -185,7 +212,9 @@ def record_response(run_dir: str | os.PathLike, request: LLMRequest, response: L
     return path
 
 
-def read_record(run_dir: str | os.PathLike, iteration: int, slot: int, role: str, round: int = 0) -> dict:
+def read_record(
+    run_dir: str | os.PathLike, iteration: int, slot: int, role: str, round: int = 0
+) -> dict:
     """Read a record written by :func:`record_response`.
 
     Raises:
@@ -200,7 +229,9 @@ def read_record(run_dir: str | os.PathLike, iteration: int, slot: int, role: str
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
-        raise ReplayError(f"replay record {path} is unreadable ({err}); delete it or record the run again") from None
+        raise ReplayError(
+            f"replay record {path} is unreadable ({err}); delete it or record the run again"
+        ) from None
     if not isinstance(data, dict) or "text" not in data:
         raise ReplayError(f"replay record {path} has no 'text'; delete it or record the run again")
     return data
@@ -229,7 +260,12 @@ class Provider(Protocol):
 
 
 def _usage(raw_usage: Any) -> dict:
-    keys = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+    keys = (
+        "input_tokens",
+        "output_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+    )
     return {k: int(getattr(raw_usage, k, 0) or 0) for k in keys}
 
 
@@ -265,14 +301,25 @@ class AnthropicProvider:
 
     name = "anthropic"
 
-    def __init__(self, generator_model: str = DEFAULT_GENERATOR_MODEL, checker_model: str = DEFAULT_CHECKER_MODEL,
-                 *, max_tokens: int = 8000, checker_max_tokens: int = 2000, max_retries: int = 4,
-                 timeout: float = 300.0, max_workers: int = 16, api_key: str | None = None,
-                 client: Any = None) -> None:
+    def __init__(
+        self,
+        generator_model: str = DEFAULT_GENERATOR_MODEL,
+        checker_model: str = DEFAULT_CHECKER_MODEL,
+        *,
+        max_tokens: int = 8000,
+        checker_max_tokens: int = 2000,
+        max_retries: int = 4,
+        timeout: float = 300.0,
+        max_workers: int = 16,
+        api_key: str | None = None,
+        client: Any = None,
+    ) -> None:
         try:
             import anthropic
         except ImportError:
-            raise LLMConfigError("the anthropic provider needs the SDK: pip install 'espark-jax[llm]'") from None
+            raise LLMConfigError(
+                "the anthropic provider needs the SDK: pip install 'espark-jax[llm]'"
+            ) from None
         self._sdk = anthropic
         self.generator_model = generator_model
         self.checker_model = checker_model
@@ -288,15 +335,31 @@ class AnthropicProvider:
         self.client = client
         self.label = f"LLM ({generator_model})"
         # Errors that end the run: retrying or skipping a slot cannot fix them.
-        self._abort = (anthropic.AuthenticationError, anthropic.PermissionDeniedError, anthropic.BadRequestError,
-                       anthropic.NotFoundError, anthropic.PaymentRequiredError, anthropic.CredentialsError)
-        self._slot_errors = (anthropic.RateLimitError, anthropic.InternalServerError, anthropic.APIConnectionError,
-                             anthropic.APIStatusError, anthropic.APIResponseValidationError)
+        self._abort = (
+            anthropic.AuthenticationError,
+            anthropic.PermissionDeniedError,
+            anthropic.BadRequestError,
+            anthropic.NotFoundError,
+            anthropic.PaymentRequiredError,
+            anthropic.CredentialsError,
+        )
+        self._slot_errors = (
+            anthropic.RateLimitError,
+            anthropic.InternalServerError,
+            anthropic.APIConnectionError,
+            anthropic.APIStatusError,
+            anthropic.APIResponseValidationError,
+        )
 
     def describe(self) -> dict:
         """Manifest entry."""
-        return {"name": self.name, "label": self.label, "generator_model": self.generator_model,
-                "checker_model": self.checker_model, "sdk_version": getattr(self._sdk, "__version__", "?")}
+        return {
+            "name": self.name,
+            "label": self.label,
+            "generator_model": self.generator_model,
+            "checker_model": self.checker_model,
+            "sdk_version": getattr(self._sdk, "__version__", "?"),
+        }
 
     def _call(self, request: LLMRequest) -> LLMResponse:
         model = self.checker_model if request.role == "checker" else self.generator_model
@@ -306,7 +369,9 @@ class AnthropicProvider:
             msg = self.client.messages.create(
                 model=model,
                 max_tokens=max_tokens,
-                system=[{"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}],
+                system=[
+                    {"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}
+                ],
                 messages=list(request.messages),
                 timeout=self.timeout,
             )
@@ -320,10 +385,18 @@ class AnthropicProvider:
                     "no Anthropic credential found; set ANTHROPIC_API_KEY or use --provider template"
                 ) from None
             raise
-        text = "".join(getattr(b, "text", "") for b in msg.content if getattr(b, "type", "") == "text")
+        text = "".join(
+            getattr(b, "text", "") for b in msg.content if getattr(b, "type", "") == "text"
+        )
         raw = msg.model_dump(mode="json") if hasattr(msg, "model_dump") else {}
-        return LLMResponse(text, str(getattr(msg, "model", model)), _usage(getattr(msg, "usage", None)),
-                           time.perf_counter() - start, None, raw)
+        return LLMResponse(
+            text,
+            str(getattr(msg, "model", model)),
+            _usage(getattr(msg, "usage", None)),
+            time.perf_counter() - start,
+            None,
+            raw,
+        )
 
     def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResponse]:
         """Send all requests: the first alone (it writes the prompt cache), then the rest concurrently.
@@ -338,8 +411,12 @@ class AnthropicProvider:
         results: list[LLMResponse | None] = [None] * len(requests)
         results[0] = self._call(requests[0])
         if len(requests) > 1:
-            with futures.ThreadPoolExecutor(max_workers=min(self.max_workers, len(requests) - 1)) as pool:
-                pending = {pool.submit(self._call, r): i for i, r in enumerate(requests[1:], start=1)}
+            with futures.ThreadPoolExecutor(
+                max_workers=min(self.max_workers, len(requests) - 1)
+            ) as pool:
+                pending = {
+                    pool.submit(self._call, r): i for i, r in enumerate(requests[1:], start=1)
+                }
                 try:
                     for fut in futures.as_completed(pending):
                         results[pending[fut]] = fut.result()
@@ -384,9 +461,13 @@ class ReplayProvider:
     def __init__(self, run_dir: str | os.PathLike) -> None:
         self.run_dir = Path(run_dir)
         if not self.run_dir.is_dir():
-            raise ReplayError(f"replay directory {self.run_dir} does not exist; pass replay:<an earlier run directory>")
+            raise ReplayError(
+                f"replay directory {self.run_dir} does not exist; pass replay:<an earlier run directory>"
+            )
         if not any(self.run_dir.glob("iter_*/cand_*/*.json")):
-            raise ReplayError(f"replay directory {self.run_dir} holds no iter_XX/cand_KK/*.json records")
+            raise ReplayError(
+                f"replay directory {self.run_dir} holds no iter_XX/cand_KK/*.json records"
+            )
         self.label = f"replay of run {self.run_dir.resolve().name}"
 
     def describe(self) -> dict:
@@ -404,9 +485,20 @@ class ReplayProvider:
             rec = read_record(self.run_dir, req.iteration, req.slot, req.role, req.round)
             drift = rec.get("prompt_hash") != req.prompt_hash()
             if drift:
-                drifted.append(f"it{req.iteration}/k{req.slot}/{req.role}{'_r%d' % req.round if req.round else ''}")
-            out.append(LLMResponse(str(rec["text"]), str(rec.get("model", "?")), dict(rec.get("usage") or {}),
-                                   0.0, rec.get("error"), dict(rec.get("raw") or {}), drift))
+                drifted.append(
+                    f"it{req.iteration}/k{req.slot}/{req.role}{'_r%d' % req.round if req.round else ''}"
+                )
+            out.append(
+                LLMResponse(
+                    str(rec["text"]),
+                    str(rec.get("model", "?")),
+                    dict(rec.get("usage") or {}),
+                    0.0,
+                    rec.get("error"),
+                    dict(rec.get("raw") or {}),
+                    drift,
+                )
+            )
         if drifted:
             warnings.warn(
                 f"{self.label}: {len(drifted)} prompt(s) differ from the recorded ones ({', '.join(drifted[:4])}"
@@ -423,11 +515,15 @@ class ReplayProvider:
 # Template search (no LLM)
 # --------------------------------------------------------------------------------------------
 
-STATIC_VERDICT = json.dumps({
-    "pass": True,
-    "reasons": ["static-only: the template provider has no LLM checker; the static compiler checks the code"],
-    "suggestion": "",
-})
+STATIC_VERDICT = json.dumps(
+    {
+        "pass": True,
+        "reasons": [
+            "static-only: the template provider has no LLM checker; the static compiler checks the code"
+        ],
+        "suggestion": "",
+    }
+)
 
 
 class TemplateProvider:
@@ -443,7 +539,13 @@ class TemplateProvider:
     name = "template"
     label = "template-mutation (no LLM)"
 
-    def __init__(self, env_family: str, seed: int = 0, env_info: EnvPromptInfo | None = None, **search_kw: Any) -> None:
+    def __init__(
+        self,
+        env_family: str,
+        seed: int = 0,
+        env_info: EnvPromptInfo | None = None,
+        **search_kw: Any,
+    ) -> None:
         self.env_family = env_family
         self.families, self.roles = prepare_families(env_family, env_info)
         self.search = TemplateSearch(self.families, seed, **search_kw)
@@ -452,8 +554,14 @@ class TemplateProvider:
 
     def describe(self) -> dict:
         """Manifest entry."""
-        return {"name": self.name, "label": self.label, "env_family": self.env_family, "seed": self.search.seed,
-                "families": [f.name for f in self.families], "checker": "static-only"}
+        return {
+            "name": self.name,
+            "label": self.label,
+            "env_family": self.env_family,
+            "seed": self.search.seed,
+            "families": [f.name for f in self.families],
+            "checker": "static-only",
+        }
 
     def source(self, genome: Genome) -> str:
         """The rendered source of ``genome`` for this environment."""
@@ -461,8 +569,11 @@ class TemplateProvider:
 
     def _reply(self, genome: Genome) -> str:
         fam = self._by_name[genome.family]
-        idea = fam.summary + (f"; combined (AND) with: {self._by_name[genome.partner.family].summary}"
-                              if genome.partner is not None else "")
+        idea = fam.summary + (
+            f"; combined (AND) with: {self._by_name[genome.partner.family].summary}"
+            if genome.partner is not None
+            else ""
+        )
         return f"Template-mutation candidate (no LLM): {genome.describe()}.\nIdea: {idea}.\n\n```python\n{self.source(genome)}```\n"
 
     def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResponse]:
@@ -471,7 +582,11 @@ class TemplateProvider:
         for req in requests:
             start = time.perf_counter()
             if req.role == "checker":
-                out.append(LLMResponse(STATIC_VERDICT, "static-only", {}, 0.0, None, {"checker": "static-only"}))
+                out.append(
+                    LLMResponse(
+                        STATIC_VERDICT, "static-only", {}, 0.0, None, {"checker": "static-only"}
+                    )
+                )
                 continue
             if req.role == "repair":
                 genome = self.search.restart(req.iteration, req.slot, req.round)
@@ -479,8 +594,16 @@ class TemplateProvider:
                 genome = self.search.propose(req.iteration, req.slot)
             self._issued[(req.iteration, req.slot)] = genome
             text = self._reply(genome)
-            out.append(LLMResponse(text, "template-mutation", {}, time.perf_counter() - start, None,
-                                   {"genome": genome.to_dict()}))
+            out.append(
+                LLMResponse(
+                    text,
+                    "template-mutation",
+                    {},
+                    time.perf_counter() - start,
+                    None,
+                    {"genome": genome.to_dict()},
+                )
+            )
         return out
 
     def _genome_for(self, iteration: int, slot: int, code: str) -> Genome | None:
@@ -489,7 +612,9 @@ class TemplateProvider:
         want = _normalise(code)
         candidates = [self._issued.get((iteration, slot)), self.search.propose(iteration, slot)]
         candidates += [self.search.restart(iteration, slot, r) for r in range(1, 4)]
-        return next((g for g in candidates if g is not None and _normalise(self.source(g)) == want), None)
+        return next(
+            (g for g in candidates if g is not None and _normalise(self.source(g)) == want), None
+        )
 
     def tell(self, iteration: int, results: Sequence[SlotResult]) -> None:
         """Feed one generation's selection scores to the search.
@@ -509,8 +634,11 @@ class TemplateProvider:
             ok = res.score is not None and math.isfinite(float(res.score))
             scores[res.slot] = (genome, float(res.score) if ok else None)
         if unknown:
-            warnings.warn(f"template provider: iteration {iteration} slots {unknown} report code it did not issue; "
-                          "their scores are ignored", stacklevel=2)
+            warnings.warn(
+                f"template provider: iteration {iteration} slots {unknown} report code it did not issue; "
+                "their scores are ignored",
+                stacklevel=2,
+            )
         self.search.tell(iteration, scores)
 
 
@@ -564,8 +692,10 @@ def make_provider(
         provider = TemplateProvider(env_family, seed, env_info)
         note = "the paper's 'w/o LLM' ablation; set ANTHROPIC_API_KEY to use an LLM"
     elif spec.startswith("replay:"):
-        provider = ReplayProvider(spec[len("replay:"):])
+        provider = ReplayProvider(spec[len("replay:") :])
         note = "recorded replies; they do not react to this run's feedback"
     else:
-        raise LLMConfigError(f"unknown provider {spec!r}; use auto, anthropic, replay:DIR or template")
+        raise LLMConfigError(
+            f"unknown provider {spec!r}; use auto, anthropic, replay:DIR or template"
+        )
     return provider, f"provider: {provider.label} ({why}; {note})"

@@ -28,7 +28,15 @@ import numpy as np
 if TYPE_CHECKING:
     from espark_jax.llm.prompts import EnvPromptInfo
 
-__all__ = ["Family", "Genome", "Param", "TemplateSearch", "families_for", "prepare_families", "render_genome"]
+__all__ = [
+    "Family",
+    "Genome",
+    "Param",
+    "TemplateSearch",
+    "families_for",
+    "prepare_families",
+    "render_genome",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,40 +122,50 @@ class Genome:
 
     def to_dict(self) -> dict:
         """JSON form (for records)."""
-        return {"family": self.family, "params": dict(self.params),
-                "partner": None if self.partner is None else self.partner.to_dict()}
+        return {
+            "family": self.family,
+            "params": dict(self.params),
+            "partner": None if self.partner is None else self.partner.to_dict(),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Genome":
         """Inverse of :meth:`to_dict`."""
         partner = data.get("partner")
-        return cls(str(data["family"]), tuple((str(k), float(v)) for k, v in dict(data["params"]).items()),
-                   None if partner is None else cls.from_dict(partner))
+        return cls(
+            str(data["family"]),
+            tuple((str(k), float(v)) for k, v in dict(data["params"]).items()),
+            None if partner is None else cls.from_dict(partner),
+        )
 
     def base(self) -> "Genome":
         """This genome without its partner."""
         return dataclasses.replace(self, partner=None)
 
 
-_COMBINE = '''
+_COMBINE = """
 def compute_mask(ctx, action_space):
     first = mask_part_a(ctx, action_space)
     both = first * mask_part_b(ctx, action_space)
     keep = np.sum(both, axis=-1, keepdims=True) > 0
     return np.where(keep, both, first)
-'''
+"""
 
 
 def _render_one(family: Family, genome: Genome, fn: str, roles: Mapping[str, str]) -> str:
     values: dict[str, Any] = {"fn": fn, **roles}
-    values.update({k: repr(float(v)) if not float(v).is_integer() else repr(int(v)) for k, v in genome.params})
+    values.update(
+        {k: repr(float(v)) if not float(v).is_integer() else repr(int(v)) for k, v in genome.params}
+    )
     try:
         return string.Template(family.body).substitute(values).strip() + "\n"
     except KeyError as err:
         raise ValueError(f"template {family.name} needs a value for {err.args[0]!r}") from None
 
 
-def render_genome(genome: Genome, families: Mapping[str, Family], roles: Mapping[str, str] | None = None) -> str:
+def render_genome(
+    genome: Genome, families: Mapping[str, Family], roles: Mapping[str, str] | None = None
+) -> str:
     """Source text defining ``compute_mask(ctx, action_space)`` for ``genome``.
 
     ``roles`` maps the families' role names (``$pressure``, ``$queue``, ...) to context expressions (``"ctx.queue"``).
@@ -158,15 +176,23 @@ def render_genome(genome: Genome, families: Mapping[str, Family], roles: Mapping
     try:
         fam = families[genome.family]
     except KeyError:
-        raise ValueError(f"unknown template family {genome.family!r}; known: {', '.join(sorted(families))}") from None
+        raise ValueError(
+            f"unknown template family {genome.family!r}; known: {', '.join(sorted(families))}"
+        ) from None
     header = f"# template-mutation (no LLM): {genome.describe()}\n"
     if genome.partner is None:
         return header + _render_one(fam, genome, "compute_mask", roles)
     partner = genome.partner
     if partner.family not in families:
         raise ValueError(f"unknown template family {partner.family!r}")
-    return (header + _render_one(fam, genome.base(), "mask_part_a", roles) + "\n\n"
-            + _render_one(families[partner.family], partner.base(), "mask_part_b", roles) + "\n" + _COMBINE.lstrip())
+    return (
+        header
+        + _render_one(fam, genome.base(), "mask_part_a", roles)
+        + "\n\n"
+        + _render_one(families[partner.family], partner.base(), "mask_part_b", roles)
+        + "\n"
+        + _COMBINE.lstrip()
+    )
 
 
 def families_for(env_family: str) -> tuple[Family, ...]:
@@ -176,7 +202,9 @@ def families_for(env_family: str) -> tuple[Family, ...]:
     elif env_family == "sumo":
         from espark_jax.llm.templates_sumo import FAMILIES
     else:
-        raise ValueError(f"no mask templates for environment family {env_family!r}; use 'mabim' or 'sumo'")
+        raise ValueError(
+            f"no mask templates for environment family {env_family!r}; use 'mabim' or 'sumo'"
+        )
     return FAMILIES
 
 
@@ -209,8 +237,12 @@ def prepare_families(
         if env_family == "sumo":
             from espark_jax.llm.templates_sumo import resolve_roles
 
-            roles = resolve_roles(env_info.context_fields, env_info.field_shapes(), env_info.agent_shape,
-                                  env_info.n_actions)
+            roles = resolve_roles(
+                env_info.context_fields,
+                env_info.field_shapes(),
+                env_info.agent_shape,
+                env_info.n_actions,
+            )
     usable = []
     for fam in families:
         if not all(r in roles for r in fam.roles):
@@ -238,8 +270,15 @@ class TemplateSearch:
         p_recombine: probability that it is an AND of two elites (else a mutation).
     """
 
-    def __init__(self, families: Sequence[Family], seed: int = 0, *, elite_frac: float = 0.25,
-                 p_restart: float = 0.15, p_recombine: float = 0.25) -> None:
+    def __init__(
+        self,
+        families: Sequence[Family],
+        seed: int = 0,
+        *,
+        elite_frac: float = 0.25,
+        p_restart: float = 0.15,
+        p_recombine: float = 0.25,
+    ) -> None:
         if not families:
             raise ValueError("TemplateSearch needs at least one template family")
         self.families = {f.name: f for f in families}
@@ -259,7 +298,9 @@ class TemplateSearch:
 
     def tell(self, iteration: int, scores: Mapping[int, tuple[Genome, float | None]]) -> None:
         """Record a generation's results: ``{slot: (genome, score or None for a failure)}``."""
-        scored = [(float(s), g) for g, s in scores.values() if s is not None and math.isfinite(float(s))]
+        scored = [
+            (float(s), g) for g, s in scores.values() if s is not None and math.isfinite(float(s))
+        ]
         self._scores[int(iteration)] = sorted(scored, key=lambda t: -t[0])
 
     def elites(self, before: int | None = None) -> list[Genome]:
@@ -290,7 +331,9 @@ class TemplateSearch:
         fam = self.families[genome.family]
         values = dict(genome.params)
         params = list(fam.params)
-        chosen = [p for p in params if rng.random() < 0.5] or [params[int(rng.integers(len(params)))]]
+        chosen = [p for p in params if rng.random() < 0.5] or [
+            params[int(rng.integers(len(params)))]
+        ]
         for p in chosen:
             values[p.name] = p.mutate(values[p.name], rng)
         return dataclasses.replace(genome, params=tuple((p.name, values[p.name]) for p in params))
@@ -306,8 +349,9 @@ class TemplateSearch:
         pick = lambda: elites[int(rng.choice(len(elites), p=weights / weights.sum()))]  # noqa: E731
         if u < self.p_restart + self.p_recombine and len(elites) >= 2:
             a = pick()
-            others = [e for e in elites if e.base() != a.base() and e.base().family != a.family] or \
-                     [e for e in elites if e.base() != a.base()]
+            others = [
+                e for e in elites if e.base() != a.base() and e.base().family != a.family
+            ] or [e for e in elites if e.base() != a.base()]
             if others:
                 return self._recombine(a, others[int(rng.integers(len(others)))])
         return self._mutate(pick(), rng)

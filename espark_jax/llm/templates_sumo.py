@@ -91,17 +91,28 @@ PRESSURE_MARGIN = Family(
     roles=("pressure",),
 )
 
-FAMILIES: tuple[Family, ...] = (TOP_K_PRESSURE, TOP_K_QUEUE, FORBID_EMPTY, KEEP_CURRENT, PRESSURE_MARGIN)
+FAMILIES: tuple[Family, ...] = (
+    TOP_K_PRESSURE,
+    TOP_K_QUEUE,
+    FORBID_EMPTY,
+    KEEP_CURRENT,
+    PRESSURE_MARGIN,
+)
 
 
-def _pick(fields: Sequence[ContextField], words: Sequence[str], prefer: str = "phase") -> ContextField | None:
+def _pick(
+    fields: Sequence[ContextField], words: Sequence[str], prefer: str = "phase"
+) -> ContextField | None:
     hits = [f for f in fields if any(w in f.name.lower() for w in words)]
     hits.sort(key=lambda f: prefer not in f.name.lower())
     return hits[0] if hits else None
 
 
 def resolve_roles(
-    fields: Sequence[ContextField], shapes: Mapping[str, tuple[int, ...]], agent_shape: tuple[int, ...], n_actions: int
+    fields: Sequence[ContextField],
+    shapes: Mapping[str, tuple[int, ...]],
+    agent_shape: tuple[int, ...],
+    n_actions: int,
 ) -> dict[str, str]:
     """``{role: expression}`` for the roles found among ``fields`` (``shapes``: concrete shape per name)."""
     per_phase = [f for f in fields if shapes[f.name] == (*agent_shape, n_actions)]

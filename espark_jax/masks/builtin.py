@@ -73,9 +73,13 @@ def ss_pruning(spec: EnvSpec, S: float = 6.0, s: float = 3.0) -> MaskFn:
     """
     if not 0.0 <= s <= S:
         raise ValueError(f"(S, s) pruning needs 0 <= s <= S, got S={S}, s={s}")
-    missing = sorted({"in_stock", "in_transit", "demand_mean"} - {f.name for f in spec.context_fields})
+    missing = sorted(
+        {"in_stock", "in_transit", "demand_mean"} - {f.name for f in spec.context_fields}
+    )
     if missing:
-        raise ValueError(f"ss-pruning reads MABIM inventory fields; {spec.name} has no {', '.join(missing)}")
+        raise ValueError(
+            f"ss-pruning reads MABIM inventory fields; {spec.name} has no {', '.join(missing)}"
+        )
 
     def ss_mask(ctx: MaskContext, action_space: jax.Array) -> jax.Array:
         position = (ctx.in_stock + ctx.in_transit) / (ctx.demand_mean + 1e-4)  # [W, N] days

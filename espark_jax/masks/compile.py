@@ -107,10 +107,26 @@ class MaskCheckResult:
     fn: MaskFn | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
-    def rejected(cls, stage: str, message: str, hint: str = "", code: str = "",
-                 stats: dict[str, Any] | None = None, seconds: float = 0.0) -> "MaskCheckResult":
+    def rejected(
+        cls,
+        stage: str,
+        message: str,
+        hint: str = "",
+        code: str = "",
+        stats: dict[str, Any] | None = None,
+        seconds: float = 0.0,
+    ) -> "MaskCheckResult":
         """A failed result with the one-line ``reason`` filled in."""
-        return cls(False, stage, message, hint, one_line_reason(stage, message, hint), code, dict(stats or {}), seconds)
+        return cls(
+            False,
+            stage,
+            message,
+            hint,
+            one_line_reason(stage, message, hint),
+            code,
+            dict(stats or {}),
+            seconds,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (without ``fn``)."""
@@ -159,8 +175,10 @@ class ArrayNamespace:
 
 
 _ARRAY_NAMESPACE = ArrayNamespace()
-_BUILTINS = {name: __builtins__[name] if isinstance(__builtins__, dict) else getattr(__builtins__, name)
-             for name in sorted(ALLOWED_BUILTINS)}
+_BUILTINS = {
+    name: __builtins__[name] if isinstance(__builtins__, dict) else getattr(__builtins__, name)
+    for name in sorted(ALLOWED_BUILTINS)
+}
 
 
 def exec_program(module: ast.Module, task: MaskTask) -> MaskFn:
@@ -197,7 +215,11 @@ def _first_line(err: BaseException, limit: int = 200) -> str:
 
 
 def _is_out_of_memory(err: BaseException) -> bool:
-    return isinstance(err, MemoryError) or "RESOURCE_EXHAUSTED" in str(err) or "Out of memory" in str(err)
+    return (
+        isinstance(err, MemoryError)
+        or "RESOURCE_EXHAUSTED" in str(err)
+        or "Out of memory" in str(err)
+    )
 
 
 class SandboxViolation(RuntimeError):
@@ -210,31 +232,69 @@ def rejection_from_error(err: BaseException, stage: str) -> Rejected:
     if isinstance(err, Rejected):
         return err
     if isinstance(err, SandboxViolation):
-        return Rejected("sandbox", str(err), "mask programs may not touch files, processes or modules", line)
+        return Rejected(
+            "sandbox", str(err), "mask programs may not touch files, processes or modules", line
+        )
     if _is_out_of_memory(err):
-        return Rejected("memory", f"the check ran out of memory ({type(err).__name__})",
-                        "avoid huge Python lists, numbers or arrays; keep intermediates the size of the mask", line)
+        return Rejected(
+            "memory",
+            f"the check ran out of memory ({type(err).__name__})",
+            "avoid huge Python lists, numbers or arrays; keep intermediates the size of the mask",
+            line,
+        )
     name = type(err).__name__
     msg = f"{name}: {_first_line(err)}"
-    if isinstance(err, jax.errors.TracerBoolConversionError) or "truth value of an array" in str(err):
-        return Rejected(stage, "a Python bool was taken of an array (if/and/or/not/bool()/min()/max() on arrays)",
-                        "use jnp.where, jnp.logical_and/or/not, jnp.minimum/maximum", line)
+    if isinstance(err, jax.errors.TracerBoolConversionError) or "truth value of an array" in str(
+        err
+    ):
+        return Rejected(
+            stage,
+            "a Python bool was taken of an array (if/and/or/not/bool()/min()/max() on arrays)",
+            "use jnp.where, jnp.logical_and/or/not, jnp.minimum/maximum",
+            line,
+        )
     if isinstance(err, jax.errors.NonConcreteBooleanIndexError):
-        return Rejected(stage, "boolean-mask indexing x[cond] has a data-dependent shape",
-                        "use jnp.where(cond, x, 0) so the shape stays fixed", line)
-    if isinstance(err, (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError,
-                        jax.errors.TracerArrayConversionError)):
-        return Rejected(stage, "an array value was used where Python needs a concrete number "
-                        "(int()/float(), range(), a shape or a slice bound computed from data)",
-                        "keep shapes and loop bounds fixed; use jnp.where / jnp.clip instead", line)
+        return Rejected(
+            stage,
+            "boolean-mask indexing x[cond] has a data-dependent shape",
+            "use jnp.where(cond, x, 0) so the shape stays fixed",
+            line,
+        )
+    if isinstance(
+        err,
+        (
+            jax.errors.ConcretizationTypeError,
+            jax.errors.TracerIntegerConversionError,
+            jax.errors.TracerArrayConversionError,
+        ),
+    ):
+        return Rejected(
+            stage,
+            "an array value was used where Python needs a concrete number "
+            "(int()/float(), range(), a shape or a slice bound computed from data)",
+            "keep shapes and loop bounds fixed; use jnp.where / jnp.clip instead",
+            line,
+        )
     if isinstance(err, NameError):
-        return Rejected(stage, msg, "define the variable before use; only np/jnp, a few builtins and your helpers exist", line)
+        return Rejected(
+            stage,
+            msg,
+            "define the variable before use; only np/jnp, a few builtins and your helpers exist",
+            line,
+        )
     if isinstance(err, AttributeError):
-        return Rejected(stage, msg, "use ctx fields, allowed jnp functions and array methods only", line)
+        return Rejected(
+            stage, msg, "use ctx fields, allowed jnp functions and array methods only", line
+        )
     if isinstance(err, IndexError):
         return Rejected(stage, msg, "check the array shapes in the context description", line)
     if isinstance(err, TypeError):
-        return Rejected(stage, msg, "check argument types and shapes (ctx fields are arrays; action_space is [A])", line)
+        return Rejected(
+            stage,
+            msg,
+            "check argument types and shapes (ctx fields are arrays; action_space is [A])",
+            line,
+        )
     if isinstance(err, RecursionError):
         return Rejected(stage, "maximum recursion depth exceeded", "flatten the computation", line)
     return Rejected(stage, msg, "fix the error; the function must be traceable by jax.jit", line)
@@ -269,44 +329,71 @@ def abstract_check(fn: MaskFn, task: MaskTask, limits: CheckLimits) -> dict[str,
     expected = task.out_shape
     if not isinstance(out, jax.ShapeDtypeStruct):
         kind = "None" if out is None else type(out).__name__
-        raise Rejected("abstract", f"{task.function_name} returned {kind}, not one array",
-                       f"return a single array of shape {expected} (use jnp.stack to combine parts)")
+        raise Rejected(
+            "abstract",
+            f"{task.function_name} returned {kind}, not one array",
+            f"return a single array of shape {expected} (use jnp.stack to combine parts)",
+        )
     if tuple(out.shape) != expected:
         what = "a scalar" if out.shape == () else f"shape {tuple(out.shape)}"
-        raise Rejected("abstract", f"the mask has {what}; expected {expected} = (*agent_shape, n_actions)",
-                       f"return one row of {task.n_actions} actions per agent; broadcast with jnp.broadcast_to "
-                       f"if the rule does not depend on every axis")
+        raise Rejected(
+            "abstract",
+            f"the mask has {what}; expected {expected} = (*agent_shape, n_actions)",
+            f"return one row of {task.n_actions} actions per agent; broadcast with jnp.broadcast_to "
+            f"if the rule does not depend on every axis",
+        )
     if np.dtype(out.dtype).kind not in "biuf":
-        raise Rejected("abstract", f"the mask has dtype {out.dtype}", "return bool (or 0/1 int/float) values")
+        raise Rejected(
+            "abstract", f"the mask has dtype {out.dtype}", "return bool (or 0/1 int/float) values"
+        )
     n_eqns, biggest, prims = 0, 0, set()
     for eqn in _walk_eqns(closed.jaxpr):
         n_eqns += 1
         prims.add(eqn.primitive.name)
         if _BANNED_PRIMITIVE.search(eqn.primitive.name):
-            raise Rejected("abstract", f"the primitive {eqn.primitive.name!r} is not allowed in masks",
-                           "use plain jnp array operations")
+            raise Rejected(
+                "abstract",
+                f"the primitive {eqn.primitive.name!r} is not allowed in masks",
+                "use plain jnp array operations",
+            )
         for var in eqn.outvars:
             size = math.prod(getattr(var.aval, "shape", ()))
             biggest = max(biggest, size)
             if size > limits.max_intermediate_elements:
-                raise Rejected("abstract", f"an intermediate array of shape {tuple(var.aval.shape)} ({size:,} elements) "
-                               f"exceeds the limit of {limits.max_intermediate_elements:,}",
-                               "avoid huge temporary arrays; keep intermediates about the size of the mask")
+                raise Rejected(
+                    "abstract",
+                    f"an intermediate array of shape {tuple(var.aval.shape)} ({size:,} elements) "
+                    f"exceeds the limit of {limits.max_intermediate_elements:,}",
+                    "avoid huge temporary arrays; keep intermediates about the size of the mask",
+                )
     if n_eqns > limits.max_equations:
-        raise Rejected("abstract", f"the traced program has {n_eqns} operations; at most {limits.max_equations} are allowed",
-                       "vectorise instead of unrolling Python loops")
+        raise Rejected(
+            "abstract",
+            f"the traced program has {n_eqns} operations; at most {limits.max_equations} are allowed",
+            "vectorise instead of unrolling Python loops",
+        )
     batched = jax.vmap(jax.vmap(fn, in_axes=(0, None)), in_axes=(0, None))
     try:
         vout = jax.eval_shape(batched, task.abstract_context((2, 3)), act)
     except Exception as err:
         rej = rejection_from_error(err, "abstract")
-        raise Rejected(rej.stage, f"the function fails under jax.vmap over environments: {rej.message}",
-                       "do not depend on the exact shapes beyond the documented ones; avoid Python conversions") from None
+        raise Rejected(
+            rej.stage,
+            f"the function fails under jax.vmap over environments: {rej.message}",
+            "do not depend on the exact shapes beyond the documented ones; avoid Python conversions",
+        ) from None
     if getattr(vout, "shape", None) != (2, 3, *expected):
-        raise Rejected("abstract", f"under vmap the mask has shape {getattr(vout, 'shape', None)}, expected {(2, 3, *expected)}",
-                       "do not mix axes with reshape/ravel across agents; index axes relative to the end (-1)")
-    return {"equations": n_eqns, "max_intermediate": int(biggest), "out_dtype": str(out.dtype),
-            "primitives": sorted(prims)}
+        raise Rejected(
+            "abstract",
+            f"under vmap the mask has shape {getattr(vout, 'shape', None)}, expected {(2, 3, *expected)}",
+            "do not mix axes with reshape/ravel across agents; index axes relative to the end (-1)",
+        )
+    return {
+        "equations": n_eqns,
+        "max_intermediate": int(biggest),
+        "out_dtype": str(out.dtype),
+        "primitives": sorted(prims),
+    }
 
 
 # ------------------------------------------------------------------------------ values
@@ -320,8 +407,12 @@ def _row_stats(rows: np.ndarray) -> dict[str, Any]:
     }
 
 
-def value_check(fn: MaskFn, task: MaskTask, limits: CheckLimits,
-                recorded: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
+def value_check(
+    fn: MaskFn,
+    task: MaskTask,
+    limits: CheckLimits,
+    recorded: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
     """Run ``fn`` on sample contexts and check the values; returns the mask statistics.
 
     Contexts: ``random`` (``limits.n_random``), ``zeros``, ``extreme`` and, when given,
@@ -351,32 +442,50 @@ def value_check(fn: MaskFn, task: MaskTask, limits: CheckLimits,
     except Exception as err:
         raise rejection_from_error(err, "trace") from None
     bounds = np.cumsum([0, *sizes])
-    by_kind = {k: out[bounds[i]:bounds[i + 1]] for i, k in enumerate(names)}
+    by_kind = {k: out[bounds[i] : bounds[i + 1]] for i, k in enumerate(names)}
     for k, vals in by_kind.items():
         if vals.dtype.kind == "f" and not np.all(np.isfinite(vals)):
-            raise Rejected("values", f"the mask contains NaN or inf on the {k} contexts",
-                           "return booleans; guard divisions and logs, e.g. x / jnp.maximum(d, 1e-6)")
+            raise Rejected(
+                "values",
+                f"the mask contains NaN or inf on the {k} contexts",
+                "return booleans; guard divisions and logs, e.g. x / jnp.maximum(d, 1e-6)",
+            )
         if vals.dtype.kind != "b" and not np.all((vals == 0) | (vals == 1)):
             bad = vals[(vals != 0) & (vals != 1)].flat[0]
-            raise Rejected("values", f"the mask has values other than 0 and 1 (e.g. {bad:g}) on the {k} contexts",
-                           "return a boolean array, or (condition).astype(jnp.float32)")
+            raise Rejected(
+                "values",
+                f"the mask has values other than 0 and 1 (e.g. {bad:g}) on the {k} contexts",
+                "return a boolean array, or (condition).astype(jnp.float32)",
+            )
     rows = {k: (v != 0).reshape(-1, task.n_actions) for k, v in by_kind.items()}
     all_rows = np.concatenate(list(rows.values()))
     stats = _row_stats(all_rows)
     stats["allowed_rate"] = [round(float(r), 4) for r in all_rows.mean(axis=0)]
     stats["by_kind"] = {k: _row_stats(r) for k, r in rows.items()}
     judged = "recorded" if "recorded" in rows else "all"
-    frac = stats["by_kind"]["recorded"]["none_allowed_frac"] if judged == "recorded" else stats["none_allowed_frac"]
+    frac = (
+        stats["by_kind"]["recorded"]["none_allowed_frac"]
+        if judged == "recorded"
+        else stats["none_allowed_frac"]
+    )
     if frac > limits.empty_row_reject_frac:
-        raise Rejected("values", f"the mask allows no action at all for {frac:.0%} of agents on the "
-                       f"{'recorded' if judged == 'recorded' else 'sample'} contexts",
-                       "keep at least one action allowed for every agent (e.g. a moderate or zero order)")
+        raise Rejected(
+            "values",
+            f"the mask allows no action at all for {frac:.0%} of agents on the "
+            f"{'recorded' if judged == 'recorded' else 'sample'} contexts",
+            "keep at least one action allowed for every agent (e.g. a moderate or zero order)",
+        )
     return stats
 
 
 # ------------------------------------------------------------------------------ whole pipeline
-def check_in_process(text: str, task: MaskTask, *, samples: Mapping[str, Any] | None = None,
-                     limits: CheckLimits | None = None) -> MaskCheckResult:
+def check_in_process(
+    text: str,
+    task: MaskTask,
+    *,
+    samples: Mapping[str, Any] | None = None,
+    limits: CheckLimits | None = None,
+) -> MaskCheckResult:
     """Run every check in THIS process and return the result (``fn`` set when ok).
 
     Only for the sandbox child and for tests: the trainer's process uses
@@ -400,15 +509,29 @@ def check_in_process(text: str, task: MaskTask, *, samples: Mapping[str, Any] | 
         stats = value_check(raw, task, limits, recorded)
         timings["values"] = time.perf_counter() - t2
     except Rejected as rej:
-        return MaskCheckResult.rejected(rej.stage, rej.message, rej.hint, code, {"timings": _rounded(timings)},
-                                        time.perf_counter() - t0)
+        return MaskCheckResult.rejected(
+            rej.stage,
+            rej.message,
+            rej.hint,
+            code,
+            {"timings": _rounded(timings)},
+            time.perf_counter() - t0,
+        )
     except Exception as err:  # anything else from exec (should not happen after validation)
         rej = rejection_from_error(err, "trace")
-        return MaskCheckResult.rejected(rej.stage, rej.message, rej.hint, code, {"timings": _rounded(timings)},
-                                        time.perf_counter() - t0)
+        return MaskCheckResult.rejected(
+            rej.stage,
+            rej.message,
+            rej.hint,
+            code,
+            {"timings": _rounded(timings)},
+            time.perf_counter() - t0,
+        )
     stats.update(facts)
     stats["timings"] = _rounded(timings)
-    return MaskCheckResult(True, "ok", code=code, stats=stats, seconds=time.perf_counter() - t0, fn=safe_mask(raw))
+    return MaskCheckResult(
+        True, "ok", code=code, stats=stats, seconds=time.perf_counter() - t0, fn=safe_mask(raw)
+    )
 
 
 def _rounded(d: Mapping[str, float]) -> dict[str, float]:

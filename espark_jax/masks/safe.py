@@ -47,7 +47,9 @@ def allow_all(agent_shape: tuple[int, ...], n_actions: int) -> MaskFn:
     return compute_mask
 
 
-def apply_mask_fn(fn: MaskFn, ctx: MaskContext, action_space: Any, batch_dims: int = 0) -> jax.Array:
+def apply_mask_fn(
+    fn: MaskFn, ctx: MaskContext, action_space: Any, batch_dims: int = 0
+) -> jax.Array:
     """Apply a mask function to a context with ``batch_dims`` leading batch axes on every field.
 
     ``action_space`` is shared by all environments. Returns ``[*batch, *agent_shape, n_actions]``.

@@ -31,20 +31,59 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from espark_jax.masks.compile import CheckLimits, MaskCheckResult, SandboxViolation, check_in_process, load_mask_fn
+from espark_jax.masks.compile import (
+    CheckLimits,
+    MaskCheckResult,
+    SandboxViolation,
+    check_in_process,
+    load_mask_fn,
+)
 from espark_jax.masks.static import Rejected, extract_code
 from espark_jax.masks.task import MaskTask, load_samples, save_samples
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 _BOOT = "import sys\nsys.path.insert(0, sys.argv[1])\nfrom espark_jax.masks.sandbox import zygote_main\nzygote_main()\n"
 _BLOCKED_PREFIXES = (
-    "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "os.kill", "os.killpg",
-    "subprocess.", "os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.symlink", "os.link", "os.truncate",
-    "os.chmod", "os.chown", "os.putenv", "os.unsetenv", "os.chdir", "shutil.", "socket.", "ctypes.",
-    "urllib.", "http.", "ftplib.", "smtplib.", "webbrowser.", "pty.", "sqlite3.",
+    "os.system",
+    "os.exec",
+    "os.posix_spawn",
+    "os.spawn",
+    "os.fork",
+    "os.forkpty",
+    "os.kill",
+    "os.killpg",
+    "subprocess.",
+    "os.remove",
+    "os.rename",
+    "os.rmdir",
+    "os.mkdir",
+    "os.symlink",
+    "os.link",
+    "os.truncate",
+    "os.chmod",
+    "os.chown",
+    "os.putenv",
+    "os.unsetenv",
+    "os.chdir",
+    "shutil.",
+    "socket.",
+    "ctypes.",
+    "urllib.",
+    "http.",
+    "ftplib.",
+    "smtplib.",
+    "webbrowser.",
+    "pty.",
+    "sqlite3.",
 )
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-_OOM_MARKERS = ("MemoryError", "bad_alloc", "RESOURCE_EXHAUSTED", "Cannot allocate memory", "Out of memory")
+_OOM_MARKERS = (
+    "MemoryError",
+    "bad_alloc",
+    "RESOURCE_EXHAUSTED",
+    "Cannot allocate memory",
+    "Out of memory",
+)
 
 
 # ------------------------------------------------------------------------------ candidate child
@@ -69,7 +108,8 @@ def _install_tripwire() -> None:
             mode = args[1] if len(args) > 1 else None
             flags = args[2] if len(args) > 2 else 0
             if (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
-                    isinstance(flags, int) and flags & _WRITE_FLAGS):
+                isinstance(flags, int) and flags & _WRITE_FLAGS
+            ):
                 raise SandboxViolation(f"sandbox blocked writing {args[0]!r}")
         elif event == "import":
             if str(args[0]).split(".")[0] not in known:
@@ -102,24 +142,33 @@ def _candidate_child(request: Mapping[str, Any], workdir: str, result_fd: int) -
         task = MaskTask.from_dict(request["task"])
         if task.uses_x64:
             jax.config.update("jax_enable_x64", True)
-        samples = load_samples(request["samples_path"], task) if request.get("samples_path") else None
+        samples = (
+            load_samples(request["samples_path"], task) if request.get("samples_path") else None
+        )
         _warm_up()
         _install_tripwire()
         startup = time.perf_counter() - t0
-        result = check_in_process(request["text"], task, samples=samples,
-                                  limits=CheckLimits.from_dict(request.get("limits")))
+        result = check_in_process(
+            request["text"],
+            task,
+            samples=samples,
+            limits=CheckLimits.from_dict(request.get("limits")),
+        )
         result.stats["child_startup_s"] = round(startup, 4)
         result.seconds = time.perf_counter() - t0
     except MemoryError:
-        result = MaskCheckResult.rejected("memory", "the check ran out of memory",
-                                          "avoid huge Python lists, numbers or arrays")
+        result = MaskCheckResult.rejected(
+            "memory", "the check ran out of memory", "avoid huge Python lists, numbers or arrays"
+        )
     except BaseException as exc:  # report, never hang: the zygote waits for one JSON document
         result = MaskCheckResult.rejected(
-            "sandbox", f"the checker failed: {type(exc).__name__}: {exc}".splitlines()[0],
-            "this is a checker error, not necessarily the candidate's")
+            "sandbox",
+            f"the checker failed: {type(exc).__name__}: {exc}".splitlines()[0],
+            "this is a checker error, not necessarily the candidate's",
+        )
     data = json.dumps(result.to_dict()).encode()
     while data:
-        data = data[os.write(result_fd, data):]
+        data = data[os.write(result_fd, data) :]
 
 
 # ------------------------------------------------------------------------------ zygote
@@ -136,7 +185,7 @@ class _Child:
 def _send(msg: Mapping[str, Any]) -> None:
     data = (json.dumps(msg) + "\n").encode()
     while data:
-        data = data[os.write(1, data):]
+        data = data[os.write(1, data) :]
 
 
 def _thread_count() -> int:
@@ -178,8 +227,15 @@ def _finish_child(child: _Child) -> None:
         result = json.loads(child.buf.decode()) if child.buf else None
     except ValueError:
         result = None
-    _send({"id": child.rid, "status": os.waitstatus_to_exitcode(status), "timed_out": child.timed_out,
-           "result": result, "stderr": stderr})
+    _send(
+        {
+            "id": child.rid,
+            "status": os.waitstatus_to_exitcode(status),
+            "timed_out": child.timed_out,
+            "result": result,
+            "stderr": stderr,
+        }
+    )
 
 
 def zygote_main() -> None:
@@ -192,7 +248,10 @@ def zygote_main() -> None:
         for child in children.values():
             if not child.timed_out and now >= child.deadline:
                 child.timed_out = True
-                for kill in (os.killpg, os.kill):  # not reaped yet, so the pid cannot have been reused
+                for kill in (
+                    os.killpg,
+                    os.kill,
+                ):  # not reaped yet, so the pid cannot have been reused
                     try:
                         kill(child.pid, signal.SIGKILL)
                         break
@@ -215,8 +274,15 @@ def zygote_main() -> None:
                         child, rfd = _fork_candidate(request)
                         children[rfd] = child
                     except Exception as exc:
-                        _send({"id": request["id"], "status": -1, "timed_out": False, "result": None,
-                               "stderr": f"{type(exc).__name__}: {exc}"})
+                        _send(
+                            {
+                                "id": request["id"],
+                                "status": -1,
+                                "timed_out": False,
+                                "result": None,
+                                "stderr": f"{type(exc).__name__}: {exc}",
+                            }
+                        )
             else:
                 chunk = os.read(fd, 1 << 16)
                 if chunk:
@@ -242,34 +308,55 @@ def _zygote_env(workdir: str) -> dict[str, str]:
     }
 
 
-def _result_from_reply(reply: Mapping[str, Any], text: str, task: MaskTask, timeout_s: float,
-                       memory_mb: int) -> MaskCheckResult:
+def _result_from_reply(
+    reply: Mapping[str, Any], text: str, task: MaskTask, timeout_s: float, memory_mb: int
+) -> MaskCheckResult:
     code = extract_code(text, task.function_name)
     if reply.get("timed_out"):
         return MaskCheckResult.rejected(
-            "timeout", f"the check did not finish within {timeout_s:g} s",
+            "timeout",
+            f"the check did not finish within {timeout_s:g} s",
             "the code is too slow to trace: avoid huge Python numbers (x = x * x), long loops and big literals",
-            code=code)
+            code=code,
+        )
     if reply.get("result"):
         return MaskCheckResult.from_dict(reply["result"])
     stderr = str(reply.get("stderr", ""))
     stats = {"exit_status": reply.get("status"), "stderr_tail": stderr[-2000:]}
     if any(m in stderr for m in _OOM_MARKERS):
-        return MaskCheckResult.rejected("memory", f"the check exceeded the memory limit of {memory_mb} MB",
-                                        "avoid huge Python lists, numbers or arrays", code, stats)
+        return MaskCheckResult.rejected(
+            "memory",
+            f"the check exceeded the memory limit of {memory_mb} MB",
+            "avoid huge Python lists, numbers or arrays",
+            code,
+            stats,
+        )
     tail = stderr.strip().splitlines()[-1] if stderr.strip() else ""
-    return MaskCheckResult.rejected("crash", f"the checker process died (exit status {reply.get('status')}) {tail}".strip(),
-                                    "simplify the code; avoid huge numbers, lists and arrays", code, stats)
+    return MaskCheckResult.rejected(
+        "crash",
+        f"the checker process died (exit status {reply.get('status')}) {tail}".strip(),
+        "simplify the code; avoid huge numbers, lists and arrays",
+        code,
+        stats,
+    )
 
 
-def _run_zygote(requests: list[dict[str, Any]], max_workers: int, timeout_s: float) -> list[dict[str, Any]]:
+def _run_zygote(
+    requests: list[dict[str, Any]], max_workers: int, timeout_s: float
+) -> list[dict[str, Any]]:
     """Send the requests to a fresh zygote, at most ``max_workers`` in flight; replies in request order."""
     replies: dict[int, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="maskcheck-zygote-") as home:
         with open(os.path.join(home, "zygote.err"), "w+b") as err:
-            proc = subprocess.Popen([sys.executable, "-I", "-c", _BOOT, _PACKAGE_ROOT], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=err, cwd=home, env=_zygote_env(home),
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-c", _BOOT, _PACKAGE_ROOT],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                cwd=home,
+                env=_zygote_env(home),
+                start_new_session=True,
+            )
             assert proc.stdin is not None and proc.stdout is not None
             out_fd, buf, sent = proc.stdout.fileno(), b"", 0
             # generous: a zygote that stops answering (crashed import, bug) must not hang the trainer
@@ -289,8 +376,15 @@ def _run_zygote(requests: list[dict[str, Any]], max_workers: int, timeout_s: flo
                         err.seek(0)
                         msg = err.read().decode(errors="replace")[-2000:] or "no output"
                         for r in requests:
-                            replies.setdefault(r["id"], {"status": proc.poll(), "timed_out": False, "result": None,
-                                                         "stderr": f"the sandbox zygote stopped: {msg}"})
+                            replies.setdefault(
+                                r["id"],
+                                {
+                                    "status": proc.poll(),
+                                    "timed_out": False,
+                                    "result": None,
+                                    "stderr": f"the sandbox zygote stopped: {msg}",
+                                },
+                            )
                         break
                     buf += chunk
                     while b"\n" in buf:
@@ -316,15 +410,28 @@ def _finish_in_parent(text: str, task: MaskTask, result: MaskCheckResult) -> Mas
     try:
         result.fn = load_mask_fn(code, task)
     except Rejected as rej:  # cannot normally happen: the child ran the same validation
-        return MaskCheckResult.rejected(rej.stage, f"parent re-validation failed: {rej.message}", rej.hint, code,
-                                        result.stats, result.seconds)
+        return MaskCheckResult.rejected(
+            rej.stage,
+            f"parent re-validation failed: {rej.message}",
+            rej.hint,
+            code,
+            result.stats,
+            result.seconds,
+        )
     result.code = code
     return result
 
 
-def check_candidates(texts: Sequence[str], task: MaskTask, *, max_workers: int = 2,
-                     samples: Mapping[str, Any] | None = None, timeout_s: float = 60.0, memory_mb: int = 3072,
-                     limits: CheckLimits | None = None) -> list[MaskCheckResult]:
+def check_candidates(
+    texts: Sequence[str],
+    task: MaskTask,
+    *,
+    max_workers: int = 2,
+    samples: Mapping[str, Any] | None = None,
+    timeout_s: float = 60.0,
+    memory_mb: int = 3072,
+    limits: CheckLimits | None = None,
+) -> list[MaskCheckResult]:
     """Check K candidates concurrently in sandboxed children (at most ``max_workers`` at once).
 
     ``samples`` are recorded contexts (field -> ``[batch..., *shape]``) added to the value checks;
@@ -351,9 +458,18 @@ def check_candidates(texts: Sequence[str], task: MaskTask, *, max_workers: int =
         if samples is not None:
             samples_path = os.path.join(tmp, "samples.npz")
             save_samples(samples_path, task, samples)
-        requests = [{"id": i, "text": t, "task": task.to_dict(), "limits": limits.to_dict(),
-                     "samples_path": samples_path, "timeout_s": timeout_s, "memory_mb": memory_mb}
-                    for i, t in enumerate(texts)]
+        requests = [
+            {
+                "id": i,
+                "text": t,
+                "task": task.to_dict(),
+                "limits": limits.to_dict(),
+                "samples_path": samples_path,
+                "timeout_s": timeout_s,
+                "memory_mb": memory_mb,
+            }
+            for i, t in enumerate(texts)
+        ]
         t0 = time.perf_counter()
         replies = _run_zygote(requests, max_workers, timeout_s)
         elapsed = time.perf_counter() - t0
@@ -368,12 +484,26 @@ def check_candidates(texts: Sequence[str], task: MaskTask, *, max_workers: int =
     return results
 
 
-def compile_mask(text: str, task: MaskTask, *, samples: Mapping[str, Any] | None = None, timeout_s: float = 60.0,
-                 memory_mb: int = 3072, limits: CheckLimits | None = None) -> MaskCheckResult:
+def compile_mask(
+    text: str,
+    task: MaskTask,
+    *,
+    samples: Mapping[str, Any] | None = None,
+    timeout_s: float = 60.0,
+    memory_mb: int = 3072,
+    limits: CheckLimits | None = None,
+) -> MaskCheckResult:
     """Check one LLM response in a sandboxed child and, when it passes, compile it here.
 
     Returns a :class:`MaskCheckResult`; ``result.fn`` is the ``safe_mask``-wrapped function
     ``fn(ctx, action_space) -> bool[*agent_shape, n_actions]`` for one environment, or None.
     """
-    return check_candidates([text], task, max_workers=1, samples=samples, timeout_s=timeout_s,
-                            memory_mb=memory_mb, limits=limits)[0]
+    return check_candidates(
+        [text],
+        task,
+        max_workers=1,
+        samples=samples,
+        timeout_s=timeout_s,
+        memory_mb=memory_mb,
+        limits=limits,
+    )[0]

@@ -26,7 +26,9 @@ MaskFn = Callable[[MaskContext, jax.Array], jax.Array]
 
 def _check_sumo(spec: EnvSpec) -> None:
     if spec.is_jax or len(spec.agent_shape) != 1:
-        raise ValueError(f"{spec.name} is not a SUMO scenario; these pruning masks need a sumo/... scenario")
+        raise ValueError(
+            f"{spec.name} is not a SUMO scenario; these pruning masks need a sumo/... scenario"
+        )
 
 
 def maxpressure_pruning(spec: EnvSpec, k: int = 4) -> MaskFn:

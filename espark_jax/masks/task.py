@@ -58,7 +58,9 @@ class MaskTask:
 
     def __post_init__(self) -> None:
         if not self.function_name.isidentifier():
-            raise ValueError(f"MaskTask: function_name {self.function_name!r} is not a Python identifier")
+            raise ValueError(
+                f"MaskTask: function_name {self.function_name!r} is not a Python identifier"
+            )
         if len(self.action_values) != self.n_actions:
             raise ValueError(
                 f"MaskTask: action_values has {len(self.action_values)} entries, expected n_actions={self.n_actions}"
@@ -68,16 +70,21 @@ class MaskTask:
             raise ValueError(f"MaskTask: duplicate field names in {names}")
         for f in self.fields:
             if f.dtype not in _DTYPES:
-                raise ValueError(f"MaskTask: field {f.name!r} has dtype {f.dtype!r}; use one of {', '.join(_DTYPES)}")
+                raise ValueError(
+                    f"MaskTask: field {f.name!r} has dtype {f.dtype!r}; use one of {', '.join(_DTYPES)}"
+                )
             if not f.name.isidentifier() or f.name.startswith("_"):
-                raise ValueError(f"MaskTask: field name {f.name!r} must be a public Python identifier")
+                raise ValueError(
+                    f"MaskTask: field name {f.name!r} must be a public Python identifier"
+                )
 
     # ------------------------------------------------------------------ construction / JSON
     @classmethod
     def from_env_spec(cls, spec: EnvSpec, function_name: str = "compute_mask") -> "MaskTask":
         """Build the task from an environment spec (its context fields, dims, agents and actions)."""
         fields = tuple(
-            FieldInfo(f.name, spec.field_shape(f), f.dtype, f.description) for f in spec.context_fields
+            FieldInfo(f.name, spec.field_shape(f), f.dtype, f.description)
+            for f in spec.context_fields
         )
         return cls(
             function_name=function_name,
@@ -93,7 +100,12 @@ class MaskTask:
         return {
             "function_name": self.function_name,
             "fields": [
-                {"name": f.name, "shape": list(f.shape), "dtype": f.dtype, "description": f.description}
+                {
+                    "name": f.name,
+                    "shape": list(f.shape),
+                    "dtype": f.dtype,
+                    "description": f.description,
+                }
                 for f in self.fields
             ],
             "agent_shape": list(self.agent_shape),
@@ -108,7 +120,12 @@ class MaskTask:
         return cls(
             function_name=str(d["function_name"]),
             fields=tuple(
-                FieldInfo(str(f["name"]), tuple(int(s) for s in f["shape"]), str(f["dtype"]), str(f.get("description", "")))
+                FieldInfo(
+                    str(f["name"]),
+                    tuple(int(s) for s in f["shape"]),
+                    str(f["dtype"]),
+                    str(f.get("description", "")),
+                )
                 for f in d["fields"]
             ),
             agent_shape=tuple(int(a) for a in d["agent_shape"]),
@@ -164,7 +181,12 @@ class MaskTask:
         """A context of ``jax.ShapeDtypeStruct`` leaves (optionally with leading batch axes)."""
         import jax
 
-        return MaskContext({f.name: jax.ShapeDtypeStruct((*batch, *f.shape), np.dtype(f.dtype)) for f in self.fields})
+        return MaskContext(
+            {
+                f.name: jax.ShapeDtypeStruct((*batch, *f.shape), np.dtype(f.dtype))
+                for f in self.fields
+            }
+        )
 
 
 # ---------------------------------------------------------------------- sample contexts
@@ -190,7 +212,9 @@ def _constant_field(f: FieldInfo, n: int, value: float) -> np.ndarray:
     return np.full((n, *f.shape), value, dtype=f.dtype)
 
 
-def sample_contexts(task: MaskTask, n_random: int = 16, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+def sample_contexts(
+    task: MaskTask, n_random: int = 16, seed: int = 0
+) -> dict[str, dict[str, np.ndarray]]:
     """Synthetic contexts for the value checks, by kind.
 
     Returns ``{"random": fields, "zeros": fields, "extreme": fields}`` where ``fields`` maps every
@@ -201,7 +225,12 @@ def sample_contexts(task: MaskTask, n_random: int = 16, seed: int = 0) -> dict[s
     random = {f.name: _random_field(rng, f, n_random) for f in task.fields}
     zeros = {f.name: _constant_field(f, 1, 0.0) for f in task.fields}
     extreme = {
-        f.name: np.concatenate([_constant_field(f, 1, 1e6), _constant_field(f, 1, 1e-3 if f.dtype.startswith("float") else 1)])
+        f.name: np.concatenate(
+            [
+                _constant_field(f, 1, 1e6),
+                _constant_field(f, 1, 1e-3 if f.dtype.startswith("float") else 1),
+            ]
+        )
         for f in task.fields
     }
     return {"random": random, "zeros": zeros, "extreme": extreme}
@@ -220,10 +249,14 @@ def normalize_samples(task: MaskTask, samples: Mapping[str, Any]) -> dict[str, n
         samples = samples.as_dict()
     missing = [n for n in task.field_names if n not in samples]
     if missing:
-        raise ValueError(f"recorded samples lack fields {missing}; pass every field of the task: {list(task.field_names)}")
+        raise ValueError(
+            f"recorded samples lack fields {missing}; pass every field of the task: {list(task.field_names)}"
+        )
     extra = sorted(set(samples) - set(task.field_names))
     if extra:
-        raise ValueError(f"recorded samples have unknown fields {extra}; valid fields: {list(task.field_names)}")
+        raise ValueError(
+            f"recorded samples have unknown fields {extra}; valid fields: {list(task.field_names)}"
+        )
     out: dict[str, np.ndarray] = {}
     batch: tuple[int, ...] | None = None
     for f in task.fields:
@@ -236,7 +269,9 @@ def normalize_samples(task: MaskTask, samples: Mapping[str, Any]) -> dict[str, n
         if batch is None:
             batch = tuple(arr.shape[:nb])
         elif tuple(arr.shape[:nb]) != batch:
-            raise ValueError(f"recorded field {f.name!r} has batch axes {arr.shape[:nb]}, others have {batch}")
+            raise ValueError(
+                f"recorded field {f.name!r} has batch axes {arr.shape[:nb]}, others have {batch}"
+            )
         out[f.name] = arr.reshape((math.prod(batch), *f.shape)).astype(f.dtype)
     return out
 

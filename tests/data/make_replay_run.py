@@ -92,7 +92,8 @@ def main() -> None:
         (out / "README.md").write_text(
             "A tiny recorded eSpark run (mabim/tiny, K = 2, 2 iterations) for the replay tests.\n"
             "The replies are hand-written LLM-style answers, not real model output; re-create with\n"
-            "`python tests/data/make_replay_run.py`.\n")
+            "`python tests/data/make_replay_run.py`.\n"
+        )
 
 
 if __name__ == "__main__":
