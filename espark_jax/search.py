@@ -44,10 +44,8 @@ from espark_jax.llm.providers import (
     LLMResponse,
     Provider,
     SlotResult,
-    read_record,
-    record_path,
-    record_response,
 )
+from espark_jax.llm.recording import RecordingProvider
 from espark_jax.masks.builtin import all_ones
 from espark_jax.masks.sandbox import check_candidates
 from espark_jax.masks.task import MaskTask
@@ -238,57 +236,6 @@ def record_contexts(
 
 
 # ----------------------------------------------------------------------------------------------
-# Providers with records
-# ----------------------------------------------------------------------------------------------
-
-
-class RecordingProvider:
-    """Wraps a provider: every request/response is written to the run directory.
-
-    For the paid ``anthropic`` provider a request whose successful record already exists is
-    answered from the record (``--resume`` never repeats an LLM call); offline providers are
-    deterministic and free, so they are always asked again (their internal state stays in step).
-    """
-
-    def __init__(self, inner: Provider, run: RunDir) -> None:
-        self.inner, self.run = inner, run
-        self.name, self.label = inner.name, inner.label
-        self.reuse = inner.name == "anthropic"
-        self.reused = 0
-
-    def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResponse]:
-        """Answer requests (from records when allowed), recording new answers."""
-        out: list[LLMResponse | None] = [None] * len(requests)
-        todo = []
-        for i, req in enumerate(requests):
-            path = record_path(self.run.path, req.iteration, req.slot, req.role, req.round)
-            if self.reuse and path.is_file():
-                rec = read_record(self.run.path, req.iteration, req.slot, req.role, req.round)
-                if not rec.get("error"):
-                    out[i] = LLMResponse(
-                        rec["text"],
-                        rec.get("model", ""),
-                        rec.get("usage", {}),
-                        0.0,
-                        None,
-                        rec.get("raw", {}),
-                    )
-                    self.reused += 1
-                    continue
-            todo.append(i)
-        if todo:
-            answers = self.inner.generate([requests[i] for i in todo])
-            for i, resp in zip(todo, answers):
-                record_response(self.run.path, requests[i], resp)
-                out[i] = resp
-        return [r for r in out if r is not None]
-
-    def tell(self, iteration: int, results: Sequence[SlotResult]) -> None:
-        """Forward the scores to the wrapped provider."""
-        self.inner.tell(iteration, results)
-
-
-# ----------------------------------------------------------------------------------------------
 # Candidate generation: generate -> compile -> (repair | check) waves over all K slots
 # ----------------------------------------------------------------------------------------------
 
@@ -474,7 +421,7 @@ class Search:
         log: Callable[[str], None] = print,
     ) -> None:
         self.cfg, self.run, self.progress, self.log = cfg, run, progress, log
-        self.provider = RecordingProvider(provider, run)
+        self.provider = RecordingProvider(provider, run.path)
         self.env = make_env(cfg.scenario, cfg.k, cfg.num_envs, **cfg.env_kwargs)
         try:
             self.spec = self.env.spec

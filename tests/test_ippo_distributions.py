@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from espark_jax.ippo import distributions as dist
+from espark_jax.masks.safe import fallback_empty_rows
 
 LOGITS = jnp.array([[1.0, 2.0, 3.0, 4.0], [0.5, -1.0, 2.0, 0.0], [3.0, 3.0, 3.0, 3.0]])
 MASK = jnp.array([[1, 0, 1, 0], [0, 0, 0, 0], [0, 1, 1, 0]], bool)
@@ -25,7 +26,7 @@ def test_probabilities_renormalise_over_allowed_actions():
 def test_all_zero_row_falls_back_to_unmasked_policy():
     p = np.asarray(dist.probs(LOGITS, MASK))
     np.testing.assert_allclose(p[1], np.asarray(jax.nn.softmax(LOGITS[1])), rtol=1e-6)
-    assert bool(dist.effective_mask(MASK)[1].all())
+    assert bool(fallback_empty_rows(MASK)[1].all())
     np.testing.assert_allclose(
         dist.entropy(LOGITS[1:2], MASK[1:2]), dist.entropy(LOGITS[1:2]), rtol=1e-6
     )
@@ -77,7 +78,7 @@ def test_sampled_and_greedy_actions_are_always_allowed():
             )
         )
     )(keys, logits, mask)
-    allowed = np.asarray(dist.effective_mask(mask))
+    allowed = np.asarray(fallback_empty_rows(mask))
     pick = lambda a: np.take_along_axis(allowed, np.asarray(a)[..., None], axis=-1)
     assert pick(actions).all() and pick(greedy).all()
     assert not np.asarray(mask).any(-1).all()  # some rows allow nothing (fallback exercised)

@@ -30,7 +30,7 @@ from espark_jax.masks import (
     validate_source,
 )
 from espark_jax.masks.compile import abstract_check, exec_program
-from espark_jax.masks.safe import allow_all, fix_empty_rows
+from espark_jax.masks.safe import all_ones, fallback_empty_rows
 from espark_jax.masks.task import load_samples, normalize_samples, save_samples
 
 TASK = mabim_task()
@@ -662,7 +662,7 @@ def test_safe_mask_casts_and_fills_empty_rows() -> None:
         jnp.array([[[-1.0, 2.0]], [[-1.0, -2.0]]]), 0
     )
     np.testing.assert_array_equal(np.asarray(batched), [[[False, True]], [[True, True]]])
-    ones = allow_all((2, 3), 34)(None, None)
+    ones = all_ones(mabim_spec())(None, None)
     assert ones.shape == (2, 3, 34) and bool(ones.all())
 
 
@@ -701,7 +701,7 @@ def test_sample_contexts_shapes_and_kinds() -> None:
 
 
 # ------------------------------------------------------------------------------ properties
-_FIX = jax.jit(fix_empty_rows)
+_FIX = jax.jit(fallback_empty_rows)
 
 
 @settings(max_examples=40, deadline=None)

@@ -14,28 +14,18 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from espark_jax.masks.safe import fallback_empty_rows
+
 MASKED_LOGIT = -1e9
 """Logit given to disallowed actions: ``exp`` of it underflows to exactly 0 in float32."""
 
-
-def effective_mask(mask: jax.Array) -> jax.Array:
-    """The mask actually applied: ``mask`` as bool, with all-False rows replaced by all-True.
-
-    Args:
-        mask: ``[..., A]`` bool or 0/1 numbers.
-
-    Returns:
-        ``[..., A]`` bool with at least one True per row.
-    """
-    mask = jnp.asarray(mask) != 0
-    return mask | ~jnp.any(mask, axis=-1, keepdims=True)
 
 
 def masked_logits(logits: jax.Array, mask: jax.Array | None) -> jax.Array:
     """Logits with disallowed actions set to :data:`MASKED_LOGIT` (after the all-zero fallback)."""
     if mask is None:
         return logits
-    return jnp.where(effective_mask(mask), logits, jnp.asarray(MASKED_LOGIT, logits.dtype))
+    return jnp.where(fallback_empty_rows(mask), logits, jnp.asarray(MASKED_LOGIT, logits.dtype))
 
 
 def log_probs(logits: jax.Array, mask: jax.Array | None = None) -> jax.Array:

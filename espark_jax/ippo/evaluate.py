@@ -17,7 +17,8 @@ import numpy as np
 
 from espark_jax.ippo import distributions as dist
 from espark_jax.ippo.batching import kmap
-from espark_jax.ippo.rollout import MaskFn, apply_masks
+from espark_jax.ippo.rollout import apply_masks
+from espark_jax.masks.safe import MaskFn
 
 
 def make_evaluate(

@@ -63,7 +63,7 @@ from espark_jax.ippo.batching import kmap
 from espark_jax.ippo.evaluate import summarize
 from espark_jax.ippo.networks import ActorCritic, init_stacked_params
 from espark_jax.ippo.ppo import make_optimizer, make_update
-from espark_jax.ippo.rollout import MaskFn, RolloutStats, Transition, apply_masks, policy_step
+from espark_jax.ippo.rollout import RolloutStats, Transition, apply_masks, policy_step
 from espark_jax.ippo.train import (
     LearnerSet,
     LearnerState,
@@ -73,6 +73,7 @@ from espark_jax.ippo.train import (
     _slot,
     _TimedJit,
 )
+from espark_jax.masks.safe import MaskFn, fallback_empty_rows
 
 REWARD_SCALE = 0.01
 """Reward multiplier for SUMO (see the module doc); pass it as ``TrainConfig.reward_scale``."""
@@ -133,8 +134,7 @@ def combine_with_availability(mask: jax.Array, avail: jax.Array) -> jax.Array:
         ``[..., A]`` bool, a subset of ``avail`` with at least one True per row.
     """
     avail = jnp.asarray(avail, bool)
-    both = (jnp.asarray(mask) != 0) & avail
-    return jnp.where(jnp.any(both, axis=-1, keepdims=True), both, avail)
+    return fallback_empty_rows((jnp.asarray(mask) != 0) & avail, avail)
 
 
 def record_host_contexts(

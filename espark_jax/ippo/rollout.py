@@ -28,11 +28,11 @@ import jax.numpy as jnp
 from envs_jax.core import MaskContext
 from espark_jax.ippo import distributions as dist
 from espark_jax.ippo.batching import invariant_sum, kmap
+from espark_jax.masks.safe import MaskFn, fallback_empty_rows
 
 RNG_FIELD = "key"
 """Name of the PRNG key field the rollout adds to every mask context (raw ``uint32[2]`` key)."""
 
-MaskFn = Callable[[MaskContext, jax.Array], jax.Array]
 
 
 @flax.struct.dataclass
@@ -195,7 +195,7 @@ def make_rollout(
             ret_sum = ret_sum + jnp.where(done, ep_ret, 0.0)  # [K, E]; reduced once at the end
             n_eps = n_eps + done
             n_allowed = n_allowed + jnp.sum(
-                dist.effective_mask(masks), axis=(1, 2, 3), dtype=jnp.int32
+                fallback_empty_rows(masks), axis=(1, 2, 3), dtype=jnp.int32
             )
 
             def do_reset(_):

@@ -42,7 +42,8 @@ from espark_jax.ippo import sharding as shd
 from espark_jax.ippo.evaluate import make_evaluate, summarize
 from espark_jax.ippo.networks import ActorCritic, init_stacked_params
 from espark_jax.ippo.ppo import PPOConfig, make_optimizer, make_update
-from espark_jax.ippo.rollout import EnvBatch, MaskFn, make_rollout, reset_envs
+from espark_jax.ippo.rollout import EnvBatch, make_rollout, reset_envs
+from espark_jax.masks.safe import MaskFn
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,7 @@
 """
 
 from espark_jax.masks.compile import CheckLimits, MaskCheckResult, check_in_process, load_mask_fn
-from espark_jax.masks.safe import MaskFn, allow_all, apply_mask_fn, safe_mask
+from espark_jax.masks.safe import MaskFn, all_ones, apply_mask_fn, fallback_empty_rows, safe_mask
 from espark_jax.masks.sandbox import check_candidates, compile_mask
 from espark_jax.masks.static import Rejected, extract_code, validate_source
 from espark_jax.masks.task import FieldInfo, MaskTask, sample_contexts
@@ -20,12 +20,13 @@ __all__ = [
     "MaskFn",
     "MaskTask",
     "Rejected",
-    "allow_all",
+    "all_ones",
     "apply_mask_fn",
     "check_candidates",
     "check_in_process",
     "compile_mask",
     "extract_code",
+    "fallback_empty_rows",
     "load_mask_fn",
     "safe_mask",
     "sample_contexts",

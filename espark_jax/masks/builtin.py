@@ -39,19 +39,7 @@ import jax.numpy as jnp
 
 from envs_jax.core import EnvSpec, MaskContext
 from espark_jax.masks import sumo_pruning
-
-MaskFn = Callable[[MaskContext, jax.Array], jax.Array]
-"""A mask function: ``(ctx, action_space [A]) -> [*agent_shape, A]`` 0/1 or bool."""
-
-
-def all_ones(spec: EnvSpec) -> MaskFn:
-    """Everything allowed: training under it is plain IPPO."""
-    shape = tuple(spec.agent_shape) + (spec.n_actions,)
-
-    def none_mask(ctx: MaskContext, action_space: jax.Array) -> jax.Array:
-        return jnp.ones(shape, bool)
-
-    return none_mask
+from espark_jax.masks.safe import MaskFn, all_ones
 
 
 def random_pruning(spec: EnvSpec, p: float = 0.3) -> MaskFn:

@@ -1,9 +1,9 @@
-"""Run-time guards for mask functions, and small helpers to apply them.
+"""What every mask function shares: its type, the all-ones mask and the one empty-row fallback.
 
 A mask function maps ONE environment's context to ``[*agent_shape, n_actions]`` 0/1 values. The
-trainer applies it under ``jax.vmap`` over environments; :func:`safe_mask` makes its output a
-boolean mask in which every agent keeps at least one allowed action (the paper's fallback: an
-agent with nothing allowed is unmasked).
+trainer applies it under ``jax.vmap`` over environments. Wherever a mask leaves an agent with no
+allowed action, :func:`fallback_empty_rows` gives that agent its fallback row (all actions, or
+the environment's available actions): the paper's rule that such an agent is unmasked.
 """
 
 from __future__ import annotations
@@ -14,16 +14,28 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from envs_jax.core import MaskContext
+from envs_jax.core import EnvSpec, MaskContext
 
-#: ``fn(ctx, action_space) -> mask [*agent_shape, n_actions]``.
+#: ``fn(ctx, action_space) -> mask [*agent_shape, n_actions]`` (0/1 or bool).
 MaskFn = Callable[[MaskContext, jax.Array], jax.Array]
 
 
-def fix_empty_rows(mask: jax.Array) -> jax.Array:
-    """Cast to bool and make rows (last axis) with no allowed action all-allowed."""
-    m = jnp.asarray(mask).astype(bool)
-    return m | ~jnp.any(m, axis=-1, keepdims=True)
+def fallback_empty_rows(mask: jax.Array, fallback: jax.Array | None = None) -> jax.Array:
+    """``mask`` as bool, with every row (last axis) that allows nothing replaced by ``fallback``.
+
+    Args:
+        mask: ``[..., A]`` bool or 0/1 numbers.
+        fallback: ``[..., A]`` bool rows to use instead (broadcast against ``mask``); ``None``
+            means all actions allowed.
+
+    Returns:
+        ``[..., A]`` bool; a row is empty only where its fallback row is.
+    """
+    mask = jnp.asarray(mask) != 0
+    has_any = jnp.any(mask, axis=-1, keepdims=True)
+    if fallback is None:
+        return mask | ~has_any
+    return jnp.where(has_any, mask, jnp.asarray(fallback, bool))
 
 
 def safe_mask(fn: MaskFn) -> MaskFn:
@@ -31,20 +43,21 @@ def safe_mask(fn: MaskFn) -> MaskFn:
 
     @functools.wraps(fn)
     def wrapped(ctx: MaskContext, action_space: jax.Array) -> jax.Array:
-        return fix_empty_rows(fn(ctx, action_space))
+        return fallback_empty_rows(fn(ctx, action_space))
 
     wrapped.is_safe_mask = True  # type: ignore[attr-defined]
     return wrapped
 
 
-def allow_all(agent_shape: tuple[int, ...], n_actions: int) -> MaskFn:
-    """The all-ones mask function (plain IPPO; the fallback for a slot whose code failed)."""
-    shape = (*agent_shape, n_actions)
+def all_ones(spec: EnvSpec) -> MaskFn:
+    """Everything allowed: training under it is plain IPPO (and the fallback of a failed slot)."""
+    shape = (*spec.agent_shape, spec.n_actions)
 
-    def compute_mask(ctx: MaskContext, action_space: jax.Array) -> jax.Array:
-        return jnp.ones(shape, dtype=bool)
+    def none_mask(ctx: MaskContext, action_space: jax.Array) -> jax.Array:
+        return jnp.ones(shape, bool)
 
-    return compute_mask
+    none_mask.mask_name = "none"  # type: ignore[attr-defined]
+    return none_mask
 
 
 def apply_mask_fn(

@@ -14,14 +14,11 @@ and jits like an LLM-written mask:
 
 from __future__ import annotations
 
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 
 from envs_jax.core import EnvSpec, MaskContext
-
-MaskFn = Callable[[MaskContext, jax.Array], jax.Array]
+from espark_jax.masks.safe import MaskFn
 
 
 def _check_sumo(spec: EnvSpec) -> None:
