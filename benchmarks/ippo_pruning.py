@@ -53,8 +53,7 @@ def run_scenario(scenario: str, seed: int, args: argparse.Namespace) -> dict:
     import jax
 
     import envs_jax
-    from espark_jax.ippo.ppo import PPOConfig
-    from espark_jax.ippo.train import TrainConfig, Trainer, train
+    from espark_jax.ippo import PPOConfig, TrainConfig, make, train
     from espark_jax.masks.builtin import get_builtin_mask
 
     env = envs_jax.make(scenario)
@@ -67,7 +66,7 @@ def run_scenario(scenario: str, seed: int, args: argparse.Namespace) -> dict:
         eval_every=updates,
         ppo=PPOConfig(lr=args.lr),
     )
-    trainer = Trainer(env, cfg, [get_builtin_mask(m, env.spec) for m in MASKS])
+    trainer = make(env, cfg, [get_builtin_mask(m, env.spec) for m in MASKS])
     key = jax.random.PRNGKey(seed)
     result = train(
         trainer,

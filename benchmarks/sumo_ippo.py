@@ -2,7 +2,7 @@
 
 For every scenario (default Grid 4x4 and Cologne8) and training seed, one IPPO learner (plain
 IPPO: no exploration mask, availability masks only) trains with
-:class:`espark_jax.ippo.host.HostTrainer` for ``--updates`` PPO updates, each on one 3600-s
+the trainer of :func:`espark_jax.ippo.make` for ``--updates`` PPO updates, each on one 3600-s
 episode of ``--num-envs`` simulations (so ``updates x num_envs`` training episodes per seed).
 The final learner is then evaluated without exploration masks, greedy and sampled, on the SUMO
 seeds ``--eval-seeds`` (default 0 1 2: the seeds of the fixed-time / MaxPressure table in
@@ -36,8 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sumo_bridge  # noqa: E402  (sibling script: machine info and the README section)
 
 from envs_jax.sumo.baselines import FixedTime, MaxPressure, evaluate  # noqa: E402
-from espark_jax.ippo.host import EPISODE_METRICS, REWARD_SCALE, HostTrainer, make_env  # noqa: E402
-from espark_jax.ippo.train import TrainConfig  # noqa: E402
+from espark_jax.families import family_of, make_env  # noqa: E402
+from espark_jax.ippo import TrainConfig, Trainer, make  # noqa: E402
+from espark_jax.ippo.host_source import EPISODE_METRICS  # noqa: E402
 from espark_jax.masks.builtin import get_builtin_mask  # noqa: E402
 
 RESULT_FILE = sumo_bridge.RESULTS / "sumo_ippo.json"
@@ -45,7 +46,7 @@ EPISODE_DECISIONS = 240  # a 3600-s episode of 15-s decisions
 
 
 def train_seed(
-    trainer: HostTrainer, seed: int, updates: int, eval_seeds: list[int]
+    trainer: Trainer, seed: int, updates: int, eval_seeds: list[int]
 ) -> dict[str, Any]:
     """Train one learner from ``seed`` and evaluate it greedy and sampled on ``eval_seeds``."""
     state = trainer.init(jax.random.PRNGKey(seed))
@@ -109,8 +110,9 @@ def bench_scenario(
             res = evaluate(env, ctrl, eval_seeds)
             baselines[ctrl.name] = {**res, "wall_s": time.perf_counter() - t0}
             print(f"{scenario} {ctrl.name}: delay {res['mean']['avg_delay']:.1f} s", flush=True)
-        cfg = TrainConfig(num_envs=num_envs, reward_scale=REWARD_SCALE, eval_envs=len(eval_seeds))
-        trainer = HostTrainer(env, cfg, [get_builtin_mask("none", env.spec)])
+        cfg = TrainConfig(num_envs=num_envs, eval_envs=len(eval_seeds))
+        trainer = make(env, cfg, [get_builtin_mask("none", env.spec)])
+        cfg = trainer.config  # the family's reward scale filled in
         runs = [train_seed(trainer, s, updates, eval_seeds) for s in seeds]
         timings = {k: round(v, 2) for k, v in trainer.timings.items()}
         compile_s = {k: [round(x, 2) for x in v] for k, v in trainer.compile_seconds.items()}
@@ -183,7 +185,7 @@ def note(res: dict[str, Any]) -> str:
         else ""
     )
     return (
-        f"IPPO rows: plain IPPO (availability masks only, paper PPO settings, reward scale {REWARD_SCALE}) trained "
+        f"IPPO rows: plain IPPO (availability masks only, paper PPO settings, reward scale {family_of('sumo/grid4x4').reward_scale}) trained "
         f"from seeds {res['seeds']} for {b['updates']} updates of {b['num_envs']} simulations each "
         f"({b['episodes_per_seed']} episodes = {b['decisions_per_seed']:,} decisions per seed, about "
         f"{b['fraction_of_paper']:.2%} of the paper's 2.4 M steps), then evaluated without exploration masks on SUMO "

@@ -40,7 +40,7 @@ def worker(args: argparse.Namespace) -> dict:
     import jax
 
     import envs_jax
-    from espark_jax.ippo.train import TrainConfig, Trainer
+    from espark_jax.ippo import TrainConfig, make
     from espark_jax.masks.builtin import get_builtin_mask
 
     env = envs_jax.make(args.scenario)
@@ -61,7 +61,7 @@ def worker(args: argparse.Namespace) -> dict:
     }
     for fused in (False, True):
         cfg = TrainConfig(num_envs=args.num_envs, updates_per_chunk=args.updates, fuse_chunk=fused)
-        trainer = Trainer(env, cfg, masks)
+        trainer = make(env, cfg, masks)
         learners = [
             trainer.init(jax.random.PRNGKey(i))
             for i in range(args.k if args.mode == "sequential" else 1)

@@ -114,7 +114,7 @@ def add_report_parser(sub: Any) -> None:
 
 
 def _config_from_args(args: argparse.Namespace) -> Any:
-    from espark_jax.search import SearchConfig
+    from espark_jax.search_config import SearchConfig
 
     env_kwargs = {"data_dir": args.data_dir} if args.data_dir else {}
     overrides = dict(
@@ -153,12 +153,13 @@ def execute_run(
     ``runs_dir`` named after scenario, provider and time) or continue the run in ``run_path`` (its
     recorded config is used). Prints the provider announcement and the final table; returns the
     results dict."""
-    import envs_jax
+    from espark_jax.families import make_env
     from espark_jax.llm.prompts import EnvPromptInfo, prompt_hashes
     from espark_jax.llm.providers import make_provider
     from espark_jax.report import final_table
     from espark_jax.runs import RunDir
-    from espark_jax.search import load_config, run_search
+    from espark_jax.search import run_search
+    from espark_jax.search_config import load_config
 
     enable_compile_cache()
     run = None
@@ -166,42 +167,38 @@ def execute_run(
         run = RunDir.open(run_path)
         cfg = load_config(run)
         print(f"resuming {run.path} (finished iterations: {run.finished_iterations() or 'none'})")
-    family = cfg.scenario.split("/", 1)[0]
-    env = envs_jax.make(
-        cfg.scenario, **cfg.env_kwargs
-    )  # fails fast on an unknown scenario or bad data
+    # built once for the whole run; fails fast on an unknown scenario or bad data
+    env = make_env(cfg.scenario, cfg.k, cfg.num_envs, **cfg.env_kwargs)
     try:
-        env_info = EnvPromptInfo.from_env(env)
-    finally:
-        if hasattr(
-            env, "close"
-        ):  # a host (SUMO) environment: stop its worker; the search builds its own
-            env.close()
-    provider, announcement = make_provider(
-        cfg.provider,
-        env_family=family,
-        seed=cfg.seed,
-        generator_model=cfg.generator_model,
-        checker_model=cfg.checker_model,
-        env_info=env_info,
-    )
-    print(announcement)
-    if run is None:
-        run_path = run_path or Path(runs_dir) / _default_name(cfg, provider.name)
-        run = RunDir.create(
-            run_path,
-            {
-                "config": cfg.to_dict(),
-                "provider": provider.describe(),
-                "provider_label": provider.label,
-                "announcement": announcement,
-                "scenario": cfg.scenario,
-                "data_source": env.spec.data_source,
-                "prompt_hashes": prompt_hashes(),
-            },
+        provider, announcement = make_provider(
+            cfg.provider,
+            env_family=cfg.scenario.split("/", 1)[0],
+            seed=cfg.seed,
+            generator_model=cfg.generator_model,
+            checker_model=cfg.checker_model,
+            env_info=EnvPromptInfo.from_env(env),
         )
-        print(f"run directory: {run.path}")
-    results = run_search(cfg, run, provider, progress=progress)
+        print(announcement)
+        if run is None:
+            run_path = run_path or Path(runs_dir) / _default_name(cfg, provider.name)
+            run = RunDir.create(
+                run_path,
+                {
+                    "config": cfg.to_dict(),
+                    "provider": provider.describe(),
+                    "provider_label": provider.label,
+                    "announcement": announcement,
+                    "scenario": cfg.scenario,
+                    "data_source": env.spec.data_source,
+                    "prompt_hashes": prompt_hashes(),
+                },
+            )
+            print(f"run directory: {run.path}")
+        results = run_search(cfg, run, provider, env=env, progress=progress)
+    finally:
+        close = getattr(env, "close", None)
+        if close is not None:  # a host (SUMO) environment: stop its workers
+            close()
     print(final_table(results))
     print(f"results: {run.path / 'results.json'}  figure: {run.path / 'summary.png'}")
     return results

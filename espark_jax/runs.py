@@ -32,6 +32,8 @@ from typing import Any
 
 import jax
 
+from espark_jax.checkpoints import CheckpointError, restore_tree, save_tree
+
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 BEST = "best"
@@ -219,36 +221,49 @@ class RunDir:
                 if (cand / name).exists():
                     (cand / name).unlink()
 
+    # ------------------------------------------------------------------ candidate records
+    def write_check(self, iteration: int, slot: int, code: str | None, check: dict) -> None:
+        """A candidate's checked code (``code.py``, when there is code) and ``check.json``."""
+        d = self.cand_dir(iteration, slot)
+        if code:
+            write_text(d / "code.py", code.rstrip("\n") + "\n")
+        write_json(d / "check.json", check)
+
+    def read_code(self, iteration: int, slot: int) -> str | None:
+        """A candidate's recorded code (as compiled), or None when it has none."""
+        path = self.cand_dir(iteration, slot) / "code.py"
+        return path.read_text(encoding="utf-8").rstrip("\n") + "\n" if path.is_file() else None
+
+    def write_candidate_metrics(self, iteration: int, slot: int, metrics: dict) -> None:
+        """A candidate's training metrics (``metrics.json``)."""
+        write_json(self.cand_dir(iteration, slot) / "metrics.json", metrics)
+
+    def train_returns(self, iteration: int, k: int) -> list[list[float | None]]:
+        """Per slot, the training returns of every chunk recorded in ``metrics.jsonl``."""
+        curves: list[list[float | None]] = [[] for _ in range(k)]
+        path = self.iter_dir(iteration) / "metrics.jsonl"
+        if not path.exists():
+            return curves
+        for line in path.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            if rec.get("kind") == "train" and rec.get("train_return") is not None:
+                for slot, v in enumerate(rec["train_return"]):
+                    curves[slot].append(v)
+        return curves
+
+    def write_summary(self, iteration: int, summary: dict) -> None:
+        """``summary.json``, written last: from now on the iteration counts as finished."""
+        write_json(self.iter_dir(iteration) / SUMMARY, summary)
+
     # ------------------------------------------------------------------ checkpoints
     def save_learner(self, iteration: int, learner: Any) -> Path:
-        """Save one learner (a pytree of arrays: params and optimizer state) with orbax."""
-        import orbax.checkpoint as ocp
-
-        path = self.iter_dir(iteration) / BEST
-        tmp = self.iter_dir(iteration) / (BEST + ".partial")
-        for p in (tmp, path):
-            if p.exists():
-                shutil.rmtree(p)
-        ckpt = ocp.StandardCheckpointer()
-        ckpt.save(tmp, learner)
-        ckpt.wait_until_finished()
-        os.replace(tmp, path)
-        return path
+        """Save one learner (params and optimizer state) through the one checkpoint writer."""
+        return save_tree(self.iter_dir(iteration) / BEST, learner)
 
     def load_learner(self, iteration: int, like: Any) -> Any:
-        """Restore the learner saved for ``iteration``; ``like`` gives the tree structure and shapes."""
-        import orbax.checkpoint as ocp
-
-        path = self.iter_dir(iteration) / BEST
-        if not path.is_dir():
-            raise RunDirError(
-                f"{path} is missing; delete {self.iter_dir(iteration) / SUMMARY} to redo iteration {iteration}"
-            )
-        target = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
+        """Restore the learner saved for ``iteration``; ``like`` gives structure and shapes."""
+        redo = f"delete {self.iter_dir(iteration) / SUMMARY} to redo iteration {iteration}"
         try:
-            return ocp.StandardCheckpointer().restore(path, target)
-        except Exception as err:  # orbax raises several types for damaged checkpoints
-            raise RunDirError(
-                f"checkpoint {path} cannot be restored ({type(err).__name__}: {err}); delete "
-                f"{self.iter_dir(iteration) / SUMMARY} to redo iteration {iteration}"
-            ) from None
+            return restore_tree(self.iter_dir(iteration) / BEST, like)
+        except CheckpointError as err:
+            raise RunDirError(f"{err}; {redo}") from None

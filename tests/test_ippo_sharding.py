@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from toy_env import ToyInventoryEnv
     from espark_jax.ippo.ppo import PPOConfig
-    from espark_jax.ippo.train import Trainer, TrainConfig
+    from espark_jax.ippo import TrainConfig, make
     from espark_jax.masks.builtin import get_builtin_mask
 
     assert len(jax.devices()) == 4, jax.devices()
@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent("""
     results = {}
     for shard in (True, False):
         cfg = TrainConfig(num_envs=4, shard=shard, fuse_chunk=True, ppo=PPOConfig(update_epochs=2, num_minibatches=2))
-        trainer = Trainer(env, cfg, masks)
+        trainer = make(env, cfg, masks)
         state = trainer.init(jax.random.PRNGKey(0))
         state, metrics = trainer.train_chunk(state, 2)
         results[shard] = (trainer, jax.device_get(state), state)

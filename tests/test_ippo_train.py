@@ -12,7 +12,7 @@ from envs_jax.core import MaskContext
 from espark_jax.ippo import distributions as dist
 from espark_jax.ippo.ppo import PPOConfig
 from espark_jax.ippo.rollout import apply_masks
-from espark_jax.ippo.train import TrainConfig, Trainer, selection_scores, train
+from espark_jax.ippo import TrainConfig, make, selection_scores, train
 from espark_jax.masks.builtin import get_builtin_mask
 
 ENV = ToyInventoryEnv(n_warehouses=2, n_skus=4, episode_lengths=(8, 6, 6))
@@ -25,7 +25,7 @@ PPO = PPOConfig(update_epochs=2, num_minibatches=2)
 def runs():
     """K=2 learners trained together and each learner alone (K=1), from the same keys, 2 updates."""
     fns = [get_builtin_mask(n, ENV.spec) for n in MASKS]
-    multi = Trainer(ENV, TrainConfig(num_envs=4, ppo=PPO, fuse_chunk=False), fns)
+    multi = make(ENV, TrainConfig(num_envs=4, ppo=PPO, fuse_chunk=False), fns)
     state, metrics = multi.train_chunk(multi.init_from_keys(KEYS), 2)
     single_cfg = TrainConfig(
         num_envs=4,
@@ -36,7 +36,7 @@ def runs():
         select_last=2,
         eval_envs=2,
     )
-    single = Trainer(ENV, single_cfg, fns[:1])
+    single = make(ENV, single_cfg, fns[:1])
     alone = []
     for k, fn in enumerate(fns):
         single.set_masks([fn])
@@ -88,10 +88,10 @@ def test_buffer_stores_behaviour_masks_and_actions_respect_them(runs):
     single = runs["single"]
     single.set_masks([runs["fns"][0]])  # upbound: multipliers <= 3 (6 of the 8 actions)
     start = single.init_from_keys(KEYS[:1])
-    params = jax.tree_util.tree_map(
-        lambda x: np.asarray(x[0]), start.params
-    )  # the rollout donates `start`
-    _, traj, _, _, _ = single.rollout(start)
+    # the rollout donates `start`
+    params = jax.tree_util.tree_map(lambda x: np.asarray(x[0]), start.params)
+    _, traj, _, _, _, extras = single.rollout(start)
+    assert extras == {}  # a JAX source adds no per-episode metrics
     expected = np.asarray(ENV.spec.action_values) <= 3.0
     assert traj.mask.shape == (8, 1, 4, ENV.spec.n_agents, 8) and traj.mask.dtype == jnp.bool_
     assert (np.asarray(traj.mask) == expected).all()

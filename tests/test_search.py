@@ -241,14 +241,14 @@ def test_replay_of_the_recorded_run(tmp_path):
 
 def test_presets_and_learning_rate_reach_the_trainer():
     import envs_jax
-    from espark_jax.search import _train_config
+    from espark_jax.search_config import train_config
 
     env = envs_jax.make("mabim/tiny")
     quick = SearchConfig.from_preset("quick", scenario="mabim/tiny")
     assert (quick.k, quick.iterations, quick.lr) == (4, 3, 1e-3)
     paper = SearchConfig.from_preset("paper", scenario="mabim/tiny", lr=2e-4)
     assert (paper.k, paper.iterations, paper.steps, paper.lr) == (16, 10, 5_020_000, 2e-4)
-    tc, updates = _train_config(quick, env)
+    tc, updates = train_config(quick, env)
     assert tc.ppo.lr == 1e-3 and tc.num_envs == quick.num_envs
     episode = int(env.spec.episode_length["train"])
     assert updates == -(-quick.steps_per_iteration() // (episode * quick.num_envs))

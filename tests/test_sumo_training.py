@@ -16,16 +16,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from espark_jax.ippo.host import (
+from espark_jax.families import family_of, make_env
+from espark_jax.ippo import TrainConfig, make, selection_scores, train
+from espark_jax.ippo.host_source import (
     EPISODE_METRICS,
-    REWARD_SCALE,
     SPLIT_SEEDS,
-    HostTrainer,
+    HostSource,
     combine_with_availability,
-    make_env,
     record_host_contexts,
 )
-from espark_jax.ippo.train import TrainConfig, Trainer, selection_scores, train
 from espark_jax.llm.prompts import EnvPromptInfo
 from espark_jax.llm.providers import TemplateProvider
 from espark_jax.masks.builtin import get_builtin_mask
@@ -80,7 +79,7 @@ def _config(**kw) -> TrainConfig:
     base = dict(
         num_envs=1,
         hidden=HIDDEN,
-        reward_scale=REWARD_SCALE,
+        reward_scale=None,
         eval_envs=1,
         eval_every=1,
         updates_per_chunk=1,
@@ -119,7 +118,7 @@ def rollout(env):
     phases (so it falls back to availability), slot 1 under MaxPressure pruning."""
     restricted = RestrictedAvail(env)
     fns = [only_unavailable, get_builtin_mask("maxpressure-pruning", env.spec)]
-    trainer = HostTrainer(restricted, _config(), fns)
+    trainer = make(restricted, _config(), fns)
     state = trainer.init(jax.random.PRNGKey(0))
     before = jax.device_get(state.params)
     state, traj, last_value, stats, k_upd, episode = trainer.rollout(state)
@@ -173,7 +172,7 @@ def test_rollout_buffer_respects_availability(rollout):
     assert (mask[:, 1].sum(-1) == np.minimum(ALLOWED.sum(-1), 4)).all()
     # rewards are scaled minus stopped vehicles; the reported return is unscaled
     ret = np.asarray(rollout["stats"].mean_episode_return)
-    np.testing.assert_allclose(ret, traj.reward.sum(axis=(0, 2, 3)) / REWARD_SCALE, rtol=1e-5)
+    np.testing.assert_allclose(ret, traj.reward.sum(axis=(0, 2, 3)) / family_of(SCENARIO).reward_scale, rtol=1e-5)
     assert (traj.reward <= 0).all()
     np.testing.assert_allclose(
         np.asarray(rollout["stats"].allowed_fraction),
@@ -254,14 +253,15 @@ def test_train_driver_writes_json_lines(rollout, tmp_path):
 def test_bad_inputs_one_line_errors(env):
     fns = [get_builtin_mask("none", env.spec)] * 2
     with pytest.raises(ValueError, match="make_env"):
-        HostTrainer(env, _config(num_envs=2), fns)
+        make(env, _config(num_envs=2), fns)
     with pytest.raises(ValueError, match="num_steps"):
-        HostTrainer(env, _config(num_steps=5), fns)
-    with pytest.raises(ValueError, match="host environment"):
-        Trainer(env, _config(), fns)
+        make(env, _config(num_steps=5), fns)
+    # the one door picks the worker-driven source for a host environment, and the family's scale
+    host = make(env, _config(), fns)
+    assert isinstance(host.source, HostSource) and host.config.reward_scale == 1e-2
     with pytest.raises(ValueError, match="ss-pruning reads MABIM"):
         get_builtin_mask("ss-pruning", env.spec)
-    trainer = HostTrainer(env, _config(), fns)
+    trainer = host
     three = jax.tree_util.tree_map(
         lambda x: jnp.concatenate([x, x[:1]]), trainer.init(jax.random.PRNGKey(0)).params
     )

@@ -20,7 +20,6 @@ MASKED_LOGIT = -1e9
 """Logit given to disallowed actions: ``exp`` of it underflows to exactly 0 in float32."""
 
 
-
 def masked_logits(logits: jax.Array, mask: jax.Array | None) -> jax.Array:
     """Logits with disallowed actions set to :data:`MASKED_LOGIT` (after the all-zero fallback)."""
     if mask is None:

@@ -34,7 +34,6 @@ RNG_FIELD = "key"
 """Name of the PRNG key field the rollout adds to every mask context (raw ``uint32[2]`` key)."""
 
 
-
 @flax.struct.dataclass
 class Transition:
     """One time step of the rollout buffer (leading axes ``[T, K, E]`` when stacked)."""

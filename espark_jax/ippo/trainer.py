@@ -1,0 +1,449 @@
+"""The one K-parallel IPPO trainer: K learners, each under its own mask function, trained together.
+
+A :class:`Trainer` owns what every environment kind shares: the network, parameters and
+optimiser states with a leading K axis, K-axis initialisation, retention, mask sets, chunks of
+updates, the PPO update (compiled once per trainer, whatever the masks), learner checkpoints and
+the compile/trace log. What differs between environment kinds is only its rollout source
+(:class:`RolloutSource`): a jitted scan for JAX environments
+(:class:`~espark_jax.ippo.jax_source.JaxSource`) or worker-driven steps for host environments
+(:class:`~espark_jax.ippo.host_source.HostSource`). Build one with :func:`espark_jax.ippo.make`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Protocol, Sequence
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from espark_jax.checkpoints import restore_tree, save_tree
+from espark_jax.ippo import sharding as shd
+from espark_jax.ippo.compiled import ProgramLog, TimedJit
+from espark_jax.ippo.networks import ActorCritic, init_stacked_params, param_shapes
+from espark_jax.ippo.ppo import PPOConfig, make_optimizer, make_update
+from espark_jax.ippo.rollout import RolloutStats
+from espark_jax.masks.safe import MaskFn
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that shapes the compiled programs and the training schedule.
+
+    Attributes:
+        num_envs: environments per learner (E).
+        num_steps: rollout length per update; 0 means the train episode length.
+        num_updates: updates per learner done by :func:`espark_jax.ippo.train.train`.
+        updates_per_chunk: updates per :meth:`Trainer.train_chunk` call (U).
+        hidden, activation: actor and critic MLP torsos.
+        reward_scale: multiplier applied to rewards before PPO; ``None`` takes the scenario
+            family's default (:mod:`espark_jax.families`), filled in by ``make``.
+        ppo: PPO hyper-parameters.
+        eval_every: evaluate every this many updates (and at the end).
+        eval_envs: environments per evaluation.
+        eval_split: split used for the periodic evaluation (and the selection score).
+        eval_greedy: greedy (True) or sampled (False) periodic evaluation.
+        select_last: selection score = mean evaluation return over this many last checkpoints.
+        fuse_chunk: one jitted program per chunk (True; JAX environments), or the rollout and
+            the update as two programs dispatched U times without host synchronisation (False,
+            the default: the update then compiles once per trainer, whatever the masks).
+        shard: spread K (and E) over all visible devices when there are several.
+    """
+
+    num_envs: int = 8
+    num_steps: int = 0
+    num_updates: int = 100
+    updates_per_chunk: int = 5
+    hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    reward_scale: float | None = None
+    ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
+    eval_every: int = 10
+    eval_envs: int = 4
+    eval_split: str = "validation"
+    eval_greedy: bool = True
+    select_last: int = 3
+    fuse_chunk: bool = False
+    shard: bool = True
+
+    def __post_init__(self) -> None:
+        positive = (
+            "num_envs",
+            "num_updates",
+            "updates_per_chunk",
+            "eval_every",
+            "eval_envs",
+            "select_last",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_steps < 0:
+            raise ValueError("TrainConfig.num_steps must be >= 0 (0 = the train episode length)")
+        if isinstance(self.ppo, dict):  # from JSON
+            object.__setattr__(self, "ppo", PPOConfig(**self.ppo))
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (inverse: ``TrainConfig(**d)``)."""
+        return dataclasses.asdict(self)
+
+
+@flax.struct.dataclass
+class LearnerState:
+    """K learners: every leaf has a leading K axis (environment leaves ``[K, E, ...]``; ``envs``
+    is None for host environments, whose simulations live in their worker processes)."""
+
+    params: Any
+    opt_state: Any
+    envs: Any
+    key: jax.Array  # [K, 2]
+    n_updates: jax.Array  # [K] int32
+
+
+class RolloutSource(Protocol):
+    """Where a trainer's experience comes from: one implementation per environment kind.
+
+    Attributes:
+        env: the environment.
+        num_steps: decisions per rollout (one update).
+        shardable: the source's programs may be sharded over a device mesh.
+        blocking: the source syncs with the host every step (updates are timed then).
+        phase: for fused chunks, the pure ``phase(state, env_params) -> (state, traj,
+            last_value, stats, update_key)`` of the current masks; None when not jittable.
+        train_params: the environment parameters passed to ``phase``.
+        timings: seconds spent per activity (host sources), for benchmarks.
+    """
+
+    env: Any
+    num_steps: int
+    shardable: bool
+    blocking: bool
+    phase: Any
+    train_params: Any
+    timings: dict[str, float]
+
+    def bind(self, trainer: "Trainer") -> None:
+        """Called once by the trainer: the source reads its network, log and mesh from it."""
+
+    def check(self, n_learners: int) -> None:
+        """Raise a one-line ``ValueError`` when the source cannot serve ``n_learners``."""
+
+    def set_masks(self, mask_fns: tuple[MaskFn, ...]) -> None:
+        """Build (or take from its cache) the rollout program of this mask set."""
+
+    def reset(self, env_keys: jax.Array) -> Any:
+        """Fresh environments of K learners (``env_keys [K, E, 2]``): the state's ``envs``."""
+
+    def rollout(self, state: LearnerState) -> tuple:
+        """``(state, traj [T, K, E, ...], last_value, stats, update_key, extras {name: [K]})``."""
+
+    def evaluate(
+        self, params: Any, key: jax.Array, split: str, greedy: bool, num_envs: int, masked: bool
+    ) -> dict[str, Any]:
+        """Evaluate learners ``params [K', ...]``; the dict of :meth:`Trainer.evaluate`."""
+
+    def record_contexts(self, key: jax.Array) -> dict[str, Any]:
+        """Mask contexts visited by a reference policy (``field -> [n, ...]``), for mask checks."""
+
+
+def slot(tree: Any, index: int) -> Any:
+    """Learner ``index`` of a pytree with a leading K axis."""
+    return jax.tree_util.tree_map(lambda x: x[index], tree)
+
+
+def broadcast(tree: Any, k: int) -> Any:
+    """One learner's pytree repeated on a new leading K axis."""
+    return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (k,) + jnp.shape(x)), tree)
+
+
+class Trainer:
+    """K-parallel IPPO over one rollout source and one configuration (see the module doc).
+
+    Typical use::
+
+        trainer = espark_jax.ippo.make(env, TrainConfig(num_envs=16), mask_fns)  # K = len
+        state = trainer.init(jax.random.PRNGKey(0))
+        state, metrics = trainer.train_chunk(state, 10)          # all K advance by 10 updates
+        ev = trainer.evaluate(state.params, jax.random.PRNGKey(1))  # no masks, validation
+        trainer.set_masks(new_mask_fns)                          # next eSpark iteration
+        state = trainer.retain(state, best_k, jax.random.PRNGKey(2))
+
+    Args:
+        source: the rollout source of the environment.
+        config: the :class:`TrainConfig` (``reward_scale`` resolved).
+        mask_fns: K mask functions ``f(ctx, action_space) -> [*agent_shape, A]``; K = len.
+        devices: devices to shard over (default: all visible, when ``config.shard``).
+    """
+
+    def __init__(
+        self,
+        source: RolloutSource,
+        config: TrainConfig,
+        mask_fns: Sequence[MaskFn],
+        devices: Sequence[Any] | None = None,
+    ) -> None:
+        if config.reward_scale is None:
+            raise ValueError("TrainConfig.reward_scale is None; build trainers with ippo.make")
+        self.source, self.env, self.spec, self.config = source, source.env, source.env.spec, config
+        self.network = ActorCritic(self.spec.n_actions, config.hidden, config.activation)
+        self.optimizer = make_optimizer(config.ppo)
+        self.apply_fn = lambda params, obs: self.network.apply({"params": params}, obs)
+        self.log = ProgramLog()
+        self.mesh = None
+        self._devices = devices
+        update = make_update(
+            self.apply_fn, self.optimizer, config.ppo, on_trace=self.log.counter("update")
+        )
+        self._update_fn = self._constrained_update(update)
+        self._update = TimedJit(self._update_fn, "update", self.log, donate=(0, 1))
+        self._inner_update = jax.jit(self._update_fn)  # inside fused chunks: one trace
+        self._chunks: dict[tuple, TimedJit] = {}
+        self.mask_fns: tuple[MaskFn, ...] = ()
+        source.bind(self)
+        self.num_steps = source.num_steps
+        self.set_masks(mask_fns)
+
+    @property
+    def compile_seconds(self) -> dict[str, list[float]]:
+        """Compile seconds per program (``rollout``, ``update``, ``chunk``, ``evaluate`` ...)."""
+        return self.log.compile_seconds
+
+    @property
+    def trace_counts(self) -> dict[str, int]:
+        """Traces per program; the update is traced once per trainer."""
+        return self.log.trace_counts
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds per activity of a host source (environment, policy, update)."""
+        return self.source.timings
+
+    @property
+    def num_learners(self) -> int:
+        """K, the number of learners (= number of mask functions)."""
+        return len(self.mask_fns)
+
+    # ---------------------------------------------------------------- masks
+    def set_masks(self, mask_fns: Sequence[MaskFn]) -> None:
+        """Use new mask functions (same K): only the rollout is rebuilt; the update is kept.
+
+        Rollout programs are cached per tuple of mask functions (by identity), so switching back
+        to an earlier mask set does not compile again.
+        """
+        mask_fns = tuple(mask_fns)
+        if not mask_fns:
+            raise ValueError("a trainer needs at least one mask function (masks.safe.all_ones)")
+        if self.mask_fns and len(mask_fns) != len(self.mask_fns):
+            raise ValueError(
+                f"set_masks got {len(mask_fns)} masks for {len(self.mask_fns)} learners; "
+                "build a new Trainer"
+            )
+        if not self.mask_fns:
+            self.source.check(len(mask_fns))
+            if self.config.shard and self.source.shardable:
+                self.mesh = shd.make_mesh(len(mask_fns), self.config.num_envs, self._devices)
+        self.mask_fns = mask_fns
+        self.source.set_masks(mask_fns)
+
+    # ---------------------------------------------------------------- state
+    def init(self, key: jax.Array, params: Any = None, opt_state: Any = None) -> LearnerState:
+        """K learners from one key; with ``params`` (one learner's), all K start from them.
+
+        Learner k uses ``jax.random.split(key, K)[k]``, so slot k equals a one-learner trainer
+        initialised by :meth:`init_from_keys` with that key.
+        """
+        return self.init_from_keys(jax.random.split(key, self.num_learners), params, opt_state)
+
+    def init_from_keys(
+        self, keys: jax.Array, params: Any = None, opt_state: Any = None
+    ) -> LearnerState:
+        """K learners, learner k from ``keys[k]``; optional single-learner ``params``/``opt_state``."""
+        n_k = self.num_learners
+        if keys.shape[0] != n_k:
+            raise ValueError(f"init_from_keys needs {n_k} keys, got {keys.shape[0]}")
+        k_init, k_env, k_run = jnp.moveaxis(jax.vmap(lambda k: jax.random.split(k, 3))(keys), 1, 0)
+        if params is None:
+            params = init_stacked_params(self.network, k_init, self.spec.obs_dim)
+        else:
+            params = broadcast(params, n_k)
+        if opt_state is None:
+            opt_state = jax.vmap(self.optimizer.init)(params)
+        else:
+            opt_state = broadcast(opt_state, n_k)
+        env_keys = jax.vmap(lambda k: jax.random.split(k, self.config.num_envs))(k_env)
+        state = LearnerState(
+            params=params,
+            opt_state=opt_state,
+            envs=self.source.reset(env_keys),
+            key=k_run,
+            n_updates=jnp.zeros((n_k,), jnp.int32),
+        )
+        return self.place(state)
+
+    def retain(self, state: LearnerState, index: int, key: jax.Array) -> LearnerState:
+        """Retention: learner ``index``'s parameters and optimizer state copied into all K
+        slots, with fresh environments and keys from ``key``."""
+        learner = self.learner(state, index)
+        return self.init(key, params=learner["params"], opt_state=learner["opt_state"])
+
+    def place(self, state: LearnerState) -> LearnerState:
+        """Put a learner state on the trainer's devices (sharded when a mesh is in use)."""
+        if self.mesh is None:
+            return state
+        return jax.device_put(state, self.state_shardings(state))
+
+    def state_shardings(self, state: LearnerState) -> LearnerState:
+        """The ``NamedSharding`` of every leaf of a learner state over the trainer's mesh."""
+        learners = lambda tree: shd.learner_shardings(tree, self.mesh)  # noqa: E731
+        return LearnerState(
+            params=learners(state.params),
+            opt_state=learners(state.opt_state),
+            envs=shd.env_shardings(state.envs, self.mesh),
+            key=learners(state.key),
+            n_updates=learners(state.n_updates),
+        )
+
+    # ---------------------------------------------------------------- training
+    def _constrained_update(self, update: Any) -> Any:
+        def constrained(params, opt_state, traj, last_value, key):
+            params, opt_state, metrics = update(params, opt_state, traj, last_value, key)
+            if self.mesh is not None:
+                params = shd.constrain(params, shd.learner_shardings(params, self.mesh))
+                opt_state = shd.constrain(opt_state, shd.learner_shardings(opt_state, self.mesh))
+            return params, opt_state, metrics
+
+        return constrained
+
+    @staticmethod
+    def _finish(
+        state: LearnerState,
+        params: Any,
+        opt_state: Any,
+        metrics: dict,
+        stats: RolloutStats,
+        extras: dict,
+    ) -> tuple[LearnerState, dict]:
+        state = state.replace(params=params, opt_state=opt_state, n_updates=state.n_updates + 1)
+        metrics = dict(metrics)
+        metrics["train_return"] = stats.mean_episode_return
+        metrics["allowed_fraction"] = stats.allowed_fraction
+        metrics.update({name: jnp.asarray(v, jnp.float32) for name, v in extras.items()})
+        return state, metrics
+
+    def _fused_chunk(self, n_updates: int) -> TimedJit:
+        sig = (self.mask_fns, n_updates)
+        if sig not in self._chunks:
+            phase = self.source.phase
+
+            def chunk(state: LearnerState, env_params: Any):
+                def one(state, _):
+                    state, traj, last_value, stats, k_upd = phase(state, env_params)
+                    params, opt_state, metrics = self._inner_update(
+                        state.params, state.opt_state, traj, last_value, k_upd
+                    )
+                    return self._finish(state, params, opt_state, metrics, stats, {})
+
+                return jax.lax.scan(one, state, None, length=n_updates)
+
+            self._chunks[sig] = TimedJit(chunk, "chunk", self.log, donate=(0,))
+        return self._chunks[sig]
+
+    def train_chunk(
+        self, state: LearnerState, n_updates: int | None = None
+    ) -> tuple[LearnerState, dict]:
+        """Advance all K learners by ``n_updates`` (default ``config.updates_per_chunk``).
+
+        Returns the new state and metrics ``{name: [U, K]}`` (device arrays; nothing is synced):
+        the PPO statistics, ``train_return`` (unscaled), ``allowed_fraction`` and the source's
+        extras (SUMO: the training episodes' trip metrics). The input state's buffers are
+        donated: do not reuse ``state`` afterwards.
+        """
+        n_updates = n_updates or self.config.updates_per_chunk
+        if self.config.fuse_chunk and self.source.phase is not None:
+            return self._fused_chunk(n_updates)(state, self.source.train_params)
+        history = []
+        for _ in range(n_updates):
+            state, traj, last_value, stats, k_upd, extras = self.rollout(state)
+            params, opt_state, metrics = self.update(
+                state.params, state.opt_state, traj, last_value, k_upd
+            )
+            state, metrics = self._finish(state, params, opt_state, metrics, stats, extras)
+            history.append(metrics)
+        return state, jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *history)
+
+    def rollout(self, state: LearnerState) -> tuple:
+        """One rollout (no update): ``(state, traj [T, K, E, ...], last_value, stats,
+        update_key, extras)``; the input state is donated."""
+        return self.source.rollout(state)
+
+    def update(
+        self, params: Any, opt_state: Any, traj: Any, last_value: jax.Array, key: jax.Array
+    ) -> tuple:
+        """One PPO update of K learners from a rollout buffer (inputs are donated)."""
+        if not self.source.blocking:
+            return self._update(params, opt_state, traj, last_value, key)
+        start = time.perf_counter()
+        out = self._update(params, opt_state, traj, last_value, key)
+        jax.block_until_ready(out[0])
+        self.source.timings["update_s"] = (
+            self.source.timings.get("update_s", 0.0) + time.perf_counter() - start
+        )
+        return out
+
+    # ---------------------------------------------------------------- evaluation
+    def evaluate(
+        self,
+        params: Any,
+        key: jax.Array,
+        split: str | None = None,
+        greedy: bool | None = None,
+        num_envs: int | None = None,
+        masked: bool = False,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Evaluate learners (params ``[K', ...]``) without masks; JSON-ready means.
+
+        ``masked=True`` is a diagnostic: learner k acts under its current training mask.
+        ``options`` go to the source (SUMO: ``first_seed``).
+        Returns ``{"split", "greedy", "return": [K'], "return_std": [K'],
+        "group_return": {group: [K']}, "components": {name: {group: [K']}}}`` plus what the
+        source adds (SUMO: ``metrics``, ``episodes``, ``first_seed``).
+        """
+        split = split or self.config.eval_split
+        if split not in self.spec.episode_length:
+            raise ValueError(
+                f"unknown split {split!r}; use one of {sorted(self.spec.episode_length)}"
+            )
+        greedy = self.config.eval_greedy if greedy is None else bool(greedy)
+        num_envs = int(num_envs or self.config.eval_envs)
+        return self.source.evaluate(params, key, split, greedy, num_envs, masked, **options)
+
+    def record_contexts(self, key: jax.Array) -> dict[str, Any]:
+        """Mask contexts visited by the source's reference policy, for the mask checks."""
+        return self.source.record_contexts(key)
+
+    # ---------------------------------------------------------------- checkpoints
+    def learner(self, state: LearnerState, index: int) -> dict[str, Any]:
+        """One learner as ``{"params", "opt_state"}`` (what a checkpoint holds)."""
+        return {"params": slot(state.params, index), "opt_state": slot(state.opt_state, index)}
+
+    def learner_template(self) -> dict[str, Any]:
+        """Shapes and dtypes of :meth:`learner`'s result, computed without initialising."""
+        params = param_shapes(self.network, self.spec.obs_dim)
+        return {"params": params, "opt_state": jax.eval_shape(self.optimizer.init, params)}
+
+    def save_learner(self, path: Any, learner: dict[str, Any]) -> None:
+        """Write one learner checkpoint atomically (:func:`espark_jax.checkpoints.save_tree`)."""
+        save_tree(path, learner)
+
+    def load_learner(self, path: Any) -> dict[str, Any]:
+        """Restore a checkpoint written by :meth:`save_learner` for this network."""
+        return restore_tree(path, self.learner_template())
+
+    # ---------------------------------------------------------------- bookkeeping
+    def agent_steps_per_update(self) -> int:
+        """Training agent-steps of ONE learner in one update (T x E x n_agents)."""
+        return self.num_steps * self.config.num_envs * self.spec.n_agents

@@ -1,0 +1,177 @@
+"""What one eSpark run is: :class:`SearchConfig`, the presets, and the training schedule it implies.
+
+Presets (``quick``, ``paper``) are adjusted per scenario family (:mod:`espark_jax.families`);
+:func:`train_config` turns a run's configuration into the trainer's :class:`TrainConfig` and the
+number of PPO updates per candidate and iteration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from espark_jax.families import family_of
+from espark_jax.ippo import PPOConfig, TrainConfig
+from espark_jax.runs import RunDir
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # a few minutes on a 2-core CPU: small K, few iterations, a short budget (lr 1e-3: the
+    # budget is about 0.2 % of the paper's; twice the paper's rate learns faster in it)
+    "quick": dict(
+        k=4,
+        iterations=3,
+        steps=9_000,
+        num_envs=2,
+        eval_checkpoints=3,
+        eval_envs=2,
+        updates_per_chunk=5,
+        hidden=(64, 64),
+        lr=1e-3,
+        repair_rounds=1,
+        check_rounds=1,
+    ),
+    # the paper: K = 16, ten iterations over 5.02 M environment steps per candidate (MABIM)
+    "paper": dict(
+        k=16,
+        iterations=10,
+        steps=5_020_000,
+        num_envs=32,
+        eval_checkpoints=5,
+        eval_envs=8,
+        updates_per_chunk=10,
+        hidden=(64, 64),
+        repair_rounds=2,
+        check_rounds=1,
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """Configuration of one eSpark run (everything that changes results goes in the manifest).
+
+    Attributes:
+        scenario: registry name, e.g. ``"mabim/standard-100"``.
+        k: candidates (learners) per iteration.
+        iterations: eSpark iterations.
+        steps: environment steps per candidate over the whole run (spread evenly over the
+            iterations; the ``no_retention`` ablation trains 3x that per iteration).
+        num_envs: parallel environments per learner.
+        eval_checkpoints: evaluation checkpoints per iteration (the selection score averages the
+            last ``select_last`` of them).
+        select_last: checkpoints averaged by the selection score.
+        eval_envs: environments per evaluation checkpoint.
+        updates_per_chunk: PPO updates per jitted chunk.
+        hidden: MLP widths.
+        lr: Adam learning rate of the learners (paper: 5e-4).
+        seed: seed of the learners, environments and the template search.
+        provider: ``auto``, ``anthropic``, ``replay:DIR`` or ``template``.
+        generator_model / checker_model: anthropic models.
+        checker: run the LLM checker (``--no-checker`` ablation when False).
+        retention: start every slot from the previous best learner (``--no-retention`` when False).
+        reward_factors: per-component feedback (``--no-reward-factors`` when False).
+        formulation: ``code`` (environment source) or ``lang`` (natural language) in the prompts.
+        repair_rounds: repair prompts per slot after a compile failure.
+        check_rounds: checker reviews per slot.
+        check_workers: sandboxed compile checks running at once.
+        check_timeout_s: wall-clock limit of one compile check.
+        env_kwargs: options for :func:`envs_jax.make` (e.g. ``data_dir``).
+    """
+
+    scenario: str = "mabim/standard-100"
+    k: int = 16
+    iterations: int = 10
+    steps: int = 5_020_000
+    num_envs: int = 32
+    eval_checkpoints: int = 5
+    select_last: int = 3
+    eval_envs: int = 8
+    updates_per_chunk: int = 10
+    hidden: tuple[int, ...] = (64, 64)
+    lr: float = 5e-4
+    seed: int = 0
+    provider: str = "auto"
+    generator_model: str = "claude-sonnet-4-6"
+    checker_model: str = "claude-haiku-4-5"
+    checker: bool = True
+    retention: bool = True
+    reward_factors: bool = True
+    formulation: str = "code"
+    repair_rounds: int = 2
+    check_rounds: int = 1
+    check_workers: int = 2
+    check_timeout_s: float = 60.0
+    env_kwargs: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in (
+            "k",
+            "iterations",
+            "steps",
+            "num_envs",
+            "eval_checkpoints",
+            "select_last",
+            "eval_envs",
+            "updates_per_chunk",
+            "check_workers",
+        ):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
+                )
+        if self.formulation not in ("code", "lang"):
+            raise ValueError(f"--formulation must be 'code' or 'lang', got {self.formulation!r}")
+        if self.repair_rounds < 0 or self.check_rounds < 0:
+            raise ValueError("repair and check rounds must be >= 0")
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+
+    @classmethod
+    def from_preset(cls, preset: str, **overrides: Any) -> "SearchConfig":
+        """A preset (``quick`` or ``paper``), adjusted for the scenario's family
+        (:mod:`espark_jax.families`), with explicit overrides (None values are ignored)."""
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
+        explicit = {k: v for k, v in overrides.items() if v is not None}
+        family = family_of(str(explicit.get("scenario", cls.scenario)))
+        values = {**PRESETS[preset], **family.presets.get(preset, {}), **explicit}
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; ``SearchConfig(**d)`` inverts it."""
+        return dataclasses.asdict(self)
+
+    def steps_per_iteration(self) -> int:
+        """Environment steps per candidate per iteration (3x without retention, as in the paper)."""
+        per = int(math.ceil(self.steps / self.iterations))
+        return per if self.retention else 3 * per
+
+
+def train_config(cfg: SearchConfig, env: Any) -> tuple[TrainConfig, int]:
+    """The trainer configuration of a run and its PPO updates per candidate and iteration
+    (whole train episodes of ``num_envs`` environments; ``eval_checkpoints`` evaluations)."""
+    episode = int(env.spec.episode_length["train"])
+    updates = max(1, int(math.ceil(cfg.steps_per_iteration() / (episode * cfg.num_envs))))
+    eval_every = max(1, updates // cfg.eval_checkpoints)
+    tc = TrainConfig(
+        num_envs=cfg.num_envs,
+        num_updates=updates,
+        updates_per_chunk=min(cfg.updates_per_chunk, eval_every),
+        hidden=cfg.hidden,
+        eval_every=eval_every,
+        eval_envs=cfg.eval_envs,
+        select_last=cfg.select_last,
+        ppo=PPOConfig(lr=cfg.lr),
+    )
+    return tc, updates
+
+
+def load_config(run: RunDir) -> SearchConfig:
+    """The configuration recorded in a run's manifest."""
+    raw = dict(run.manifest["config"])
+    try:
+        return SearchConfig(**raw)
+    except TypeError as err:
+        raise ValueError(
+            f"{run.path}: the manifest's config does not match this version of espark ({err})"
+        ) from None
