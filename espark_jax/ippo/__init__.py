@@ -12,14 +12,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
+from espark_jax.ippo.core import LearnerState, RolloutSource, TrainConfig
+from espark_jax.ippo.evaluate import evaluate_learner
 from espark_jax.ippo.ppo import PPOConfig
-from espark_jax.ippo.train import (
+from espark_jax.ippo.trainer import (
+    Trainer,
     TrainResult,
-    evaluate_learner,
     selection_scores,
     train,
 )
-from espark_jax.ippo.trainer import LearnerState, RolloutSource, TrainConfig, Trainer
 from espark_jax.masks.safe import MaskFn
 
 

@@ -31,7 +31,7 @@ class ProgramLog:
 
 
 class TimedJit:
-    """``jax.jit`` compiled ahead of time per input signature, compile time logged under ``name``."""
+    """``jax.jit`` compiled ahead of time per input signature; compile time logged as ``name``."""
 
     def __init__(
         self, fn: Callable, name: str, log: ProgramLog, donate: tuple[int, ...] = ()

@@ -44,7 +44,7 @@ def probs(logits: jax.Array, mask: jax.Array | None = None) -> jax.Array:
 
 
 def entropy(logits: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-    """Entropy of the masked policy, ``[...]`` (finite: masked actions contribute ``0 * finite``)."""
+    """Entropy of the masked policy, ``[...]`` (finite: masked actions add ``0 * finite``)."""
     lp = log_probs(logits, mask)
     return -jnp.sum(jnp.exp(lp) * lp, axis=-1)
 

@@ -28,7 +28,7 @@ def make_evaluate(
     num_envs: int,
     mask_fns: Sequence[MaskFn] | None = None,
 ) -> Callable:
-    """Build ``evaluate(params, key, env_params, greedy) -> dict`` for K learners (params ``[K, ...]``).
+    """Build ``evaluate(params, key, env_params, greedy) -> dict`` for K learners (``[K, ...]``).
 
     ``greedy`` is a traced bool (argmax actions when True, sampled otherwise), so one compiled
     program serves both modes. With ``mask_fns`` (K of them) learner k acts under mask k, as in
@@ -103,3 +103,26 @@ def summarize(raw: dict[str, Any], group_names: tuple[str, ...]) -> dict[str, An
             for n, v in raw["components"].items()
         },
     }
+
+
+def evaluate_learner(
+    trainer: Any, params: Any, key: jax.Array, splits: Sequence[str], num_envs: int
+) -> dict[str, dict[str, Any]]:
+    """One learner's ``params`` evaluated greedy and sampled (no masks) on each split:
+    ``{split: {"greedy": ev, "sampled": ev}}`` with plain numbers instead of ``[1]`` lists."""
+    stacked = jax.tree_util.tree_map(lambda x: jnp.expand_dims(x, 0), params)
+    out: dict[str, dict[str, Any]] = {}
+    for split in splits:
+        for greedy in (True, False):
+            ev = trainer.evaluate(stacked, key, split=split, greedy=greedy, num_envs=num_envs)
+            out.setdefault(split, {})["greedy" if greedy else "sampled"] = _first_learner(ev)
+    return out
+
+
+def _first_learner(tree: Any) -> Any:
+    """Learner 0's values of an evaluation (lists of numbers become numbers)."""
+    if isinstance(tree, dict):
+        return {k: _first_learner(v) for k, v in tree.items()}
+    if isinstance(tree, list) and tree and not isinstance(tree[0], str):
+        return tree[0]
+    return tree

@@ -94,7 +94,7 @@ def _seed(key: jax.Array) -> np.ndarray:
 
 
 def param_shapes(network: ActorCritic, obs_dim: int) -> dict:
-    """Shapes and dtypes (``ShapeDtypeStruct``) of one learner's parameters, without computing them."""
+    """Shapes and dtypes (``ShapeDtypeStruct``) of one learner's parameters, not computed."""
     dummy = jax.ShapeDtypeStruct((1, obs_dim), jnp.float32)
     return jax.eval_shape(lambda x: network.init(jax.random.PRNGKey(0), x), dummy)["params"]
 

@@ -71,7 +71,7 @@ class AdamState(NamedTuple):
 
 
 def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
-    """Scale all gradients by ``min(1, max_norm / global_norm)`` (as ``optax.clip_by_global_norm``)."""
+    """Scale gradients by ``min(1, max_norm / global_norm)`` (``optax.clip_by_global_norm``)."""
 
     def update(updates, state, params=None):
         del params
@@ -85,7 +85,7 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
 def scale_by_adam_products(
     b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
 ) -> optax.GradientTransformation:
-    """Adam's update direction (as ``optax.scale_by_adam``), bias corrections from running products."""
+    """Adam's direction (``optax.scale_by_adam``); bias corrections from running products."""
 
     def init(params):
         return AdamState(
@@ -220,7 +220,8 @@ def make_update(
         mb_size = batch_size // cfg.num_minibatches
         if mb_size < 1:
             raise ValueError(
-                f"num_minibatches={cfg.num_minibatches} exceeds the batch of {batch_size} agent-steps"
+                f"num_minibatches={cfg.num_minibatches} exceeds the batch of {batch_size} "
+                "agent-steps"
             )
         adv, target = compute_gae(
             traj.reward, traj.value, traj.done, last_value, cfg.gamma, cfg.gae_lambda

@@ -26,7 +26,7 @@ def mesh_shape(n_learners: int, n_envs: int, n_devices: int) -> tuple[int, int]:
 
 
 def make_mesh(n_learners: int, n_envs: int, devices: Sequence[Any] | None = None) -> Mesh | None:
-    """A ``("k", "e")`` mesh for K learners x E environments, or ``None`` when it would hold one device."""
+    """A ``("k", "e")`` mesh for K learners x E environments (``None`` for a single device)."""
     devices = list(devices if devices is not None else jax.devices())
     k_dev, e_dev = mesh_shape(n_learners, n_envs, len(devices))
     if k_dev * e_dev == 1:
@@ -38,7 +38,8 @@ def describe_mesh(mesh: Mesh | None) -> str:
     """One line: how learners and environments are spread over devices."""
     if mesh is None:
         return "single device"
-    return f"mesh k={mesh.shape['k']} x e={mesh.shape['e']} over {mesh.devices.size} of {len(jax.devices())} devices"
+    shape = f"mesh k={mesh.shape['k']} x e={mesh.shape['e']}"
+    return f"{shape} over {mesh.devices.size} of {len(jax.devices())} devices"
 
 
 def _spec(x: Any, lead: tuple) -> P:

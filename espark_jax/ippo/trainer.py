@@ -1,4 +1,4 @@
-"""The one K-parallel IPPO trainer: K learners, each under its own mask function, trained together.
+"""The one K-parallel IPPO trainer (K learners, each under its own mask function) and its driver.
 
 A :class:`Trainer` owns what every environment kind shares: the network, parameters and
 optimiser states with a leading K axis, K-axis initialisation, retention, mask sets, chunks of
@@ -7,156 +7,30 @@ the compile/trace log. What differs between environment kinds is only its rollou
 (:class:`RolloutSource`): a jitted scan for JAX environments
 (:class:`~espark_jax.ippo.jax_source.JaxSource`) or worker-driven steps for host environments
 (:class:`~espark_jax.ippo.host_source.HostSource`). Build one with :func:`espark_jax.ippo.make`.
+
+:func:`train` drives any trainer: chunks of updates (one host sync per chunk), one JSON line of
+per-learner metrics per chunk, evaluation checkpoints, selection scores.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
-import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from espark_jax.checkpoints import restore_tree, save_tree
 from espark_jax.ippo import sharding as shd
 from espark_jax.ippo.compiled import ProgramLog, TimedJit
+from espark_jax.ippo.core import LearnerState, RolloutSource, TrainConfig, broadcast, slot
 from espark_jax.ippo.networks import ActorCritic, init_stacked_params, param_shapes
-from espark_jax.ippo.ppo import PPOConfig, make_optimizer, make_update
+from espark_jax.ippo.ppo import make_optimizer, make_update
 from espark_jax.ippo.rollout import RolloutStats
 from espark_jax.masks.safe import MaskFn
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything that shapes the compiled programs and the training schedule.
-
-    Attributes:
-        num_envs: environments per learner (E).
-        num_steps: rollout length per update; 0 means the train episode length.
-        num_updates: updates per learner done by :func:`espark_jax.ippo.train.train`.
-        updates_per_chunk: updates per :meth:`Trainer.train_chunk` call (U).
-        hidden, activation: actor and critic MLP torsos.
-        reward_scale: multiplier applied to rewards before PPO; ``None`` takes the scenario
-            family's default (:mod:`espark_jax.families`), filled in by ``make``.
-        ppo: PPO hyper-parameters.
-        eval_every: evaluate every this many updates (and at the end).
-        eval_envs: environments per evaluation.
-        eval_split: split used for the periodic evaluation (and the selection score).
-        eval_greedy: greedy (True) or sampled (False) periodic evaluation.
-        select_last: selection score = mean evaluation return over this many last checkpoints.
-        fuse_chunk: one jitted program per chunk (True; JAX environments), or the rollout and
-            the update as two programs dispatched U times without host synchronisation (False,
-            the default: the update then compiles once per trainer, whatever the masks).
-        shard: spread K (and E) over all visible devices when there are several.
-    """
-
-    num_envs: int = 8
-    num_steps: int = 0
-    num_updates: int = 100
-    updates_per_chunk: int = 5
-    hidden: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
-    reward_scale: float | None = None
-    ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
-    eval_every: int = 10
-    eval_envs: int = 4
-    eval_split: str = "validation"
-    eval_greedy: bool = True
-    select_last: int = 3
-    fuse_chunk: bool = False
-    shard: bool = True
-
-    def __post_init__(self) -> None:
-        positive = (
-            "num_envs",
-            "num_updates",
-            "updates_per_chunk",
-            "eval_every",
-            "eval_envs",
-            "select_last",
-        )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_steps < 0:
-            raise ValueError("TrainConfig.num_steps must be >= 0 (0 = the train episode length)")
-        if isinstance(self.ppo, dict):  # from JSON
-            object.__setattr__(self, "ppo", PPOConfig(**self.ppo))
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (inverse: ``TrainConfig(**d)``)."""
-        return dataclasses.asdict(self)
-
-
-@flax.struct.dataclass
-class LearnerState:
-    """K learners: every leaf has a leading K axis (environment leaves ``[K, E, ...]``; ``envs``
-    is None for host environments, whose simulations live in their worker processes)."""
-
-    params: Any
-    opt_state: Any
-    envs: Any
-    key: jax.Array  # [K, 2]
-    n_updates: jax.Array  # [K] int32
-
-
-class RolloutSource(Protocol):
-    """Where a trainer's experience comes from: one implementation per environment kind.
-
-    Attributes:
-        env: the environment.
-        num_steps: decisions per rollout (one update).
-        shardable: the source's programs may be sharded over a device mesh.
-        blocking: the source syncs with the host every step (updates are timed then).
-        phase: for fused chunks, the pure ``phase(state, env_params) -> (state, traj,
-            last_value, stats, update_key)`` of the current masks; None when not jittable.
-        train_params: the environment parameters passed to ``phase``.
-        timings: seconds spent per activity (host sources), for benchmarks.
-    """
-
-    env: Any
-    num_steps: int
-    shardable: bool
-    blocking: bool
-    phase: Any
-    train_params: Any
-    timings: dict[str, float]
-
-    def bind(self, trainer: "Trainer") -> None:
-        """Called once by the trainer: the source reads its network, log and mesh from it."""
-
-    def check(self, n_learners: int) -> None:
-        """Raise a one-line ``ValueError`` when the source cannot serve ``n_learners``."""
-
-    def set_masks(self, mask_fns: tuple[MaskFn, ...]) -> None:
-        """Build (or take from its cache) the rollout program of this mask set."""
-
-    def reset(self, env_keys: jax.Array) -> Any:
-        """Fresh environments of K learners (``env_keys [K, E, 2]``): the state's ``envs``."""
-
-    def rollout(self, state: LearnerState) -> tuple:
-        """``(state, traj [T, K, E, ...], last_value, stats, update_key, extras {name: [K]})``."""
-
-    def evaluate(
-        self, params: Any, key: jax.Array, split: str, greedy: bool, num_envs: int, masked: bool
-    ) -> dict[str, Any]:
-        """Evaluate learners ``params [K', ...]``; the dict of :meth:`Trainer.evaluate`."""
-
-    def record_contexts(self, key: jax.Array) -> dict[str, Any]:
-        """Mask contexts visited by a reference policy (``field -> [n, ...]``), for mask checks."""
-
-
-def slot(tree: Any, index: int) -> Any:
-    """Learner ``index`` of a pytree with a leading K axis."""
-    return jax.tree_util.tree_map(lambda x: x[index], tree)
-
-
-def broadcast(tree: Any, k: int) -> Any:
-    """One learner's pytree repeated on a new leading K axis."""
-    return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (k,) + jnp.shape(x)), tree)
 
 
 class Trainer:
@@ -260,7 +134,7 @@ class Trainer:
     def init_from_keys(
         self, keys: jax.Array, params: Any = None, opt_state: Any = None
     ) -> LearnerState:
-        """K learners, learner k from ``keys[k]``; optional single-learner ``params``/``opt_state``."""
+        """K learners, learner k from ``keys[k]``; optional one-learner ``params``/``opt_state``."""
         n_k = self.num_learners
         if keys.shape[0] != n_k:
             raise ValueError(f"init_from_keys needs {n_k} keys, got {keys.shape[0]}")
@@ -447,3 +321,128 @@ class Trainer:
     def agent_steps_per_update(self) -> int:
         """Training agent-steps of ONE learner in one update (T x E x n_agents)."""
         return self.num_steps * self.config.num_envs * self.spec.n_agents
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        state: the final learner state (K learners).
+        evals: evaluation checkpoints, each ``{"update", "env_steps", "return": [K], ...}``.
+        scores: selection score per learner = mean evaluation return over the last
+            ``config.select_last`` checkpoints.
+        seconds: wall time of the whole call (compilation included).
+    """
+
+    state: LearnerState
+    evals: list[dict[str, Any]]
+    scores: list[float]
+    seconds: float
+
+
+def selection_scores(evals: Sequence[dict[str, Any]], last: int) -> list[float]:
+    """Mean ``return`` over the last ``last`` evaluation checkpoints, per learner."""
+    if not evals:
+        raise ValueError("no evaluation checkpoints: train for at least one update")
+    returns = np.asarray([e["return"] for e in evals[-last:]], dtype=np.float64)
+    return returns.mean(axis=0).tolist()
+
+
+def _per_learner_means(values: Any) -> list[float | None]:
+    """``[U, K]`` -> per-learner mean over the chunk, ignoring NaN (``None`` when all are NaN)."""
+    arr = np.asarray(values, dtype=np.float64)
+    arr = arr.reshape(arr.shape[0], -1)
+    finite = ~np.isnan(arr)
+    sums = np.where(finite, arr, 0.0).sum(axis=0)
+    counts = finite.sum(axis=0)
+    return [float(s / c) if c else None for s, c in zip(sums, counts)]
+
+
+def _chunk_record(
+    metrics: dict, update: int, trainer: Trainer, seconds: float, n_updates: int
+) -> dict[str, Any]:
+    """One JSON line for a chunk: counters, throughput and per-learner metric means."""
+    per_update = trainer.agent_steps_per_update()
+    record: dict[str, Any] = {
+        "kind": "train",
+        "update": update,
+        "env_steps": update * trainer.num_steps * trainer.config.num_envs,
+        "agent_steps": update * per_update,
+        "seconds": seconds,
+        "agent_steps_per_s": per_update * n_updates * trainer.num_learners / seconds
+        if seconds > 0
+        else None,
+    }
+    for name, value in jax.device_get(metrics).items():
+        record[name] = _per_learner_means(value)
+    return record
+
+
+def train(
+    trainer: Trainer,
+    state: LearnerState,
+    key: jax.Array,
+    num_updates: int | None = None,
+    metrics_path: str | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> TrainResult:
+    """Train K learners for ``num_updates`` updates with periodic evaluation checkpoints.
+
+    Chunks of ``config.updates_per_chunk`` updates run on device; after each chunk one JSON line
+    of training metrics (per learner means over the chunk) is appended to ``metrics_path``, and
+    every ``config.eval_every`` updates (and at the end) the learners are evaluated without masks
+    on ``config.eval_split`` (one ``"kind": "eval"`` line). A tqdm bar shows progress.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = trainer.config
+    num_updates = num_updates or cfg.num_updates
+    start = time.perf_counter()
+    evals: list[dict[str, Any]] = []
+    sink = open(metrics_path, "a") if metrics_path else None
+    done, next_eval = 0, cfg.eval_every
+    try:
+        with tqdm(
+            total=num_updates, desc=desc, unit="upd", disable=not progress, dynamic_ncols=True
+        ) as bar:
+            while done < num_updates:
+                n = min(cfg.updates_per_chunk, num_updates - done)
+                t0 = time.perf_counter()
+                state, metrics = trainer.train_chunk(state, n)
+                jax.block_until_ready(state.n_updates)
+                done += n
+                record = _chunk_record(metrics, done, trainer, time.perf_counter() - t0, n)
+                records = [record]
+                if done >= next_eval or done == num_updates:
+                    key, k_eval = jax.random.split(key)
+                    ev = trainer.evaluate(state.params, k_eval)
+                    ev = {"kind": "eval", "update": done, "env_steps": record["env_steps"], **ev}
+                    evals.append(ev)
+                    records.append(ev)
+                    while next_eval <= done:
+                        next_eval += cfg.eval_every
+                if sink is not None:
+                    for r in records:
+                        sink.write(json.dumps(r) + "\n")
+                    sink.flush()
+                postfix = {"train": _fmt_best(record.get("train_return"))}
+                if evals:
+                    postfix["eval"] = _fmt_best(evals[-1]["return"])
+                bar.set_postfix(postfix)
+                bar.update(n)
+    finally:
+        if sink is not None:
+            sink.close()
+    return TrainResult(
+        state=state,
+        evals=evals,
+        scores=selection_scores(evals, cfg.select_last),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _fmt_best(values: Sequence[float | None] | None) -> str:
+    vals = [v for v in (values or []) if v is not None]
+    return f"{max(vals):.4g}" if vals else "-"
