@@ -48,12 +48,14 @@ def add_run_parser(sub: Any) -> None:
         "--preset",
         default="quick",
         choices=["quick", "paper"],
-        help="sizes and budget: quick = a few minutes on a CPU, paper = K 16, 10 iterations, 5.02 M steps",
+        help="sizes and budget: quick = a few minutes on a CPU, paper = K 16, 10 iterations, "
+        "5.02 M steps",
     )
     p.add_argument(
         "--provider",
         default="auto",
-        help="auto (anthropic if ANTHROPIC_API_KEY is set, else template), anthropic, replay:DIR, template",
+        help="auto (anthropic if ANTHROPIC_API_KEY is set, else template), anthropic, "
+        "replay:DIR, template",
     )
     p.add_argument("--k", type=int, help="candidates per iteration")
     p.add_argument("--iterations", type=int, help="eSpark iterations")

@@ -2,16 +2,16 @@
 
 Layout of ``runs/<name>/``::
 
-    manifest.json            config, provider, models, versions, prompt hashes, scenario, data source
-    run.jsonl                one JSON line per event (iteration start/end, training chunks, final eval)
+    manifest.json          config, provider, models, versions, prompt hashes, scenario, data
+    run.jsonl              one JSON line per event (iterations, final evaluation)
     iter_XX/
-      cand_KK/               generator.json, repair_rN.json, checker.json (LLM records, = replay data),
-                             code.py, check.json (compiler verdict + mask statistics), metrics.json
-      metrics.jsonl          training / evaluation lines of the K learners
-      summary.json           written last: scores, best slot, feedback text -> the iteration is done
-      best/                  orbax checkpoint of the best learner (params + optimizer state)
-    results.json             final test-split evaluation of the surviving learner, every component
-    summary.png              the loop summary figure
+      cand_KK/             generator.json, repair_rN.json, checker.json (LLM records = replay
+                           data), code.py, check.json (verdict + mask statistics), metrics.json
+      metrics.jsonl        training / evaluation lines of the K learners
+      summary.json         written last: scores, best slot, feedback -> the iteration is done
+      best/                orbax checkpoint of the best learner (params + optimizer state)
+    results.json           final test-split evaluation of the surviving learner
+    summary.png            the loop summary figure
 
 Every file is written atomically (temporary file + rename), so a run killed at any moment leaves
 either the old or the new version of a file, and ``--resume`` trusts exactly the iterations whose
@@ -135,7 +135,8 @@ class RunDir:
         run = cls(path)
         if (run.path / MANIFEST).exists():
             raise RunDirError(
-                f"{run.path} already holds a run; continue it with --resume {run.path} or choose another --name"
+                f"{run.path} already holds a run; continue it with --resume {run.path} or "
+                "choose another --name"
             )
         run.path.mkdir(parents=True, exist_ok=True)
         manifest = {
