@@ -7,9 +7,8 @@ Memory: minibatches are gathered by index from the buffer (``x[t, k, e, i]`` wit
 so an epoch never materialises a permuted copy of the whole batch (only ``int32`` indices); the
 buffer keeps its rollout layout ``[T, K, E, n_agents, ...]`` and no transposed copy is made either.
 The buffer holds ``4 * obs_dim + n_actions + 21`` bytes per agent-step; the update's temporary
-memory is dominated by one minibatch's activations (XLA's memory analysis on CPU, 2x64 torsos:
-about 1.7 kB per agent-step of the minibatch, i.e. 0.45 kB per agent-step of the batch with 4
-minibatches). Raise ``num_minibatches`` to fit larger batches.
+memory is dominated by one minibatch's activations (measured in ``benchmarks/README.md``), so
+raise ``num_minibatches`` to fit larger batches.
 
 Defaults follow the eSpark paper's Table 13 (Adam lr 5e-4, eps 1e-5, discount 0.985, clip 0.2,
 critic coefficient 0.5, entropy 0, global-norm clip 10). GAE lambda is 0.95 (the common PPO
