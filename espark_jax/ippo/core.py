@@ -2,7 +2,7 @@
 
 :class:`TrainConfig` (what shapes the compiled programs and the schedule), :class:`LearnerState`
 (K learners with a leading K axis), the :class:`RolloutSource` contract that each environment
-kind implements, and the two K-axis tree helpers :func:`slot` and :func:`broadcast`.
+kind implements, and the two K-axis tree helpers :func:`select_slot` and :func:`broadcast`.
 """
 
 from __future__ import annotations
@@ -139,9 +139,9 @@ class RolloutSource(Protocol):
         """Mask contexts visited by a reference policy (``field -> [n, ...]``), for mask checks."""
 
 
-def slot(tree: Any, index: int) -> Any:
-    """Learner ``index`` of a pytree with a leading K axis."""
-    return jax.tree_util.tree_map(lambda x: x[index], tree)
+def select_slot(tree: Any, slot: int) -> Any:
+    """The learner in ``slot`` of a pytree with a leading K axis."""
+    return jax.tree_util.tree_map(lambda x: x[slot], tree)
 
 
 def broadcast(tree: Any, k: int) -> Any:

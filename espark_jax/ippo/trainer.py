@@ -26,7 +26,7 @@ import numpy as np
 from espark_jax.checkpoints import restore_tree, save_tree
 from espark_jax.ippo import sharding as shd
 from espark_jax.ippo.compiled import ProgramLog, TimedJit
-from espark_jax.ippo.core import LearnerState, RolloutSource, TrainConfig, broadcast, slot
+from espark_jax.ippo.core import LearnerState, RolloutSource, TrainConfig, broadcast, select_slot
 from espark_jax.ippo.networks import ActorCritic, init_stacked_params, param_shapes
 from espark_jax.ippo.ppo import make_optimizer, make_update
 from espark_jax.ippo.rollout import RolloutStats
@@ -43,7 +43,7 @@ class Trainer:
         state, metrics = trainer.train_chunk(state, 10)          # all K advance by 10 updates
         ev = trainer.evaluate(state.params, jax.random.PRNGKey(1))  # no masks, validation
         trainer.set_masks(new_mask_fns)                          # next eSpark iteration
-        state = trainer.retain(state, best_k, jax.random.PRNGKey(2))
+        state = trainer.retain(state, best_slot, jax.random.PRNGKey(2))
 
     Args:
         source: the rollout source of the environment.
@@ -157,10 +157,10 @@ class Trainer:
         )
         return self.place(state)
 
-    def retain(self, state: LearnerState, index: int, key: jax.Array) -> LearnerState:
-        """Retention: learner ``index``'s parameters and optimizer state copied into all K
+    def retain(self, state: LearnerState, slot: int, key: jax.Array) -> LearnerState:
+        """Retention: the parameters and optimizer state in ``slot`` copied into all K
         slots, with fresh environments and keys from ``key``."""
-        learner = self.learner(state, index)
+        learner = self.learner(state, slot)
         return self.init(key, params=learner["params"], opt_state=learner["opt_state"])
 
     def place(self, state: LearnerState) -> LearnerState:
@@ -300,9 +300,10 @@ class Trainer:
         return self.source.record_contexts(key)
 
     # ---------------------------------------------------------------- checkpoints
-    def learner(self, state: LearnerState, index: int) -> dict[str, Any]:
-        """One learner as ``{"params", "opt_state"}`` (what a checkpoint holds)."""
-        return {"params": slot(state.params, index), "opt_state": slot(state.opt_state, index)}
+    def learner(self, state: LearnerState, slot: int) -> dict[str, Any]:
+        """The learner in ``slot`` as ``{"params", "opt_state"}`` (what a checkpoint holds)."""
+        params, opt_state = select_slot(state.params, slot), select_slot(state.opt_state, slot)
+        return {"params": params, "opt_state": opt_state}
 
     def learner_template(self) -> dict[str, Any]:
         """Shapes and dtypes of :meth:`learner`'s result, computed without initialising."""
