@@ -443,6 +443,50 @@ def test_float64_floors_are_exact_under_vmap_with_shared_params():
         np.testing.assert_array_equal(m, np.average(hist, -1))
 
 
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_mask_context_demand_mean_is_the_one_the_orders_use(precision):
+    """ctx.demand_mean equals env.demand_mean and the true division bitwise, under jit and vmap
+    with shared params, so a mask's floor(a * demand_mean) is the order the environment places."""
+    with jax.enable_x64(precision == "float64"):
+        env = make_env(random_tables(11, n_skus=6), 2, capacity=400.0, precision=precision)
+        params = env.default_params("train")
+        values = np.asarray(params.action_values)
+        B, W, N = 16, env.W, env.N
+        keys = jax.random.split(jax.random.key(0), B)
+        _, states = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(keys, params)
+        step = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))
+        context = jax.jit(jax.vmap(env.mask_context, in_axes=(0, None)))
+        mean = jax.jit(jax.vmap(env.demand_mean, in_axes=(0, None)))
+
+        def mask_order_and_env_order(state, a):  # one program, as in a rollout
+            ctx = env.mask_context(state, params)
+            mask_order = jnp.floor(params.action_values[a].reshape(W, N) * ctx.demand_mean)
+            return mask_order, env.step(None, state, a, params)[4]["flows"]["replenish"]
+
+        together = jax.jit(jax.vmap(mask_order_and_env_order))
+        rng = np.random.default_rng(0)
+        for _ in range(6):
+            actions = rng.integers(0, env.A, (B, W * N)).astype(np.int32)
+            dm = np.asarray(context(states, params).demand_mean)
+            np.testing.assert_array_equal(dm, np.asarray(mean(states, params)))
+            hist = np.asarray(states.demand_hist)  # integers: numpy's sum is exact
+            np.testing.assert_array_equal(dm, hist.sum(-1) / hist.dtype.type(env.L))
+            mask_order, env_order = (np.asarray(x) for x in together(states, actions))
+            np.testing.assert_array_equal(mask_order, env_order)
+            _, states, _, _, info = step(keys, states, jnp.asarray(actions), params)
+            replenish = np.asarray(info["flows"]["replenish"])
+            np.testing.assert_array_equal(replenish, env_order)
+            np.testing.assert_array_equal(
+                replenish, np.floor(values[actions].reshape(B, W, N) * dm)
+            )
+        one = jax.tree_util.tree_map(lambda x: x[0], states)
+        np.testing.assert_array_equal(
+            np.asarray(jax.jit(env.mask_context)(one, params).demand_mean),
+            np.asarray(jax.jit(env.demand_mean)(one, params)),
+        )
+        assert dm.dtype == env.dtype and (dm > 0).any()
+
+
 def test_observation_and_context_shapes():
     tabs = random_tables(9)
     env = make_env(tabs, echelons=3, capacity=500.0)

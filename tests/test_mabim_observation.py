@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from test_mabim_env import make_env, random_tables
 
-from envs_jax.mabim import features
+from envs_jax.mabim import features, window
 from envs_jax.mabim.env import MabimEnv, MabimState
 
 Z_95 = 1.6448536
@@ -142,13 +142,13 @@ def test_window_sums_slide_exactly():
     state = random_state(env, params, 3)
     demand = jnp.asarray(np.arange(8.0).reshape(2, 4) * 7)
     sale = jnp.minimum(demand, 9.0)
-    slid = features.advance_window_sums(features.window_sums(state), state, demand, sale)
+    slid = window.advance_window_sums(window.window_sums(state), state, demand, sale)
     pushed = state.replace(
         demand_hist=jnp.concatenate([state.demand_hist[..., 1:], demand[..., None]], -1),
         sale_hist=jnp.concatenate([state.sale_hist[..., 1:], sale[..., None]], -1),
     )
-    fresh = features.window_sums(pushed)
-    for a, b, name in zip(slid, fresh, features.WindowSums._fields):
+    fresh = window.window_sums(pushed)
+    for a, b, name in zip(slid, fresh, window.WindowSums._fields):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=name)
     d = np.asarray(pushed.demand_hist)
     np.testing.assert_array_equal(np.asarray(fresh.demand_sq), (d * d).sum(-1))

@@ -41,64 +41,40 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import struct
 
 from envs_jax.core import EnvSpec, MaskContext
-from envs_jax.mabim import features
+from envs_jax.mabim import features, window
 from envs_jax.mabim.config import MabimConfig
 from envs_jax.mabim.data import MabimTables
+from envs_jax.mabim.params import (
+    SPLITS,
+    MabimParams,
+    MabimState,
+    build_params,
+    initial_state,
+    lead_times,
+    split_rows,
+)
 
 REWARD_COMPONENTS = ("profit", "excess_cost", "order_cost", "holding_cost", "backlog_cost")
-SPLITS = ("train", "validation", "test")
 
 
 class ActionError(ValueError):
     """Actions of the wrong shape, type or range."""
 
 
-@struct.dataclass
-class MabimParams:
-    """Device arrays of one scenario and split. Data rows cover every date of the data source.
+def net_reward(components: dict[str, Any]) -> Any:
+    """``reward2 = profit - excess_cost - order_cost - holding_cost - backlog_cost``.
 
-    Shapes: ``price``/``cost`` ``[W, T, N]``, ``demand`` ``[T, N]`` (tail), per-SKU statics ``[W, N]``.
-    ``start_lo`` is the data row of day 0 of the first allowed window, ``n_starts`` the number of
-    allowed windows (1 for validation/test), ``horizon`` the decisions per episode ``D``.
+    Works on JAX and NumPy arrays alike (per-agent components, episode sums, ...).
     """
-
-    price: jax.Array
-    cost: jax.Array
-    demand: jax.Array
-    init_stock: jax.Array
-    vlt: jax.Array
-    vlt_onehot: jax.Array  # [W, V, N]: 1 where pipeline slot == vlt
-    capacity: jax.Array  # [W]
-    volume: jax.Array  # [N]
-    holding_cost: jax.Array  # [W, N] per unit per day
-    unit_order_cost: jax.Array  # [W, N]
-    backlog_ratio: jax.Array  # scalar
-    overflow_cost_ratio: jax.Array  # scalar
-    action_values: jax.Array  # [A]
-    lookback: jax.Array  # [W, N] filled with L: a full runtime divisor, see demand_mean
-    start_lo: jax.Array  # int32 scalar
-    n_starts: jax.Array  # int32 scalar
-    horizon: jax.Array  # int32 scalar
-
-
-@struct.dataclass
-class MabimState:
-    """Carry of one environment. Histories are ``[W, N, L]``, oldest day first."""
-
-    t: jax.Array  # int32: day within the episode (negative during the warm-up)
-    start: jax.Array  # int32: data row of day 0
-    in_stock: jax.Array  # [W, N]
-    in_transit: jax.Array  # [W, N]
-    pipeline: jax.Array  # [W, V, N]: pipeline[:, j] arrives on day t + j
-    demand_hist: jax.Array  # [W, N, L]
-    sale_hist: jax.Array  # [W, N, L]
-    replenish_hist: jax.Array  # [W, N, L]
-    excess: jax.Array  # [W, N] destroyed on the last simulated day
-    price: jax.Array  # [W, N] selling price on the last simulated day
-    cost: jax.Array  # [W, N] procurement cost on the last simulated day
+    return (
+        components["profit"]
+        - components["excess_cost"]
+        - components["order_cost"]
+        - components["holding_cost"]
+        - components["backlog_cost"]
+    )
 
 
 class MabimEnv:
@@ -121,76 +97,21 @@ class MabimEnv:
                 "precision='float64' needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) "
                 "(or set JAX_ENABLE_X64=1) before building the environment"
             )
-        vlt = np.stack([tables.vlt[s] for s in config.warehouses])
-        self.V = int(vlt.max()) + 1
-        self._split_rows = {s: self._window(s) for s in SPLITS}
+        self.V = int(lead_times(config, tables).max()) + 1
+        self._split_rows = {s: split_rows(config, tables, s) for s in SPLITS}
         self._params: dict[str, MabimParams] = {}
         self.spec = self._make_spec()
 
     # ------------------------------------------------------------------ set-up
-
-    def _window(self, split: str) -> tuple[int, int, int]:
-        """(first start row, number of starts, horizon) of a split; checks the data cover it."""
-        cfg, tabs = self.config, self.tables
-        first, last = cfg.split_dates(split)
-        lo, hi = tabs.date_index(first), tabs.date_index(last)
-        span = hi - lo + 1
-        if split == "train" and cfg.random_window:
-            horizon = cfg.horizon
-            if span < horizon:
-                raise ValueError(
-                    f"{cfg.name}: the train split has {span} days, fewer than the horizon {horizon}"
-                )
-            n_starts = span - horizon + 1
-        else:
-            horizon, n_starts = span, 1
-        if lo - self.L < 0:
-            raise ValueError(
-                f"{cfg.name}: the {split} split starts on row {lo} of the data but the {self.L}-day warm-up "
-                f"needs earlier days; the data start on {tabs.dates[0]}"
-            )
-        return lo, n_starts, horizon
 
     def default_params(self, split: str = "train") -> MabimParams:
         """Device arrays for a split (``train``, ``validation``, ``test``); cached per split."""
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
         if split not in self._params:
-            self._params[split] = self._build_params(split)
+            rows = self._split_rows[split]
+            self._params[split] = build_params(self.config, self.tables, rows, self.dtype)
         return self._params[split]
-
-    def _build_params(self, split: str) -> MabimParams:
-        cfg, tabs, dt = self.config, self.tables, self.dtype
-        lo, n_starts, horizon = self._split_rows[split]
-        price = np.stack([tabs.prices[t] for t in cfg.price_tables])  # [W, T, N]
-        cost = np.stack([tabs.prices[t] for t in cfg.cost_tables])
-        vlt = np.stack([tabs.vlt[s] for s in cfg.warehouses])
-        init_stock = np.stack([tabs.init_stock[s] for s in cfg.warehouses])
-        onehot = (np.arange(self.V)[None, :, None] == vlt[:, None, :]).astype(np.float64)
-        volume = np.full(self.N, cfg.volume)
-        storage = np.asarray(cfg.unit_storage_cost, dtype=np.float64).reshape(-1, 1)
-        holding = cfg.basic_holding_cost + storage * volume[None, :]
-        holding = np.broadcast_to(holding, (self.W, self.N))
-        as_f = lambda x: jnp.asarray(np.asarray(x, dtype=np.float64), dtype=dt)  # noqa: E731
-        return MabimParams(
-            price=as_f(price),
-            cost=as_f(cost),
-            demand=as_f(tabs.demand),
-            init_stock=as_f(init_stock),
-            vlt=as_f(vlt),
-            vlt_onehot=as_f(onehot),
-            capacity=as_f(cfg.capacity),
-            volume=as_f(volume),
-            holding_cost=as_f(holding),
-            unit_order_cost=as_f(np.full((self.W, self.N), cfg.unit_order_cost)),
-            backlog_ratio=as_f(cfg.backlog_ratio),
-            overflow_cost_ratio=as_f(cfg.overflow_cost_ratio),
-            action_values=as_f(cfg.action_values),
-            lookback=as_f(np.full((self.W, self.N), self.L)),
-            start_lo=jnp.int32(lo),
-            n_starts=jnp.int32(n_starts),
-            horizon=jnp.int32(horizon),
-        )
 
     def _make_spec(self) -> EnvSpec:
         cfg = self.config
@@ -215,23 +136,6 @@ class MabimEnv:
         )
 
     # ------------------------------------------------------------------ dynamics
-
-    def _initial_state(self, start: jax.Array, params: MabimParams) -> MabimState:
-        W, N, L, V, dt = self.W, self.N, self.L, self.V, self.dtype
-        zeros_hist = jnp.zeros((W, N, L), dt)
-        return MabimState(
-            t=jnp.int32(-L),
-            start=start.astype(jnp.int32),
-            in_stock=params.init_stock,
-            in_transit=jnp.zeros((W, N), dt),
-            pipeline=jnp.zeros((W, V, N), dt),
-            demand_hist=zeros_hist,
-            sale_hist=zeros_hist,
-            replenish_hist=zeros_hist,
-            excess=jnp.zeros((W, N), dt),
-            price=jnp.zeros((W, N), dt),
-            cost=jnp.zeros((W, N), dt),
-        )
 
     def simulate_day(
         self, state: MabimState, quantity: jax.Array, params: MabimParams
@@ -301,16 +205,15 @@ class MabimEnv:
         }
 
         # (5) advance
-        push = lambda hist, x: jnp.concatenate([hist[..., 1:], x[..., None]], axis=-1)  # noqa: E731
         nxt = MabimState(
             t=t + 1,
             start=state.start,
             in_stock=in_stock,
             in_transit=in_transit,
             pipeline=jnp.concatenate([pipeline[:, 1:], jnp.zeros_like(pipeline[:, :1])], axis=1),
-            demand_hist=push(state.demand_hist, demand),
-            sale_hist=push(state.sale_hist, sale),
-            replenish_hist=push(state.replenish_hist, quantity),
+            demand_hist=_push(state.demand_hist, demand),
+            sale_hist=_push(state.sale_hist, sale),
+            replenish_hist=_push(state.replenish_hist, quantity),
             excess=excess,
             price=price,
             cost=cost,
@@ -318,20 +221,12 @@ class MabimEnv:
         return nxt, components, flows
 
     def demand_mean(self, state: MabimState, params: MabimParams) -> jax.Array:
-        """Mean demand of the previous ``L`` days ``[W, N]`` (the original's ``np.average``)."""
-        return self._mean(features.window_sums(state).demand, params)
+        """Mean demand of the previous ``L`` days ``[W, N]`` (the original's ``np.average``).
 
-    @staticmethod
-    def _mean(total: jax.Array, params: MabimParams) -> jax.Array:
-        """``total / L`` as a true IEEE division, also under ``vmap`` with shared ``params``.
-
-        XLA rewrites a division by a constant or by a broadcast operand into a multiplication by
-        its reciprocal, which rounds differently and can move a floor boundary by one unit. The
-        divisor is therefore a runtime array (``params.lookback``) made to depend on ``total``
-        (``+ 0 * total``; XLA does not fold ``x * 0`` for floats), so that under ``vmap`` it is a
-        batched array and never a broadcast.
+        The one expression (:func:`envs_jax.mabim.window.demand_mean`) that the order
+        quantities and the mask context's ``demand_mean`` use too.
         """
-        return total / (params.lookback + 0.0 * total)
+        return window.demand_mean(window.window_sums(state), params)
 
     def order_quantity(
         self, state: MabimState, actions: jax.Array, params: MabimParams
@@ -361,7 +256,8 @@ class MabimEnv:
 
     def reset_to(self, start: jax.Array, params: MabimParams) -> tuple[jax.Array, MabimState]:
         """Reset to a given data row for day 0 (warm-up included); returns ``(obs, state)``."""
-        state = self.warm_up(self._initial_state(jnp.asarray(start), params), params)
+        state = initial_state(jnp.asarray(start), params, self.L)
+        state = self.warm_up(state, params)
         return self.observe(state, params), state
 
     def reset(self, key: jax.Array, params: MabimParams) -> tuple[jax.Array, MabimState]:
@@ -387,26 +283,18 @@ class MabimEnv:
         """
         del key
         self.check_actions(actions)
-        sums = features.window_sums(state)
-        quantity = self._quantity(
-            actions, self._mean(sums.demand, params), params
-        )  # demand_mean, sums reused
+        sums = window.window_sums(state)  # reused below for the observation
+        quantity = self._quantity(actions, window.demand_mean(sums, params), params)
         nxt, components, flows = self.simulate_day(state, quantity, params)
         if self.dtype == jnp.float64:
             # exact mode: a select between each product and the subtractions stops the compiler
             # from contracting them into fused multiply-adds, which round differently from the
             # original's separate numpy operations
             components = {k: jnp.where(v != 0, v, 0.0) for k, v in components.items()}
-        reward = (
-            components["profit"]
-            - components["excess_cost"]
-            - components["order_cost"]
-            - components["holding_cost"]
-            - components["backlog_cost"]
-        )
+        reward = net_reward(components)
         done = nxt.t >= params.horizon
         info = {"components": {k: v.reshape(-1) for k, v in components.items()}, "flows": flows}
-        sums = features.advance_window_sums(sums, state, flows["demand"], flows["sale"])
+        sums = window.advance_window_sums(sums, state, flows["demand"], flows["sale"])
         obs = features.observation(self, nxt, params, sums)
         return obs, nxt, reward.reshape(-1), done, info
 
@@ -449,6 +337,11 @@ class MabimEnv:
 
     def __repr__(self) -> str:
         return f"MabimEnv({self.config.name}, W={self.W}, N={self.N}, data={self.tables.source})"
+
+
+def _push(hist: jax.Array, x: jax.Array) -> jax.Array:
+    """Drop the oldest day of a ``[..., L]`` history and append ``x``."""
+    return jnp.concatenate([hist[..., 1:], x[..., None]], axis=-1)
 
 
 def replace_config(env: MabimEnv, **changes: Any) -> MabimEnv:

@@ -7,15 +7,17 @@ the tail sells to consumers), ``N`` SKUs, ``L`` = 21 lookback days, ``A`` action
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 
 from envs_jax.core import ContextField, MaskContext
+from envs_jax.mabim.params import MabimParams, MabimState
+from envs_jax.mabim.window import WindowSums, demand_mean, mean_std, sums_over, window_sums
 
 if TYPE_CHECKING:  # pragma: no cover
-    from envs_jax.mabim.env import MabimEnv, MabimParams, MabimState
+    from envs_jax.mabim.env import MabimEnv
 
 Z_95 = 1.6448536  # norm.ppf(0.95), the original's reorder-point quantile
 FEATURE_CLIP = 30.0
@@ -126,70 +128,8 @@ def obs_dim(n_warehouses: int, lookback: int) -> int:
     return N_LOCAL_SCALARS + 2 * lookback + N_GLOBAL_SCALARS + lookback + n_warehouses + 1
 
 
-class WindowSums(NamedTuple):
-    """Sums over the lookback window of the demand and sale histories and of their squares, ``[W, N]``."""
-
-    demand: jax.Array
-    demand_sq: jax.Array
-    sale: jax.Array
-    sale_sq: jax.Array
-
-
-def window_sums(state: "MabimState") -> WindowSums:
-    """The window sums of a state, computed from its histories."""
-    demand, demand_sq = _sum_and_sum_sq(state.demand_hist)
-    sale, sale_sq = _sum_and_sum_sq(state.sale_hist)
-    return WindowSums(demand, demand_sq, sale, sale_sq)
-
-
-def _sum_and_sum_sq(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(sum(x), sum(x * x))`` over the last axis in one pass."""
-    return sums_over(-1, x, x * x)
-
-
-def sums_over(axis: int, *xs: jax.Array) -> tuple[jax.Array, ...]:
-    """Sums of same-shaped arrays over one axis as a single variadic reduction.
-
-    On CPU one pass that sums several arrays is about twice as fast as separate sums, which XLA
-    compiles into one (slow for short rows) kernel each.
-    """
-    zero = jnp.zeros((), xs[0].dtype)
-    axis = axis % xs[0].ndim
-    return tuple(
-        jax.lax.reduce(
-            xs, (zero,) * len(xs), lambda a, b: tuple(u + v for u, v in zip(a, b)), (axis,)
-        )
-    )
-
-
-def advance_window_sums(
-    sums: WindowSums, before: "MabimState", demand: jax.Array, sale: jax.Array
-) -> WindowSums:
-    """The window sums after pushing one day (``demand``, ``sale`` ``[W, N]``) onto ``before``'s histories.
-
-    Sliding the sums costs a few operations per agent instead of a pass over the histories; for
-    integer quantities it is exact (float32 up to 2**24), otherwise it differs from a fresh sum by
-    rounding only (the sums feed features, never the dynamics).
-    """
-    d0, s0 = before.demand_hist[..., 0], before.sale_hist[..., 0]
-    return WindowSums(
-        sums.demand - d0 + demand,
-        sums.demand_sq - d0 * d0 + demand * demand,
-        sums.sale - s0 + sale,
-        sums.sale_sq - s0 * s0 + sale * sale,
-    )
-
-
-def _mean_std(total: jax.Array, total_sq: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
-    """Mean and population std from a window's sum and sum of squares (features only; not exact)."""
-    inv_n = 1.0 / n
-    mean = total * inv_n
-    var = jnp.maximum(total_sq * inv_n - mean * mean, 0.0)
-    return mean, jnp.sqrt(var)
-
-
 def observation(
-    env: "MabimEnv", state: "MabimState", params: "MabimParams", sums: WindowSums | None = None
+    env: "MabimEnv", state: MabimState, params: MabimParams, sums: WindowSums | None = None
 ) -> jax.Array:
     """Per-agent features of the day just simulated, ``[W * N, obs_dim]``, warehouse-major.
 
@@ -264,14 +204,14 @@ N_SCALARS = N_LOCAL_SCALARS + N_GLOBAL_SCALARS
 
 
 def _scalar_block(
-    env: "MabimEnv", state: "MabimState", params: "MabimParams", sums: WindowSums
+    env: "MabimEnv", state: MabimState, params: MabimParams, sums: WindowSums
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The 23 clipped scalar features, the one-hot and the time feature as ``[F, W, N]`` (F = 24 + W),
     with ``1/z`` ``[W, N]`` and ``1/cap`` ``[W, 1]`` for the windows."""
     W, dt = env.W, env.dtype
     I, T = state.in_stock, state.in_transit
-    dm, std_d = _mean_std(sums.demand, sums.demand_sq, env.L)
-    sale_mean, sale_std = _mean_std(sums.sale, sums.sale_sq, env.L)
+    dm, std_d = mean_std(sums.demand, sums.demand_sq, env.L)
+    sale_mean, sale_std = mean_std(sums.sale, sums.sale_sq, env.L)
     vlt = params.vlt
     rop = vlt * sale_mean + jnp.sqrt(vlt) * sale_std * Z_95
     inv_cap = 1.0 / params.capacity[:, None]  # [W, 1]
@@ -317,17 +257,16 @@ def _scalar_block(
     return block, inv_z, inv_cap
 
 
-def mask_context(env: "MabimEnv", state: "MabimState", params: "MabimParams") -> MaskContext:
+def mask_context(env: "MabimEnv", state: MabimState, params: MabimParams) -> MaskContext:
     """The documented fields of :data:`MASK_CONTEXT_FIELDS` for the next decision (day ``t``)."""
     W, N = env.W, env.N
     sums = window_sums(state)  # the same reduction as in env.step: XLA computes it once per state
-    demand_mean = sums.demand / params.lookback  # = env.demand_mean(state, params)
-    _, demand_std = _mean_std(sums.demand, sums.demand_sq, env.L)
+    _, demand_std = mean_std(sums.demand, sums.demand_sq, env.L)
     return MaskContext(
         {
             "in_stock": state.in_stock,
             "in_transit": state.in_transit,
-            "demand_mean": demand_mean,
+            "demand_mean": demand_mean(sums, params),  # the expression of env.step's orders
             "demand_std": demand_std,
             "demand_history": state.demand_hist,
             "sale_mean": sums.sale * (1.0 / env.L),
