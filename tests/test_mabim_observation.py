@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from test_mabim_env import make_env, random_tables
 
-from envs_jax.mabim import features, window
+from envs_jax.mabim import window
 from envs_jax.mabim.env import MabimEnv, MabimState
 
 Z_95 = 1.6448536
