@@ -116,7 +116,9 @@ def run_scenario(scenario: str, seed: int, args: argparse.Namespace) -> dict:
 
 
 def table(runs: list[dict], baselines: dict, field: str = "greedy") -> str:
-    """Markdown table: scenarios as rows, methods as columns (mean +- std over seeds of ``field``)."""
+    """Markdown table: scenarios as rows, methods as columns.
+
+    Each cell is the mean +- std over seeds of ``field``."""
     cols = [LABELS[m] for m in MASKS] + [OR_ROWS[b] for b in OR_ROWS] + ["seeds"]
     lines = ["| scenario | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for scenario in dict.fromkeys(r["scenario"] for r in runs):

@@ -101,10 +101,12 @@ def main() -> None:
             )
     print(
         f"\n{cfg.scenario}, preset {args.preset}, K = {cfg.k}, {cfg.iterations} iterations, "
-        f"{rows[0]['env_steps_per_candidate']:,} env steps per candidate per iteration, provider {provider.label}"
+        f"{rows[0]['env_steps_per_candidate']:,} env steps per candidate per iteration, "
+        f"provider {provider.label}"
     )
     print(
-        "| iteration | LLM s | compile checks s | XLA compile s | train + eval s | iteration s (no LLM) |"
+        "| iteration | LLM s | compile checks s | XLA compile s | train + eval s "
+        "| iteration s (no LLM) |"
     )
     print("|---|---|---|---|---|---|")
     for r in rows:

@@ -8,8 +8,8 @@ README = Path(__file__).resolve().parent / "README.md"
 
 
 def write_readme_section(heading: str, body: str, readme: Path = README) -> None:
-    """Replace the section that starts with ``heading`` (e.g. ``"## SUMO"``) by ``heading`` + ``body``,
-    or append it; every other section is left as it is."""
+    """Replace the section that starts with ``heading`` (e.g. ``"## SUMO"``) by
+    ``heading`` + ``body``, or append it; every other section is left as it is."""
     text = readme.read_text() if readme.exists() else "# Benchmarks\n"
     start = text.find(f"\n{heading}\n")
     section = f"\n{heading}\n\n{body.strip()}\n"

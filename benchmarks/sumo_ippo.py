@@ -45,9 +45,7 @@ RESULT_FILE = sumo_bridge.RESULTS / "sumo_ippo.json"
 EPISODE_DECISIONS = 240  # a 3600-s episode of 15-s decisions
 
 
-def train_seed(
-    trainer: Trainer, seed: int, updates: int, eval_seeds: list[int]
-) -> dict[str, Any]:
+def train_seed(trainer: Trainer, seed: int, updates: int, eval_seeds: list[int]) -> dict[str, Any]:
     """Train one learner from ``seed`` and evaluate it greedy and sampled on ``eval_seeds``."""
     state = trainer.init(jax.random.PRNGKey(seed))
     curve: list[dict[str, float]] = []
@@ -147,7 +145,8 @@ def table_rows(res: dict[str, Any]) -> list[str]:
 
 
 def _time_split(r: dict[str, Any], decisions: int) -> str:
-    """Milliseconds per decision in the simulations, the policy step and the PPO update (compilation out)."""
+    """Milliseconds per decision in the simulations, the policy step and the PPO update
+    (compilation out)."""
     t, c = r["ippo"]["timings"], r["ippo"]["compile_seconds"]
     env = t["env_s"] * 1e3 / decisions
     policy = (t["policy_s"] - sum(c.get("rollout", []))) * 1e3 / decisions
@@ -178,22 +177,25 @@ def note(res: dict[str, Any]) -> str:
     jammed = [s for s in fixed if ippo[s, "greedy"] > fixed[s]]
     sampled_ok = all(ippo[s, "sampled"] < fixed[s] for s in jammed)
     greedy = (
-        f" On {', '.join(jammed)} the greedy policy is worse than fixed-time: the argmax of a barely trained "
-        "policy holds a single phase at most intersections and the network jams"
+        f" On {', '.join(jammed)} the greedy policy is worse than fixed-time: the argmax of a "
+        "barely trained policy holds a single phase at most intersections and the network jams"
         + (", while sampling from the same policy beats fixed-time." if sampled_ok else ".")
         if jammed
         else ""
     )
     return (
-        f"IPPO rows: plain IPPO (availability masks only, paper PPO settings, reward scale {family_of('sumo/grid4x4').reward_scale}) trained "
-        f"from seeds {res['seeds']} for {b['updates']} updates of {b['num_envs']} simulations each "
-        f"({b['episodes_per_seed']} episodes = {b['decisions_per_seed']:,} decisions per seed, about "
-        f"{b['fraction_of_paper']:.2%} of the paper's 2.4 M steps), then evaluated without exploration masks on SUMO "
-        f"seeds {res['eval_seeds']}, greedy (argmax) and sampled; mean ± std over training seeds.{greedy} This is a "
-        f"deliberately small CPU budget (training time per seed: {per}; the 2-core machine was shared, load "
-        f"{res['load_avg_1_5_15']} before and {res['load_avg_after']} after), so these rows show the trainer "
-        f"working on the bridge, not IPPO's converged quality. Host time per training decision of the "
-        f"{b['num_envs']} simulations: {split}. Command: `{res['command']}`. "
+        "IPPO rows: plain IPPO (availability masks only, paper PPO settings, reward scale "
+        f"{family_of('sumo/grid4x4').reward_scale}) trained from seeds {res['seeds']} for "
+        f"{b['updates']} updates of {b['num_envs']} simulations each "
+        f"({b['episodes_per_seed']} episodes = {b['decisions_per_seed']:,} decisions per seed, "
+        f"about {b['fraction_of_paper']:.2%} of the paper's 2.4 M steps), then evaluated without "
+        f"exploration masks on SUMO seeds {res['eval_seeds']}, greedy (argmax) and sampled; "
+        f"mean ± std over training seeds.{greedy} This is a deliberately small CPU budget "
+        f"(training time per seed: {per}; the 2-core machine was shared, load "
+        f"{res['load_avg_1_5_15']} before and {res['load_avg_after']} after), so these rows "
+        "show the trainer working on the bridge, not IPPO's converged quality. Host time per "
+        f"training decision of the {b['num_envs']} simulations: {split}. "
+        f"Command: `{res['command']}`. "
         "Raw (with per-update training curves): `results/sumo_ippo.json`."
     )
 

@@ -178,10 +178,11 @@ def main() -> int:
     )
     for r in rows:
         print(
-            f"{r['scenario']:<20} {r['mode']:<11} {r['k']:>3} {r['num_envs']:>4} {r['split_agent_steps_per_s']:>14,.0f} "
+            f"{r['scenario']:<20} {r['mode']:<11} {r['k']:>3} {r['num_envs']:>4} "
+            f"{r['split_agent_steps_per_s']:>14,.0f} "
             f"{r['fused_agent_steps_per_s']:>12,.0f} {r['split_seconds_per_update']:>9.3f} "
-            f"{r['compile_rollout_s']:>11.1f} {r['compile_update_s']:>10.1f} {r['compile_chunk_s']:>9.1f} "
-            f"{r['peak_memory_bytes'] / 2**20:>9.0f}"
+            f"{r['compile_rollout_s']:>11.1f} {r['compile_update_s']:>10.1f} "
+            f"{r['compile_chunk_s']:>9.1f} {r['peak_memory_bytes'] / 2**20:>9.0f}"
         )
     ratios = {}
     for scenario in args.scenarios.split(","):
@@ -198,8 +199,8 @@ def main() -> int:
         "command": " ".join([Path(sys.executable).name] + sys.argv),
         "device": _device_info(),
         "settings": {k: getattr(args, k) for k in ("k", "num_envs", "updates", "repeats", "quick")},
-        "note": "medians over repeats; agent-steps/s counts all learners; split = rollout and update as two "
-        "programs (fuse_chunk=False), fused = one program per chunk",
+        "note": "medians over repeats; agent-steps/s counts all learners; split = rollout and "
+        "update as two programs (fuse_chunk=False), fused = one program per chunk",
         "rows": rows,
         "vmapped_over_sequential": ratios,
     }

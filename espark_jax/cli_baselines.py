@@ -18,7 +18,8 @@ from typing import Any
 
 from espark_jax.cli_args import pick_names, require_scenario
 
-# the names of envs_jax.mabim.baselines.BASELINES (kept here so that `espark --help` does not import jax)
+# the names of envs_jax.mabim.baselines.BASELINES (kept here so that `espark --help` does not
+# import jax)
 MABIM_BASELINES = (
     "zero",
     "constant",
@@ -77,7 +78,8 @@ def _selected(only: str | None, valid: tuple[str, ...]) -> list[str]:
 
 
 def mabim_table(results: dict[str, dict[str, Any]]) -> str:
-    """Markdown: one row per baseline, the return and every reward component (summed over warehouses)."""
+    """Markdown: one row per baseline, the return and every reward component (summed over
+    warehouses)."""
     comps = list(next(iter(results.values()))["components"])
     lines = [
         "| baseline | return | " + " | ".join(comps) + " | seconds |",
@@ -138,7 +140,8 @@ def cmd_baselines(args: argparse.Namespace) -> int:
         table = mabim_table(results)
     else:
         raise SystemExit(
-            f"espark baselines: no baselines for the {family!r} family; use a mabim/ or sumo/ scenario"
+            f"espark baselines: no baselines for the {family!r} family; "
+            "use a mabim/ or sumo/ scenario"
         )
     print(f"\n{args.scenario}" + (f", {args.split} split" if family == "mabim" else "") + "\n")
     print(table)

@@ -7,7 +7,7 @@ nothing. At the end the runs are compared (``espark report``) and summarised per
 
     espark sweep --preset quick --variants full,no-retention,no-reward-factors --seeds 0,1
     espark sweep --scenario mabim/lower-100 --preset paper --variants full,template,lang --seeds 0,1,2
-"""
+"""  # noqa: E501 (the argparse description; the example command stays on one line)
 
 from __future__ import annotations
 
@@ -130,7 +130,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             )  # as the manifest stores it
             if diff:
                 raise SystemExit(
-                    f"espark sweep: {path} was made with another configuration ({'; '.join(diff)}); "
+                    f"espark sweep: {path} was made with another configuration "
+                    f"({'; '.join(diff)}); "
                     "use another --sweep-dir or the same options"
                 )
             execute_run(None, path, resume=True, progress=not args.no_progress)

@@ -37,7 +37,10 @@ def _line(name: str, stats: Mapping[str, Mapping[str, float]]) -> str:
         return f"  {name}: no data"
     parts = [f"{s} mean {_fmt(stats[s]['mean'])}" for s in ("early", "late")]
     w = stats["whole"]
-    return f"  {name}: {', '.join(parts)}; whole max {_fmt(w['max'])}, min {_fmt(w['min'])}, mean {_fmt(w['mean'])}"
+    return (
+        f"  {name}: {', '.join(parts)}; whole max {_fmt(w['max'])}, min {_fmt(w['min'])}, "
+        f"mean {_fmt(w['mean'])}"
+    )
 
 
 def curve_statistics(evals: Sequence[Mapping[str, Any]], slot: int) -> dict[str, Any]:
@@ -65,7 +68,8 @@ def mask_statistics_text(stats: Mapping[str, Any] | None, action_names: Sequence
         )
     if "none_allowed_frac" in stats:
         parts.append(
-            f"{100 * stats['none_allowed_frac']:.1f}% of agent-states allowed nothing (falls back to unmasked)"
+            f"{100 * stats['none_allowed_frac']:.1f}% of agent-states allowed nothing "
+            "(falls back to unmasked)"
         )
     if "all_allowed_frac" in stats:
         parts.append(f"{100 * stats['all_allowed_frac']:.1f}% allowed every action (no pruning)")
@@ -107,8 +111,8 @@ def build_feedback(
     """
     curves = curve_statistics(evals, best_slot)
     head = (
-        f"Iteration {iteration}: the best exploration function was slot {best_slot}. Its learner was "
-        f"evaluated without masks on the {split} split at {len(evals)} checkpoints"
+        f"Iteration {iteration}: the best exploration function was slot {best_slot}. "
+        f"Its learner was evaluated without masks on the {split} split at {len(evals)} checkpoints"
     )
     head += f" during {env_steps:,} environment steps of training." if env_steps else "."
     lines = [head, "Episode return (higher is better):", _line("total return", curves["return"])]
@@ -125,7 +129,8 @@ def build_feedback(
     lines.append(mask_statistics_text(mask_stats, action_names))
     if others:
         lines.append(
-            "Other candidates of this iteration (selection score = mean evaluation return of the last checkpoints):"
+            "Other candidates of this iteration "
+            "(selection score = mean evaluation return of the last checkpoints):"
         )
         lines.extend(f"  {o}" for o in others)
     return "\n".join(lines)

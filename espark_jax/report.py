@@ -121,7 +121,8 @@ def results_table(run_dirs: Sequence[str | Path]) -> str:
 def final_table(results: dict[str, Any]) -> str:
     """The table ``espark run`` prints at the end: iterations, then the test evaluation."""
     lines = [
-        f"eSpark on {results['scenario']} | provider: {results['provider']} | data: {results['data_source']}",
+        f"eSpark on {results['scenario']} | provider: {results['provider']} "
+        f"| data: {results['data_source']}",
         "",
         "| iteration | best slot | selection score | fallbacks | generate+check s | train s |",
         "|---|---|---|---|---|---|",
@@ -129,8 +130,10 @@ def final_table(results: dict[str, Any]) -> str:
     for h in results["iterations"]:
         t = h["timings"]
         lines.append(
-            f"| {h['iteration']} | {h['best_slot']} | {h['best_score']:,.1f} | {len(h['fallbacks'])} | "
-            f"{t.get('generate_and_check_s', float('nan')):.1f} | {t.get('train_s', float('nan')):.1f} |"
+            f"| {h['iteration']} | {h['best_slot']} | {h['best_score']:,.1f} "
+            f"| {len(h['fallbacks'])} "
+            f"| {t.get('generate_and_check_s', float('nan')):.1f} "
+            f"| {t.get('train_s', float('nan')):.1f} |"
         )
     for mode in ("greedy", "sampled"):
         ev = results["test"].get(mode)
@@ -169,6 +172,7 @@ def variant_table(run_dirs: Sequence[str | Path]) -> str:
     ]
     for (scen, prov, var), vals in groups.items():
         lines.append(
-            f"| {scen} | {prov} | {var} | {np.mean(vals):,.0f} ± {np.std(vals):,.0f} | {len(vals)} |"
+            f"| {scen} | {prov} | {var} | {np.mean(vals):,.0f} ± {np.std(vals):,.0f} "
+            f"| {len(vals)} |"
         )
     return "\n".join(lines)

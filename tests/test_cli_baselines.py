@@ -52,7 +52,8 @@ def test_sumo_table(capsys):
     [
         (
             ["--scenario", "mabim/nope"],
-            "unknown scenario 'mabim/nope'. Did you mean 'mabim/tiny'? Valid scenarios: mabim/2-echelons-100",
+            "unknown scenario 'mabim/nope'. Did you mean 'mabim/tiny'? "
+            "Valid scenarios: mabim/2-echelons-100",
         ),
         (["--only", "zero,bogus"], "unknown baseline(s) bogus; valid: zero"),
     ],

@@ -1,4 +1,5 @@
-"""``espark sweep``: runs every (variant, seed), skips finished runs, refuses a mismatched directory."""
+"""``espark sweep``: runs every (variant, seed), skips finished runs, refuses a mismatched
+directory."""
 
 from __future__ import annotations
 

@@ -79,7 +79,10 @@ def test_sampled_and_greedy_actions_are_always_allowed():
         )
     )(keys, logits, mask)
     allowed = np.asarray(fallback_empty_rows(mask))
-    pick = lambda a: np.take_along_axis(allowed, np.asarray(a)[..., None], axis=-1)
+
+    def pick(a):
+        return np.take_along_axis(allowed, np.asarray(a)[..., None], axis=-1)
+
     assert pick(actions).all() and pick(greedy).all()
     assert not np.asarray(mask).any(-1).all()  # some rows allow nothing (fallback exercised)
     assert bool(jnp.all(jnp.isfinite(lp))) and bool(jnp.all(lp <= 1e-6))

@@ -1,4 +1,5 @@
-"""Actor-critic initialisation: orthogonal, per-key reproducible, and deadlock-free for K learners."""
+"""Actor-critic initialisation: orthogonal, per-key reproducible, and deadlock-free for K
+learners."""
 
 import os
 import subprocess
@@ -46,7 +47,8 @@ DEADLOCK_SCRIPT = textwrap.dedent("""
     from espark_jax.ippo.networks import ActorCritic, init_stacked_params
     net = ActorCritic(n_actions=34, hidden=(64, 64))
     params = init_stacked_params(net, jax.random.split(jax.random.PRNGKey(0), 16), 88)
-    logits, value = jax.jit(jax.vmap(lambda p, o: net.apply({"params": p}, o)))(params, jnp.ones((16, 3, 88)))
+    apply = jax.jit(jax.vmap(lambda p, o: net.apply({"params": p}, o)))
+    logits, value = apply(params, jnp.ones((16, 3, 88)))
     print("ok", logits.shape, value.shape)
 """)
 

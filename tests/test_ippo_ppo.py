@@ -56,7 +56,8 @@ def test_ppo_loss_at_behaviour_policy():
         "target": value + 1.0,
     }
     loss, aux = ppo_loss(params, lambda p, o: net.apply({"params": p}, o), batch, PPOConfig())
-    # ratio 1 everywhere: policy loss = -mean(normalised advantage) = 0; no clipping; value loss .5 * 1
+    # ratio 1 everywhere: policy loss = -mean(normalised advantage) = 0; no clipping;
+    # value loss .5 * 1
     assert abs(float(aux["policy_loss"])) < 1e-5
     assert float(aux["clip_fraction"]) == 0.0 and abs(float(aux["approx_kl"])) < 1e-6
     np.testing.assert_allclose(aux["value_loss"], 0.5, rtol=1e-5)
@@ -94,7 +95,9 @@ def test_invariant_sum_and_mean(n):
 
 
 def test_kmap_matches_vmap_and_handles_shared_arguments():
-    f = lambda a, b, c: (a @ b + c, jnp.sum(a))
+    def f(a, b, c):
+        return a @ b + c, jnp.sum(a)
+
     a = jnp.arange(24.0).reshape(2, 3, 4)
     b = jnp.ones((4, 2))
     c = jnp.arange(4.0).reshape(2, 2)

@@ -24,7 +24,12 @@ SCRIPT = textwrap.dedent("""
     masks = [get_builtin_mask("ss-pruning", env.spec), get_builtin_mask("upbound", env.spec)]
     results = {}
     for shard in (True, False):
-        cfg = TrainConfig(num_envs=4, shard=shard, fuse_chunk=True, ppo=PPOConfig(update_epochs=2, num_minibatches=2))
+        cfg = TrainConfig(
+            num_envs=4,
+            shard=shard,
+            fuse_chunk=True,
+            ppo=PPOConfig(update_epochs=2, num_minibatches=2),
+        )
         trainer = make(env, cfg, masks)
         state = trainer.init(jax.random.PRNGKey(0))
         state, metrics = trainer.train_chunk(state, 2)
@@ -37,13 +42,17 @@ SCRIPT = textwrap.dedent("""
     assert live.envs.obs.sharding.spec == jax.sharding.PartitionSpec("k", "e")
     assert len(live.envs.obs.sharding.device_set) == 4
     assert plain[0].mesh is None
-    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6), sharded[1], plain[1])
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6), sharded[1], plain[1]
+    )
 
     # fused chunks (one program per chunk): new masks retrace the rollout, never the update
     trainer = sharded[0]
     trainer.set_masks([get_builtin_mask("random", env.spec), get_builtin_mask("none", env.spec)])
     state, _ = trainer.train_chunk(live, 1)
-    assert trainer.config.fuse_chunk and trainer.trace_counts == {"rollout": 2, "update": 1}, trainer.trace_counts
+    assert trainer.config.fuse_chunk and trainer.trace_counts == {"rollout": 2, "update": 1}, (
+        trainer.trace_counts
+    )
     assert len(trainer.compile_seconds["chunk"]) == 2
     print("sharded ok")
 """)

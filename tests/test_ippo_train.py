@@ -9,10 +9,10 @@ import pytest
 from toy_env import ToyInventoryEnv
 
 from envs_jax.core import MaskContext
+from espark_jax.ippo import TrainConfig, make, selection_scores, train
 from espark_jax.ippo import distributions as dist
 from espark_jax.ippo.ppo import PPOConfig
 from espark_jax.ippo.rollout import apply_masks
-from espark_jax.ippo import TrainConfig, make, selection_scores, train
 from espark_jax.masks.builtin import get_builtin_mask
 
 ENV = ToyInventoryEnv(n_warehouses=2, n_skus=4, episode_lengths=(8, 6, 6))
@@ -160,9 +160,10 @@ def test_train_driver_writes_metrics_and_selection_scores(runs, tmp_path):
 
 def test_masked_evaluation_applies_each_learners_mask(runs):
     single = runs["single"]
-    nothing = lambda ctx, action_space: jnp.broadcast_to(
-        action_space == 0, (2, 4, 8)
-    )  # never order
+
+    def nothing(ctx, action_space):  # never order
+        return jnp.broadcast_to(action_space == 0, (2, 4, 8))
+
     single.set_masks([nothing])
     params = single.init_from_keys(KEYS[:1]).params
     ev = single.evaluate(
@@ -175,8 +176,12 @@ def test_masked_evaluation_applies_each_learners_mask(runs):
 
 def test_mask_shape_errors_and_k_mismatch(runs):
     ctx = MaskContext({"in_stock": jnp.zeros((1, 1, 2, 4))})  # [K, E, W, N]
-    bad = lambda c, a: jnp.ones((3, 8))
+
+    def bad(c, a):
+        return jnp.ones((3, 8))
+
     with pytest.raises(ValueError, match=r"must return \[\*agent_shape, A\] = \(2, 4, 8\)"):
         apply_masks([bad], ctx, jnp.zeros((1, 1, 2), jnp.uint32), jnp.arange(8.0), (2, 4))
     with pytest.raises(ValueError, match="build a new Trainer"):
         runs["multi"].set_masks(runs["fns"][:1])
+

@@ -1,4 +1,5 @@
-"""The eSpark loop end to end on a small MABIM scenario: template provider, resume, bad inputs, replay."""
+"""The eSpark loop end to end on a small MABIM scenario: template provider, resume, bad inputs,
+replay."""
 
 from __future__ import annotations
 
@@ -121,7 +122,8 @@ def test_template_run_end_to_end(template_run):
         for name in COMPONENTS:
             assert name in summary["feedback"]
         assert (run.iter_dir(it) / "best").is_dir()
-    # retention: at the start of iteration 2 every slot held the parameters saved for iteration 1's best
+    # retention: at the start of iteration 2 every slot held the parameters saved for
+    # iteration 1's best
     assert json.loads((run.iter_dir(2) / "summary.json").read_text())["retention_check"] is True
     assert json.loads((run.iter_dir(1) / "summary.json").read_text())["retention_check"] is None
 
@@ -156,7 +158,10 @@ def test_resume_after_interruption_matches_uninterrupted_run(template_run, tmp_p
 
 
 def test_bad_replies_fall_back_and_the_iteration_completes(tmp_path):
-    good = "```python\ndef compute_mask(ctx, action_space):\n    return ctx.demand_mean[..., None] * action_space >= 0\n```"
+    good = (
+        "```python\ndef compute_mask(ctx, action_space):\n"
+        "    return ctx.demand_mean[..., None] * action_space >= 0\n```"
+    )
 
     def reply(req):
         if req.role == "checker":
@@ -164,7 +169,10 @@ def test_bad_replies_fall_back_and_the_iteration_completes(tmp_path):
         if req.slot == 0:
             return "I would simply order the mean demand every day."  # no code at all
         if req.slot == 1:
-            return "```python\ndef compute_mask(ctx, action_space):\n    import os\n    return 1\n```"  # never compiles
+            # never compiles
+            return (
+                "```python\ndef compute_mask(ctx, action_space):\n    import os\n    return 1\n```"
+            )
         if req.slot == 2:
             return LLMResponse(
                 "", "scripted", error="RateLimitError: 429 after retries"

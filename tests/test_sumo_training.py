@@ -1,4 +1,5 @@
-"""IPPO on the SUMO bridge: the host-driven trainer, availability masks, evaluation metrics, the loop.
+"""IPPO on the SUMO bridge: the host-driven trainer, availability masks, evaluation metrics,
+the loop.
 
 Everything runs on the generated ``sumo/grid2x2`` with 150-s episodes (10 decisions), K = 2
 learners x 1 simulation, and one network / PPO configuration, so the compiled programs are shared
@@ -45,7 +46,8 @@ ALLOWED[3, 7] = True
 
 
 class RestrictedAvail:
-    """The grid with fewer available phases (``ALLOWED``); an unavailable action raises, like the bridge."""
+    """The grid with fewer available phases (``ALLOWED``); an unavailable action raises, like the
+    bridge."""
 
     def __init__(self, env):
         self.env, self.spec, self.n_envs = env, env.spec, env.n_envs
@@ -172,7 +174,9 @@ def test_rollout_buffer_respects_availability(rollout):
     assert (mask[:, 1].sum(-1) == np.minimum(ALLOWED.sum(-1), 4)).all()
     # rewards are scaled minus stopped vehicles; the reported return is unscaled
     ret = np.asarray(rollout["stats"].mean_episode_return)
-    np.testing.assert_allclose(ret, traj.reward.sum(axis=(0, 2, 3)) / family_of(SCENARIO).reward_scale, rtol=1e-5)
+    np.testing.assert_allclose(
+        ret, traj.reward.sum(axis=(0, 2, 3)) / family_of(SCENARIO).reward_scale, rtol=1e-5
+    )
     assert (traj.reward <= 0).all()
     np.testing.assert_allclose(
         np.asarray(rollout["stats"].allowed_fraction),
@@ -221,7 +225,8 @@ def test_evaluation_reports_sumo_metrics_with_common_seeds(rollout):
         ev2["return"][0] == ev2["return"][1]
         and ev2["metrics"]["avg_delay"][0] == ev2["metrics"]["avg_delay"][1]
     )
-    # one learner on both simulations: at least 3 episodes means 2 rounds of 2 (test seeds 2e6 .. 2e6+3)
+    # one learner on both simulations: at least 3 episodes means 2 rounds of 2
+    # (test seeds 2e6 .. 2e6+3)
     one = jax.tree_util.tree_map(lambda x: x[:1], state.params)
     ev3 = trainer.evaluate(one, jax.random.PRNGKey(3), split="test", greedy=False, num_envs=3)
     assert (

@@ -6,8 +6,8 @@ demand is served from stock, unmet demand is lost. Rewards use MABIM's component
 the trainer's reporting is exercised: profit on sales, excess cost for arrivals beyond a per-SKU
 shelf limit, a fixed order cost, holding cost and a backlog penalty on lost sales. Demand is
 ``floor(u * mean)`` with ``u`` in [0.5, 1.5) from a cheap hash of the key bits, the day and the
-SKU: no ``jax.random`` sampler, whose threefry code costs seconds of XLA compile time on CPU. The mask context
-exposes a subset of MABIM's fields (same names and meanings).
+SKU: no ``jax.random`` sampler, whose threefry code costs seconds of XLA compile time on CPU. The
+mask context exposes a subset of MABIM's fields (same names and meanings).
 """
 
 from __future__ import annotations
