@@ -15,6 +15,8 @@ A scenario's family is the part of its name before the slash (``mabim/standard-1
   SUMO budget is 2.4 M steps).
 * ``sims_per_learner``: the environment itself holds ``K x E`` simulations (host environments),
   so :func:`make_env` asks the factory for ``n_envs = K x E``.
+* ``fixed_episodes``: every episode lasts exactly its split's episode length (MABIM), so a
+  rollout of one episode can leave the resets to a program compiled once per run.
 
 Families not registered (tests' toy environments) get :data:`DEFAULT`.
 """
@@ -35,6 +37,7 @@ class Family:
     eval_envs: int | None = 4
     presets: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     sims_per_learner: bool = False
+    fixed_episodes: bool = False
 
     def env_kwargs(self, n_learners: int, num_envs: int) -> dict[str, Any]:
         """Factory keyword arguments that size the environment for K learners x E envs."""
@@ -63,7 +66,7 @@ def make_env(name: str, n_learners: int = 1, num_envs: int = 1, **kwargs: Any) -
     return envs_jax.make(name, **{**kwargs, **family_of(name).env_kwargs(n_learners, num_envs)})
 
 
-register_family(Family("mabim", reward_scale=1e-3, num_envs=16, eval_envs=4))
+register_family(Family("mabim", reward_scale=1e-3, num_envs=16, eval_envs=4, fixed_episodes=True))
 register_family(
     Family(
         "sumo",

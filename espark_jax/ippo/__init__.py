@@ -47,14 +47,14 @@ def make(
     from espark_jax.masks.safe import all_ones
 
     config = config or TrainConfig()
+    family = family_of(env.spec.name)
     if config.reward_scale is None:
-        scale = family_of(env.spec.name).reward_scale
-        config = dataclasses.replace(config, reward_scale=scale)
+        config = dataclasses.replace(config, reward_scale=family.reward_scale)
     masks = list(masks) if masks is not None else [all_ones(env.spec)]
     if env.spec.is_jax:
         from espark_jax.ippo.jax_source import JaxSource
 
-        source: RolloutSource = JaxSource(env, config.num_steps)
+        source: RolloutSource = JaxSource(env, config.num_steps, family.fixed_episodes)
     else:
         from espark_jax.ippo.host_source import HostSource
 

@@ -66,13 +66,20 @@ def make_rollout(
     num_steps: int,
     reward_scale: float,
     on_trace: Callable[[], None] | None = None,
+    reset_at_end: bool = False,
 ) -> Callable:
-    """Build ``rollout(params, envs, key, env_params) -> (envs, traj, last_value, stats)``.
+    """Build ``rollout(params, envs, key, env_params) -> (envs, traj, last_value, stats, pending)``.
 
     ``params`` has a leading K axis (K = ``len(mask_fns)``), ``envs`` is an :class:`EnvBatch`,
     ``key`` is ``[K, 2]``. ``traj`` is a :class:`Transition` with leaves ``[T, K, E, ...]``,
     ``last_value`` is ``[K, E, n_agents]`` (the value of the observation after the last step, for
     bootstrapping), ``stats`` a :class:`RolloutStats`. The function is pure; jit it.
+
+    Finished environments are reset inside the scan, unless ``reset_at_end``: for episodes that
+    all end exactly at the rollout's last step, the reset is left to :func:`reset_finished` on
+    ``pending = (done [K, E], reset keys [K, E, 2])`` of the last step (same keys, same result),
+    so a program that does not depend on the masks does it and the mask-dependent rollout
+    compiles without the environment's reset. ``pending`` is None otherwise.
     """
     spec = env.spec
     mask_fns = tuple(mask_fns)
@@ -104,14 +111,12 @@ def make_rollout(
             )
 
             def do_reset(_):
-                fresh = reset_envs(env, reset_keys, env_params)
+                after = EnvBatch(state=state, obs=obs, episode_return=ep_ret)
+                after = reset_finished(env, after, (done, reset_keys), env_params)
+                return after.state, after.obs
 
-                def pick(new: jax.Array, old: jax.Array) -> jax.Array:
-                    return jnp.where(done.reshape(done.shape + (1,) * (old.ndim - 2)), new, old)
-
-                return jax.tree_util.tree_map(pick, fresh.state, state), pick(fresh.obs, obs)
-
-            state, obs = jax.lax.cond(jnp.any(done), do_reset, lambda _: (state, obs), None)
+            if not reset_at_end:
+                state, obs = jax.lax.cond(jnp.any(done), do_reset, lambda _: (state, obs), None)
             trans = _strong(
                 Transition(
                     obs=envs.obs,
@@ -124,7 +129,7 @@ def make_rollout(
                 )
             )
             new_envs = EnvBatch(state=state, obs=obs, episode_return=jnp.where(done, 0.0, ep_ret))
-            return (new_envs, ret_sum, n_eps, n_allowed), trans
+            return (new_envs, ret_sum, n_eps, n_allowed), (trans, reset_keys)
 
         n_k = key.shape[0]
         # every key of the rollout from one batched split (one threefry in the program: cheaper to
@@ -141,7 +146,8 @@ def make_rollout(
             jnp.zeros((n_k, n_envs), jnp.int32),
             jnp.zeros((n_k,), jnp.int32),
         )
-        (envs, ret_sum, n_eps, n_allowed), traj = jax.lax.scan(step, init, keys)
+        (envs, ret_sum, n_eps, n_allowed), (traj, reset_keys) = jax.lax.scan(step, init, keys)
+        pending = (traj.done[-1], reset_keys[-1]) if reset_at_end else None
         _, last_value = kmap(apply_fn)(params, envs.obs)
         episodes = jnp.sum(n_eps, axis=1)
         mean_return = kmap(invariant_sum)(ret_sum) * (
@@ -153,9 +159,21 @@ def make_rollout(
             episodes=episodes,
             allowed_fraction=n_allowed.astype(jnp.float32) * (1.0 / total),
         )
-        return envs, traj, last_value, stats
+        return envs, traj, last_value, stats, pending
 
     return rollout
+
+
+def reset_finished(env: Any, envs: EnvBatch, pending: tuple, env_params: Any) -> EnvBatch:
+    """Reset what a ``reset_at_end`` rollout left finished (see :func:`make_rollout`)."""
+    done, keys = pending
+    fresh = reset_envs(env, keys, env_params)
+
+    def pick(new: jax.Array, old: jax.Array) -> jax.Array:
+        return jnp.where(done.reshape(done.shape + (1,) * (old.ndim - 2)), new, old)
+
+    state = jax.tree_util.tree_map(pick, fresh.state, envs.state)
+    return envs.replace(state=state, obs=pick(fresh.obs, envs.obs))
 
 
 class JaxSource:
@@ -164,14 +182,19 @@ class JaxSource:
     Args:
         env: a JAX environment (pure ``reset``/``step``/``mask_context``, ``spec.is_jax``).
         num_steps: rollout length per update; 0 means the train episode length.
+        fixed_episodes: every episode lasts exactly the split's episode length (MABIM); with
+            ``num_steps`` equal to it, finished environments are reset by a separate program
+            compiled once per run instead of inside every mask set's rollout.
     """
 
     shardable = True
     blocking = False
 
-    def __init__(self, env: Any, num_steps: int = 0) -> None:
+    def __init__(self, env: Any, num_steps: int = 0, fixed_episodes: bool = False) -> None:
         self.env, self.spec = env, env.spec
-        self.num_steps = int(num_steps or env.spec.episode_length["train"])
+        episode = int(env.spec.episode_length["train"])
+        self.num_steps = int(num_steps or episode)
+        self.reset_at_end = bool(fixed_episodes) and self.num_steps == episode
         self.train_params = env.default_params("train")
         self.timings: dict[str, float] = {}
         self.phase: Any = None
@@ -185,6 +208,7 @@ class JaxSource:
         self.trainer = trainer
         env = self.env
         self._reset = TimedJit(lambda keys, p: reset_envs(env, keys, p), "reset", trainer.log)
+        self._reset_finished = TimedJit(self._finish, "reset", trainer.log, donate=(0,))
 
     def check(self, n_learners: int) -> None:
         """Any number of learners works."""
@@ -200,22 +224,48 @@ class JaxSource:
                 self.num_steps,
                 t.config.reward_scale,
                 on_trace=t.log.counter("rollout"),
+                reset_at_end=self.reset_at_end,
             )
-            phase = self._phase(rollout)
-            self._programs[mask_fns] = (phase, TimedJit(phase, "rollout", t.log, donate=(0,)))
+            split = self._phase(rollout)
+            self._programs[mask_fns] = (
+                self._fused(split),
+                TimedJit(split, "rollout", t.log, donate=(0,)),
+            )
         self.phase, self._rollout = self._programs[mask_fns]
 
+    def _constrain(self, state: Any) -> Any:
+        mesh = self.trainer.mesh
+        return state if mesh is None else shd.constrain(state, self.trainer.state_shardings(state))
+
     def _phase(self, rollout: Any) -> Any:
+        """The rollout program: ``(state, traj, last_value, stats, update_key, pending)``."""
         trainer = self.trainer
 
         def phase(state: Any, env_params: Any):
             keys = jax.vmap(lambda k: jax.random.split(k, 3))(state.key)
             k_next, k_roll, k_upd = keys[:, 0], keys[:, 1], keys[:, 2]
-            envs, traj, last_value, stats = rollout(state.params, state.envs, k_roll, env_params)
-            state = state.replace(envs=envs, key=k_next)
+            envs, traj, last_value, stats, pending = rollout(
+                state.params, state.envs, k_roll, env_params
+            )
+            state = self._constrain(state.replace(envs=envs, key=k_next))
             if trainer.mesh is not None:
-                state = shd.constrain(state, trainer.state_shardings(state))
                 traj = shd.constrain(traj, shd.buffer_shardings(traj, trainer.mesh))
+            return state, traj, last_value, stats, k_upd, pending
+
+        return phase
+
+    def _finish(self, state: Any, pending: Any, env_params: Any) -> Any:
+        """Reset what a ``reset_at_end`` rollout left finished (compiled once per run)."""
+        envs = reset_finished(self.env, state.envs, pending, env_params)
+        return self._constrain(state.replace(envs=envs))
+
+    def _fused(self, split: Any) -> Any:
+        """The pure one-update phase for fused chunks (reset included)."""
+
+        def phase(state: Any, env_params: Any):
+            state, traj, last_value, stats, k_upd, pending = split(state, env_params)
+            if pending is not None:
+                state = self._finish(state, pending, env_params)
             return state, traj, last_value, stats, k_upd
 
         return phase
@@ -225,8 +275,11 @@ class JaxSource:
         return self._reset(env_keys, self.train_params)
 
     def rollout(self, state: Any) -> tuple:
-        """One jitted rollout under the current masks; no extras."""
-        return (*self._rollout(state, self.train_params), {})
+        """One jitted rollout under the current masks (then the reset program); no extras."""
+        state, traj, last_value, stats, k_upd, pending = self._rollout(state, self.train_params)
+        if pending is not None:
+            state = self._reset_finished(state, pending, self.train_params)
+        return state, traj, last_value, stats, k_upd, {}
 
     def evaluate(
         self, params: Any, key: jax.Array, split: str, greedy: bool, num_envs: int, masked: bool
