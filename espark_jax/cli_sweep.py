@@ -6,8 +6,8 @@ nothing. At the end the runs are compared (``espark report``) and summarised per
 ``<sweep-dir>/summary.md``.
 
     espark sweep --preset quick --variants full,no-retention,no-reward-factors --seeds 0,1
-    espark sweep --scenario mabim/lower-100 --preset paper --variants full,template,lang --seeds 0,1,2
-"""  # noqa: E501 (the argparse description; the example command stays on one line)
+    espark sweep --scenario mabim/lower-100 --preset paper --variants full,template,lang --seeds 0,1
+"""
 
 from __future__ import annotations
 
