@@ -23,13 +23,14 @@ from espark_jax.masks import (
     Rejected,
     apply_mask_fn,
     check_in_process,
-    extract_code,
+    extract_program,
     load_mask_fn,
     safe_mask,
     sample_contexts,
     validate_source,
 )
-from espark_jax.masks.compile import abstract_check, exec_program
+from espark_jax.masks.checks import abstract_check
+from espark_jax.masks.restricted import exec_program
 from espark_jax.masks.safe import all_ones, fallback_empty_rows
 from espark_jax.masks.task import load_samples, normalize_samples, save_samples
 
@@ -536,7 +537,7 @@ def test_fig21_hand_computed_case() -> None:
     fields["total_stock"] = np.array([55.0, 20.0], np.float32)
     fields["total_in_transit"] = np.array([15.0, 0.0], np.float32)
     ctx = MaskContext(fields)
-    fn_ = load_mask_fn(extract_code(FIG21_NUMPY), TASK)
+    fn_ = load_mask_fn(extract_program(FIG21_NUMPY), TASK)
     mask = np.asarray(jax.jit(fn_)(ctx, jnp.asarray(TASK.action_values, dtype=jnp.float32)))
     mult = np.asarray(TASK.action_values)
     # warehouse 0, SKU 0: room 30 units, order floor(10 m) <= 30  <=>  m <= 3.0 (3.16 -> 31 units)
@@ -630,10 +631,10 @@ def test_extraction_rules() -> None:
         "```python\ndef helper(x):\n    return x\n```\ntext\n```python\ndef compute_mask(ctx, a):\n    return 1\n```\n"
         "```python\nprint('usage')\n```\n"
     )
-    assert extract_code(two).startswith("def compute_mask")
-    assert extract_code("```\nx = 1\n```\n```\ny = 2\n```") == "y = 2\n"
+    assert extract_program(two).startswith("def compute_mask")
+    assert extract_program("```\nx = 1\n```\n```\ny = 2\n```") == "y = 2\n"
     assert (
-        extract_code("    def compute_mask(ctx, a):\n        return 1\n")
+        extract_program("    def compute_mask(ctx, a):\n        return 1\n")
         == "def compute_mask(ctx, a):\n    return 1\n"
     )
 
@@ -722,7 +723,7 @@ def test_validator_only_ever_rejects_cleanly(data) -> None:
     source = data.draw(
         st.one_of(
             st.text(max_size=200),
-            st.sampled_from([HELPERS_JNP, extract_code(FIG21_NUMPY), SUMO_TOP4]).flatmap(
+            st.sampled_from([HELPERS_JNP, extract_program(FIG21_NUMPY), SUMO_TOP4]).flatmap(
                 lambda src: st.lists(st.integers(0, src.count("\n")), max_size=3).map(
                     lambda drop: "\n".join(
                         line for i, line in enumerate(src.splitlines()) if i not in drop

@@ -137,7 +137,7 @@ def test_tripwire_blocks_writes_processes_and_new_imports(tmp_path) -> None:
     script = textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {_PACKAGE_ROOT!r})
-        from espark_jax.masks.sandbox import _install_tripwire
+        from espark_jax.masks.zygote import _install_tripwire
         _install_tripwire()
         attempts = [lambda: open({str(target)!r}, "w"), lambda: os.system("true"), lambda: __import__("wave"),
                     lambda: os.remove({str(tmp_path)!r})]

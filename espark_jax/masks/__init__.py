@@ -5,12 +5,20 @@
 >>> result = compile_mask(llm_text, task)
 >>> result.ok, result.reason, result.stats["none_allowed_frac"]
 >>> mask = result.fn(ctx, jnp.asarray(task.action_values))   # bool [*agent_shape, n_actions]
+
+Modules, in the order a candidate meets them: ``compile`` (the entry point), ``sandbox`` and
+``zygote`` (child processes), ``static`` / ``function_check`` / ``rules`` (the AST allow-list),
+``restricted`` (the namespace it runs in), ``checks`` (trace, abstract and value checks),
+``result`` (limits, rejections, result records); ``task`` describes what is compiled against,
+``safe`` holds the mask-function type and the empty-row fallback, ``builtin`` and
+``sumo_pruning`` the hand-written baseline masks.
 """
 
-from espark_jax.masks.compile import CheckLimits, MaskCheckResult, check_in_process, load_mask_fn
+from espark_jax.masks.checks import check_in_process
+from espark_jax.masks.compile import check_candidates, compile_mask, load_mask_fn
+from espark_jax.masks.result import CheckLimits, MaskCheckResult, Rejected
 from espark_jax.masks.safe import MaskFn, all_ones, apply_mask_fn, fallback_empty_rows, safe_mask
-from espark_jax.masks.sandbox import check_candidates, compile_mask
-from espark_jax.masks.static import Rejected, extract_code, validate_source
+from espark_jax.masks.static import extract_program, validate_source
 from espark_jax.masks.task import FieldInfo, MaskTask, sample_contexts
 
 __all__ = [
@@ -25,7 +33,7 @@ __all__ = [
     "check_candidates",
     "check_in_process",
     "compile_mask",
-    "extract_code",
+    "extract_program",
     "fallback_empty_rows",
     "load_mask_fn",
     "safe_mask",

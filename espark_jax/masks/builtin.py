@@ -43,7 +43,7 @@ from espark_jax.masks.safe import MaskFn, all_ones
 
 
 def random_pruning(spec: EnvSpec, p: float = 0.3) -> MaskFn:
-    """Each action masked independently with probability ``p``, redrawn every step from ``ctx.key``."""
+    """Each action masked independently with probability ``p``, redrawn each step (``ctx.key``)."""
     if not 0.0 <= p < 1.0:
         raise ValueError(f"random pruning needs 0 <= p < 1, got p={p}")
     shape = tuple(spec.agent_shape) + (spec.n_actions,)
@@ -104,13 +104,12 @@ _BUILTIN: dict[str, Callable[..., MaskFn]] = {
 
 
 def register_builtin_mask(name: str, factory: Callable[..., MaskFn]) -> None:
-    """Register ``factory(spec, **kwargs) -> MaskFn`` under ``name`` (e.g. SUMO pruning masks)."""
+    """Register ``factory(spec, **kwargs) -> MaskFn`` as the built-in mask ``name``."""
     _BUILTIN[name] = factory
 
 
 def builtin_mask_names() -> list[str]:
     """Names accepted by :func:`get_builtin_mask`, sorted."""
-    _load_optional()
     return sorted(_BUILTIN)
 
 
@@ -120,7 +119,6 @@ def get_builtin_mask(name: str, spec: EnvSpec, **kwargs: Any) -> MaskFn:
     Raises:
         ValueError: for an unknown name (listing the valid ones).
     """
-    _load_optional()
     if name not in _BUILTIN:
         close = difflib.get_close_matches(name, _BUILTIN, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -128,14 +126,3 @@ def get_builtin_mask(name: str, spec: EnvSpec, **kwargs: Any) -> MaskFn:
     fn = _BUILTIN[name](spec, **kwargs)
     fn.mask_name = name  # type: ignore[attr-defined]
     return fn
-
-
-def _load_optional() -> None:
-    """Import mask modules that register themselves (SUMO pruning), when they exist."""
-    import importlib
-
-    try:
-        importlib.import_module("espark_jax.masks.sumo_pruning")
-    except ModuleNotFoundError as err:
-        if err.name != "espark_jax.masks.sumo_pruning":
-            raise

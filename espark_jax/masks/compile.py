@@ -1,200 +1,26 @@
-"""From validated mask source to a checked jnp function: restricted exec, abstract and value checks.
+"""The compile entry point: LLM replies in, checked jnp mask functions (or one-line reasons) out.
 
-Pipeline for one candidate (stages in order; the first failure is the result):
-
-1. ``extract`` / ``syntax`` / ``static``: :mod:`espark_jax.masks.static` (nothing runs).
-2. ``trace``: the program is executed in a restricted namespace (only the allow-listed
-   ``jnp``/``np`` view and a few builtins) and traced with ``jax.make_jaxpr`` on the task's
-   abstract shapes; Python errors and JAX tracer errors become hints.
-3. ``abstract``: one array output of shape ``(*agent_shape, n_actions)`` and a bool/int/float
-   dtype; at most ``max_equations`` equations (sub-jaxprs included) and ``max_intermediate_elements``
-   per intermediate (checked before anything is allocated); no callback/while/infeed primitives;
-   ``vmap(vmap(fn))`` works.
-4. ``values``: on random, zero, extreme (and recorded) contexts the output is finite and 0/1;
-   statistics for feedback; rejected when too many agents have no allowed action.
-
-:func:`check_in_process` runs all of this in the current process and is meant for the sandbox
-child (:mod:`espark_jax.masks.sandbox`) and for tests. The trainer's process only ever calls
-:func:`load_mask_fn` on code that the child accepted.
+:func:`check_candidates` checks K replies in sandboxed children (:mod:`espark_jax.masks.sandbox`,
+which run the pipeline of :mod:`espark_jax.masks.checks`) and compiles only the accepted ones in
+this process with :func:`load_mask_fn`: the same text, extracted and statically validated again,
+executed in the restricted namespace and wrapped with :func:`~espark_jax.masks.safe.safe_mask`.
+Text that failed in a child is never executed here. :func:`compile_mask` does it for one reply.
 """
 
 from __future__ import annotations
 
-import ast
-import dataclasses
-import math
-import re
-import time
-import traceback
-import types
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from envs_jax.core import MaskContext
+from espark_jax.masks.restricted import exec_program
+from espark_jax.masks.result import CheckLimits, MaskCheckResult, Rejected
 from espark_jax.masks.safe import MaskFn, safe_mask
-from espark_jax.masks.static import (
-    ALLOWED_BUILTINS,
-    ARRAY_MODULE_NAMES,
-    JNP_ALLOWED,
-    Rejected,
-    extract_code,
-    validate_source,
-)
-from espark_jax.masks.task import MaskTask, normalize_samples, sample_contexts
-
-_BANNED_PRIMITIVE = re.compile(r"callback|infeed|outfeed|while|io_|debug")
-_MAX_REASON = 400
-
-
-@dataclasses.dataclass(frozen=True)
-class CheckLimits:
-    """Bounds for the abstract and value checks.
-
-    Attributes:
-        max_equations: jaxpr equations, sub-jaxprs included.
-        max_intermediate_elements: elements of any one intermediate array (one environment).
-        empty_row_reject_frac: reject when more than this fraction of agent rows allows nothing.
-        n_random: random sample contexts.
-        max_recorded: recorded contexts used (evenly subsampled beyond this).
-        seed: seed of the random contexts.
-    """
-
-    max_equations: int = 4000
-    max_intermediate_elements: int = 2**22
-    empty_row_reject_frac: float = 0.9
-    n_random: int = 16
-    max_recorded: int = 256
-    seed: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "CheckLimits":
-        """Inverse of :meth:`to_dict` (missing keys take defaults)."""
-        return cls(**dict(d or {}))
-
-
-@dataclasses.dataclass
-class MaskCheckResult:
-    """The outcome of checking one candidate.
-
-    Attributes:
-        ok: True when every check passed.
-        stage: ``"ok"`` or the failing stage (``extract``, ``syntax``, ``static``, ``trace``,
-            ``abstract``, ``values``, ``memory``, ``timeout``, ``crash``, ``sandbox``).
-        message: what went wrong (one line, with the code line where known).
-        hint: how to fix it.
-        reason: one line for the LLM: ``"<stage>: <message> Hint: <hint>"`` (empty when ok).
-        code: the extracted source.
-        stats: mask statistics and check facts (see :func:`value_check`, :func:`abstract_check`).
-        seconds: wall time of the whole check.
-        fn: the safe compiled function (parent process, only when ok), else None.
-    """
-
-    ok: bool
-    stage: str
-    message: str = ""
-    hint: str = ""
-    reason: str = ""
-    code: str = ""
-    stats: dict[str, Any] = dataclasses.field(default_factory=dict)
-    seconds: float = 0.0
-    fn: MaskFn | None = dataclasses.field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def rejected(
-        cls,
-        stage: str,
-        message: str,
-        hint: str = "",
-        code: str = "",
-        stats: dict[str, Any] | None = None,
-        seconds: float = 0.0,
-    ) -> "MaskCheckResult":
-        """A failed result with the one-line ``reason`` filled in."""
-        return cls(
-            False,
-            stage,
-            message,
-            hint,
-            one_line_reason(stage, message, hint),
-            code,
-            dict(stats or {}),
-            seconds,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (without ``fn``)."""
-        d = dataclasses.asdict(dataclasses.replace(self, fn=None))
-        d.pop("fn")
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "MaskCheckResult":
-        """Inverse of :meth:`to_dict`."""
-        keys = {f.name for f in dataclasses.fields(cls)} - {"fn"}
-        return cls(**{k: d[k] for k in keys if k in d})
-
-
-def one_line_reason(stage: str, message: str, hint: str) -> str:
-    """``"<stage>: <message> Hint: <hint>"`` on one line, at most 400 characters."""
-    text = f"{stage}: {message}" + (f" Hint: {hint}" if hint else "")
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
-
-
-# ------------------------------------------------------------------------------ restricted exec
-class ArrayNamespace:
-    """A read-only view of ``jax.numpy`` exposing only allow-listed names (bound to jnp/np/numpy)."""
-
-    __slots__ = ("_members",)
-
-    def __init__(self, names: frozenset[str] = JNP_ALLOWED) -> None:
-        members = {n: getattr(jnp, n) for n in sorted(names) if hasattr(jnp, n)}
-        object.__setattr__(self, "_members", types.MappingProxyType(members))
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return object.__getattribute__(self, "_members")[name]
-        except KeyError:
-            raise AttributeError(f"jnp.{name} is not available in mask programs") from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("the jnp namespace is read-only")
-
-    def __dir__(self) -> list[str]:
-        return list(object.__getattribute__(self, "_members"))
-
-    def __repr__(self) -> str:
-        return "<allow-listed jax.numpy>"
-
-
-_ARRAY_NAMESPACE = ArrayNamespace()
-_BUILTINS = {
-    name: __builtins__[name] if isinstance(__builtins__, dict) else getattr(__builtins__, name)
-    for name in sorted(ALLOWED_BUILTINS)
-}
-
-
-def exec_program(module: ast.Module, task: MaskTask) -> MaskFn:
-    """Execute a module returned by :func:`validate_source` in the restricted namespace.
-
-    Only ``def`` statements run here (the validator allows nothing else at top level); returns the
-    raw (unwrapped) function named ``task.function_name``.
-    """
-    namespace: dict[str, Any] = {"__builtins__": dict(_BUILTINS), "__name__": "mask_program"}
-    namespace.update({name: _ARRAY_NAMESPACE for name in ARRAY_MODULE_NAMES})
-    exec(compile(module, "<mask>", "exec"), namespace)  # noqa: S102 - validated, restricted namespace
-    return namespace[task.function_name]
+from espark_jax.masks.sandbox import check_in_children
+from espark_jax.masks.static import extract_program, validate_source
+from espark_jax.masks.task import MaskTask
 
 
 def load_mask_fn(code: str, task: MaskTask) -> MaskFn:
-    """Re-validate code that already passed the sandbox, exec it here and wrap it with ``safe_mask``.
+    """Re-validate code that passed the sandbox, exec it here and wrap it with ``safe_mask``.
 
     Raises:
         Rejected: (a ``ValueError``) when the code does not pass the static checks.
@@ -202,337 +28,82 @@ def load_mask_fn(code: str, task: MaskTask) -> MaskFn:
     return safe_mask(exec_program(validate_source(code, task), task))
 
 
-# ------------------------------------------------------------------------------ trace / abstract
-def _code_line(err: BaseException) -> int | None:
-    lines = [fr.lineno for fr in traceback.extract_tb(err.__traceback__) if fr.filename == "<mask>"]
-    return lines[-1] if lines else None
-
-
-def _first_line(err: BaseException, limit: int = 200) -> str:
-    text = str(err).strip().splitlines()
-    first = text[0] if text else type(err).__name__
-    return first if len(first) <= limit else first[: limit - 3] + "..."
-
-
-def _is_out_of_memory(err: BaseException) -> bool:
-    return (
-        isinstance(err, MemoryError)
-        or "RESOURCE_EXHAUSTED" in str(err)
-        or "Out of memory" in str(err)
-    )
-
-
-class SandboxViolation(RuntimeError):
-    """Raised by the sandbox child's audit hook when the candidate tries I/O, processes or imports."""
-
-
-def rejection_from_error(err: BaseException, stage: str) -> Rejected:
-    """Turn an exception raised while tracing or running the candidate into a hinted rejection."""
-    line = _code_line(err)
-    if isinstance(err, Rejected):
-        return err
-    if isinstance(err, SandboxViolation):
-        return Rejected(
-            "sandbox", str(err), "mask programs may not touch files, processes or modules", line
-        )
-    if _is_out_of_memory(err):
-        return Rejected(
-            "memory",
-            f"the check ran out of memory ({type(err).__name__})",
-            "avoid huge Python lists, numbers or arrays; keep intermediates the size of the mask",
-            line,
-        )
-    name = type(err).__name__
-    msg = f"{name}: {_first_line(err)}"
-    if isinstance(err, jax.errors.TracerBoolConversionError) or "truth value of an array" in str(
-        err
-    ):
-        return Rejected(
-            stage,
-            "a Python bool was taken of an array (if/and/or/not/bool()/min()/max() on arrays)",
-            "use jnp.where, jnp.logical_and/or/not, jnp.minimum/maximum",
-            line,
-        )
-    if isinstance(err, jax.errors.NonConcreteBooleanIndexError):
-        return Rejected(
-            stage,
-            "boolean-mask indexing x[cond] has a data-dependent shape",
-            "use jnp.where(cond, x, 0) so the shape stays fixed",
-            line,
-        )
-    if isinstance(
-        err,
-        (
-            jax.errors.ConcretizationTypeError,
-            jax.errors.TracerIntegerConversionError,
-            jax.errors.TracerArrayConversionError,
-        ),
-    ):
-        return Rejected(
-            stage,
-            "an array value was used where Python needs a concrete number "
-            "(int()/float(), range(), a shape or a slice bound computed from data)",
-            "keep shapes and loop bounds fixed; use jnp.where / jnp.clip instead",
-            line,
-        )
-    if isinstance(err, NameError):
-        return Rejected(
-            stage,
-            msg,
-            "define the variable before use; only np/jnp, a few builtins and your helpers exist",
-            line,
-        )
-    if isinstance(err, AttributeError):
-        return Rejected(
-            stage, msg, "use ctx fields, allowed jnp functions and array methods only", line
-        )
-    if isinstance(err, IndexError):
-        return Rejected(stage, msg, "check the array shapes in the context description", line)
-    if isinstance(err, TypeError):
-        return Rejected(
-            stage,
-            msg,
-            "check argument types and shapes (ctx fields are arrays; action_space is [A])",
-            line,
-        )
-    if isinstance(err, RecursionError):
-        return Rejected(stage, "maximum recursion depth exceeded", "flatten the computation", line)
-    return Rejected(stage, msg, "fix the error; the function must be traceable by jax.jit", line)
-
-
-def _walk_eqns(jaxpr: Any):
-    """All equations of a jaxpr, sub-jaxprs (pjit, cond, scan, custom_jvp ...) included."""
-    for eqn in jaxpr.eqns:
-        yield eqn
-        for value in eqn.params.values():
-            for sub in value if isinstance(value, (list, tuple)) else (value,):
-                inner = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr
-                if hasattr(inner, "eqns"):
-                    yield from _walk_eqns(inner)
-
-
-def abstract_check(fn: MaskFn, task: MaskTask, limits: CheckLimits) -> dict[str, Any]:
-    """Trace ``fn`` on abstract shapes (allocating nothing) and check its graph and output.
-
-    Returns facts for ``stats``: ``equations``, ``max_intermediate``, ``out_dtype``, ``primitives``.
-
-    Raises:
-        Rejected: stage ``trace`` (the program failed while tracing), ``abstract`` (shape, dtype,
-            size, primitives, vmap) or ``memory``.
-    """
-    ctx = task.abstract_context()
-    act = jax.ShapeDtypeStruct((task.n_actions,), np.dtype(task.action_dtype))
+def _compile_accepted(text: str, task: MaskTask, result: MaskCheckResult) -> MaskCheckResult:
+    """Compile an accepted candidate in this process: same text, static validation again, exec."""
+    if not result.ok:
+        return result
+    code = extract_program(text, task.function_name)
     try:
-        closed, out = jax.make_jaxpr(fn, return_shape=True)(ctx, act)
-    except Exception as err:  # the candidate's own error, turned into a hint
-        raise rejection_from_error(err, "trace") from None
-    expected = task.out_shape
-    if not isinstance(out, jax.ShapeDtypeStruct):
-        kind = "None" if out is None else type(out).__name__
-        raise Rejected(
-            "abstract",
-            f"{task.function_name} returned {kind}, not one array",
-            f"return a single array of shape {expected} (use jnp.stack to combine parts)",
-        )
-    if tuple(out.shape) != expected:
-        what = "a scalar" if out.shape == () else f"shape {tuple(out.shape)}"
-        raise Rejected(
-            "abstract",
-            f"the mask has {what}; expected {expected} = (*agent_shape, n_actions)",
-            f"return one row of {task.n_actions} actions per agent; broadcast with jnp.broadcast_to "
-            f"if the rule does not depend on every axis",
-        )
-    if np.dtype(out.dtype).kind not in "biuf":
-        raise Rejected(
-            "abstract", f"the mask has dtype {out.dtype}", "return bool (or 0/1 int/float) values"
-        )
-    n_eqns, biggest, prims = 0, 0, set()
-    for eqn in _walk_eqns(closed.jaxpr):
-        n_eqns += 1
-        prims.add(eqn.primitive.name)
-        if _BANNED_PRIMITIVE.search(eqn.primitive.name):
-            raise Rejected(
-                "abstract",
-                f"the primitive {eqn.primitive.name!r} is not allowed in masks",
-                "use plain jnp array operations",
-            )
-        for var in eqn.outvars:
-            size = math.prod(getattr(var.aval, "shape", ()))
-            biggest = max(biggest, size)
-            if size > limits.max_intermediate_elements:
-                raise Rejected(
-                    "abstract",
-                    f"an intermediate array of shape {tuple(var.aval.shape)} ({size:,} elements) "
-                    f"exceeds the limit of {limits.max_intermediate_elements:,}",
-                    "avoid huge temporary arrays; keep intermediates about the size of the mask",
-                )
-    if n_eqns > limits.max_equations:
-        raise Rejected(
-            "abstract",
-            f"the traced program has {n_eqns} operations; at most {limits.max_equations} are allowed",
-            "vectorise instead of unrolling Python loops",
-        )
-    batched = jax.vmap(jax.vmap(fn, in_axes=(0, None)), in_axes=(0, None))
-    try:
-        vout = jax.eval_shape(batched, task.abstract_context((2, 3)), act)
-    except Exception as err:
-        rej = rejection_from_error(err, "abstract")
-        raise Rejected(
+        result.fn = load_mask_fn(code, task)
+    except Rejected as rej:  # cannot normally happen: the child ran the same validation
+        return MaskCheckResult.rejected(
             rej.stage,
-            f"the function fails under jax.vmap over environments: {rej.message}",
-            "do not depend on the exact shapes beyond the documented ones; avoid Python conversions",
-        ) from None
-    if getattr(vout, "shape", None) != (2, 3, *expected):
-        raise Rejected(
-            "abstract",
-            f"under vmap the mask has shape {getattr(vout, 'shape', None)}, expected {(2, 3, *expected)}",
-            "do not mix axes with reshape/ravel across agents; index axes relative to the end (-1)",
+            f"parent re-validation failed: {rej.message}",
+            rej.hint,
+            code,
+            result.stats,
+            result.seconds,
         )
-    return {
-        "equations": n_eqns,
-        "max_intermediate": int(biggest),
-        "out_dtype": str(out.dtype),
-        "primitives": sorted(prims),
-    }
+    result.code = code
+    return result
 
 
-# ------------------------------------------------------------------------------ values
-def _row_stats(rows: np.ndarray) -> dict[str, Any]:
-    allowed = rows.sum(axis=-1)
-    return {
-        "rows": int(rows.shape[0]),
-        "none_allowed_frac": round(float(np.mean(allowed == 0)), 6),
-        "all_allowed_frac": round(float(np.mean(allowed == rows.shape[-1])), 6),
-        "mean_allowed": round(float(np.mean(allowed)), 6),
-    }
-
-
-def value_check(
-    fn: MaskFn,
+def check_candidates(
+    texts: Sequence[str],
     task: MaskTask,
-    limits: CheckLimits,
-    recorded: Mapping[str, np.ndarray] | None = None,
-) -> dict[str, Any]:
-    """Run ``fn`` on sample contexts and check the values; returns the mask statistics.
+    *,
+    max_workers: int = 2,
+    samples: Mapping[str, Any] | None = None,
+    timeout_s: float = 60.0,
+    memory_mb: int = 3072,
+    limits: CheckLimits | None = None,
+) -> list[MaskCheckResult]:
+    """Check K candidates concurrently in sandboxed children (at most ``max_workers`` at once).
 
-    Contexts: ``random`` (``limits.n_random``), ``zeros``, ``extreme`` and, when given,
-    ``recorded`` (already normalised, see :func:`normalize_samples`). Statistics over all agent
-    rows: ``none_allowed_frac``, ``all_allowed_frac``, ``mean_allowed``, ``allowed_rate``
-    (per action) and the same three fractions ``by_kind``. Emptiness is judged on the recorded
-    contexts when given, else on all of them.
+    ``samples`` are recorded contexts (field -> ``[batch..., *shape]``) added to the value checks;
+    ``timeout_s`` and ``memory_mb`` apply to each candidate. Results come in input order: accepted
+    ones with ``fn`` compiled in this process, the others with ``fn=None`` and a one-line
+    ``reason`` for the LLM. ``seconds`` is the candidate's own check time (its ``stats`` hold
+    ``timings`` per stage and ``child_startup_s``).
 
     Raises:
-        Rejected: stage ``values`` (NaN/inf, values other than 0/1, nothing allowed almost
-            everywhere), ``trace`` or ``memory`` for run-time errors.
+        ValueError: bad arguments (worker count, timeout, memory, samples that do not match the
+            task).
     """
-    kinds = sample_contexts(task, limits.n_random, limits.seed)
-    if recorded is not None:
-        rec = dict(recorded)
-        n = next(iter(rec.values())).shape[0] if rec else 0
-        if n > limits.max_recorded:
-            pick = np.linspace(0, n - 1, limits.max_recorded).astype(int)
-            rec = {k: v[pick] for k, v in rec.items()}
-        kinds["recorded"] = rec
-    names = list(kinds)
-    sizes = [next(iter(kinds[k].values())).shape[0] for k in names]
-    stacked = {f.name: np.concatenate([kinds[k][f.name] for k in names]) for f in task.fields}
-    run = jax.jit(jax.vmap(fn, in_axes=(0, None)))
-    try:
-        out = np.asarray(run(MaskContext(stacked), jnp.asarray(task.action_space())))
-    except Exception as err:
-        raise rejection_from_error(err, "trace") from None
-    bounds = np.cumsum([0, *sizes])
-    by_kind = {k: out[bounds[i] : bounds[i + 1]] for i, k in enumerate(names)}
-    for k, vals in by_kind.items():
-        if vals.dtype.kind == "f" and not np.all(np.isfinite(vals)):
-            raise Rejected(
-                "values",
-                f"the mask contains NaN or inf on the {k} contexts",
-                "return booleans; guard divisions and logs, e.g. x / jnp.maximum(d, 1e-6)",
-            )
-        if vals.dtype.kind != "b" and not np.all((vals == 0) | (vals == 1)):
-            bad = vals[(vals != 0) & (vals != 1)].flat[0]
-            raise Rejected(
-                "values",
-                f"the mask has values other than 0 and 1 (e.g. {bad:g}) on the {k} contexts",
-                "return a boolean array, or (condition).astype(jnp.float32)",
-            )
-    rows = {k: (v != 0).reshape(-1, task.n_actions) for k, v in by_kind.items()}
-    all_rows = np.concatenate(list(rows.values()))
-    stats = _row_stats(all_rows)
-    stats["allowed_rate"] = [round(float(r), 4) for r in all_rows.mean(axis=0)]
-    stats["by_kind"] = {k: _row_stats(r) for k, r in rows.items()}
-    judged = "recorded" if "recorded" in rows else "all"
-    frac = (
-        stats["by_kind"]["recorded"]["none_allowed_frac"]
-        if judged == "recorded"
-        else stats["none_allowed_frac"]
+    texts = list(texts)
+    results = check_in_children(
+        texts,
+        task,
+        max_workers=max_workers,
+        samples=samples,
+        timeout_s=timeout_s,
+        memory_mb=memory_mb,
+        limits=limits,
     )
-    if frac > limits.empty_row_reject_frac:
-        raise Rejected(
-            "values",
-            f"the mask allows no action at all for {frac:.0%} of agents on the "
-            f"{'recorded' if judged == 'recorded' else 'sample'} contexts",
-            "keep at least one action allowed for every agent (e.g. a moderate or zero order)",
-        )
-    return stats
+    return [_compile_accepted(text, task, r) for text, r in zip(texts, results)]
 
 
-# ------------------------------------------------------------------------------ whole pipeline
-def check_in_process(
+def compile_mask(
     text: str,
     task: MaskTask,
     *,
     samples: Mapping[str, Any] | None = None,
+    timeout_s: float = 60.0,
+    memory_mb: int = 3072,
     limits: CheckLimits | None = None,
 ) -> MaskCheckResult:
-    """Run every check in THIS process and return the result (``fn`` set when ok).
+    """Check one LLM response in a sandboxed child and, when it passes, compile it here.
 
-    Only for the sandbox child and for tests: the trainer's process uses
-    :func:`espark_jax.masks.sandbox.compile_mask`, which runs this in a child process first.
-    ``samples`` are recorded contexts (field -> ``[batch..., *shape]``).
+    Returns a :class:`~espark_jax.masks.result.MaskCheckResult`; ``result.fn`` is the
+    ``safe_mask``-wrapped function ``fn(ctx, action_space) -> bool[*agent_shape, n_actions]``
+    for one environment, or None.
     """
-    limits = limits or CheckLimits()
-    t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-    code = ""
-    recorded = normalize_samples(task, samples) if samples is not None else None
-    try:
-        code = extract_code(text, task.function_name)
-        module = validate_source(code, task)
-        timings["static"] = time.perf_counter() - t0
-        raw = exec_program(module, task)
-        t1 = time.perf_counter()
-        facts = abstract_check(raw, task, limits)
-        timings["abstract"] = time.perf_counter() - t1
-        t2 = time.perf_counter()
-        stats = value_check(raw, task, limits, recorded)
-        timings["values"] = time.perf_counter() - t2
-    except Rejected as rej:
-        return MaskCheckResult.rejected(
-            rej.stage,
-            rej.message,
-            rej.hint,
-            code,
-            {"timings": _rounded(timings)},
-            time.perf_counter() - t0,
-        )
-    except Exception as err:  # anything else from exec (should not happen after validation)
-        rej = rejection_from_error(err, "trace")
-        return MaskCheckResult.rejected(
-            rej.stage,
-            rej.message,
-            rej.hint,
-            code,
-            {"timings": _rounded(timings)},
-            time.perf_counter() - t0,
-        )
-    stats.update(facts)
-    stats["timings"] = _rounded(timings)
-    return MaskCheckResult(
-        True, "ok", code=code, stats=stats, seconds=time.perf_counter() - t0, fn=safe_mask(raw)
-    )
-
-
-def _rounded(d: Mapping[str, float]) -> dict[str, float]:
-    return {k: round(v, 4) for k, v in d.items()}
+    return check_candidates(
+        [text],
+        task,
+        max_workers=1,
+        samples=samples,
+        timeout_s=timeout_s,
+        memory_mb=memory_mb,
+        limits=limits,
+    )[0]

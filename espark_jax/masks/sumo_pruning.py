@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from envs_jax.core import EnvSpec, MaskContext
-from espark_jax.masks.safe import MaskFn
+from espark_jax.masks.safe import MaskFn, fallback_empty_rows
 
 
 def _check_sumo(spec: EnvSpec) -> None:
@@ -53,6 +53,6 @@ def random_pruning(spec: EnvSpec, p: float = 0.3) -> MaskFn:
     def random_mask(ctx: MaskContext, action_space: jax.Array) -> jax.Array:
         avail = ctx.phase_avail.astype(bool)
         keep = avail & jax.random.bernoulli(ctx.key, 1.0 - p, avail.shape)
-        return jnp.where(keep.any(axis=-1, keepdims=True), keep, avail)
+        return fallback_empty_rows(keep, avail)
 
     return random_mask

@@ -63,7 +63,8 @@ class MaskTask:
             )
         if len(self.action_values) != self.n_actions:
             raise ValueError(
-                f"MaskTask: action_values has {len(self.action_values)} entries, expected n_actions={self.n_actions}"
+                f"MaskTask: action_values has {len(self.action_values)} entries, "
+                f"expected n_actions={self.n_actions}"
             )
         names = [f.name for f in self.fields]
         if len(set(names)) != len(names):
@@ -71,7 +72,8 @@ class MaskTask:
         for f in self.fields:
             if f.dtype not in _DTYPES:
                 raise ValueError(
-                    f"MaskTask: field {f.name!r} has dtype {f.dtype!r}; use one of {', '.join(_DTYPES)}"
+                    f"MaskTask: field {f.name!r} has dtype {f.dtype!r}; "
+                    f"use one of {', '.join(_DTYPES)}"
                 )
             if not f.name.isidentifier() or f.name.startswith("_"):
                 raise ValueError(
@@ -81,7 +83,7 @@ class MaskTask:
     # ------------------------------------------------------------------ construction / JSON
     @classmethod
     def from_env_spec(cls, spec: EnvSpec, function_name: str = "compute_mask") -> "MaskTask":
-        """Build the task from an environment spec (its context fields, dims, agents and actions)."""
+        """Build the task from an environment spec (context fields, dims, agents and actions)."""
         fields = tuple(
             FieldInfo(f.name, spec.field_shape(f), f.dtype, f.description)
             for f in spec.context_fields
@@ -191,7 +193,7 @@ class MaskTask:
 
 # ---------------------------------------------------------------------- sample contexts
 def _random_field(rng: np.random.Generator, f: FieldInfo, n: int) -> np.ndarray:
-    """Random values of plausible magnitude: log-normal floats, small non-negative ints, coin flips."""
+    """Random values of plausible size: log-normal floats, small non-negative ints, coin flips."""
     shape = (n, *f.shape)
     if f.dtype == "bool":
         return rng.random(shape) < 0.5
@@ -250,7 +252,8 @@ def normalize_samples(task: MaskTask, samples: Mapping[str, Any]) -> dict[str, n
     missing = [n for n in task.field_names if n not in samples]
     if missing:
         raise ValueError(
-            f"recorded samples lack fields {missing}; pass every field of the task: {list(task.field_names)}"
+            f"recorded samples lack fields {missing}; "
+            f"pass every field of the task: {list(task.field_names)}"
         )
     extra = sorted(set(samples) - set(task.field_names))
     if extra:
@@ -264,7 +267,8 @@ def normalize_samples(task: MaskTask, samples: Mapping[str, Any]) -> dict[str, n
         nb = arr.ndim - len(f.shape)
         if nb < 1 or tuple(arr.shape[nb:]) != f.shape:
             raise ValueError(
-                f"recorded field {f.name!r} has shape {arr.shape}; expected [batch..., {', '.join(map(str, f.shape))}]"
+                f"recorded field {f.name!r} has shape {arr.shape}; "
+                f"expected [batch..., {', '.join(map(str, f.shape))}]"
             )
         if batch is None:
             batch = tuple(arr.shape[:nb])

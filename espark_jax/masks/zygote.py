@@ -1,0 +1,244 @@
+"""What runs inside the sandbox: the zygote process and the candidate children it forks.
+
+The zygote (started by :mod:`espark_jax.masks.sandbox` as ``python -I`` with a minimal
+environment) imports JAX once, then reads JSON requests on stdin and forks one child per
+candidate. A child starts its own session, sets RLIMIT_AS, works in an empty temporary folder
+with stdin/stdout closed, warms JAX up, installs an audit-hook tripwire (no file writes,
+processes, sockets or imports of new packages) and runs
+:func:`~espark_jax.masks.checks.check_in_process`, writing one JSON result to a pipe. The zygote
+kills a child's process group at its deadline and answers one JSON line per finished child.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import select
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from typing import Any, Mapping
+
+from espark_jax.masks.checks import check_in_process
+from espark_jax.masks.result import CheckLimits, MaskCheckResult, SandboxViolation
+from espark_jax.masks.task import MaskTask, load_samples
+
+#: Audit events the tripwire refuses (prefixes): processes, file-system changes, network.
+_BLOCKED_PREFIXES = tuple(
+    """os.system os.exec os.posix_spawn os.spawn os.fork os.forkpty os.kill os.killpg subprocess.
+    os.remove os.rename os.rmdir os.mkdir os.symlink os.link os.truncate os.chmod os.chown os.putenv
+    os.unsetenv os.chdir shutil. socket. ctypes. urllib. http. ftplib. smtplib. webbrowser. pty.
+    sqlite3.""".split()
+)
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def _warm_up() -> None:
+    """Start the CPU backend and compile once, so that the tripwire can forbid new imports."""
+    import jax
+    import jax.numpy as jnp
+
+    def f(x: Any) -> Any:
+        y = jnp.where(x > 0, jnp.floor(x), jnp.minimum(x, 1.0)).astype(bool)
+        return jnp.logical_and(y, jnp.any(y, axis=-1, keepdims=True)).astype(jnp.float32)
+
+    jax.block_until_ready(jax.jit(jax.vmap(f))(jnp.ones((4, 2, 3))))
+
+
+def _install_tripwire() -> None:
+    """An audit hook that raises on file writes, processes, sockets and imports of new packages."""
+    known = {name.split(".")[0] for name in sys.modules}
+
+    def hook(event: str, args: tuple) -> None:
+        if event == "open":
+            mode = args[1] if len(args) > 1 else None
+            flags = args[2] if len(args) > 2 else 0
+            if (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+                isinstance(flags, int) and flags & _WRITE_FLAGS
+            ):
+                raise SandboxViolation(f"sandbox blocked writing {args[0]!r}")
+        elif event == "import":
+            if str(args[0]).split(".")[0] not in known:
+                raise SandboxViolation(f"sandbox blocked importing {args[0]!r}")
+        elif event.startswith(_BLOCKED_PREFIXES):
+            raise SandboxViolation(f"sandbox blocked {event}")
+
+    sys.addaudithook(hook)
+
+
+def _candidate_child(request: Mapping[str, Any], workdir: str, result_fd: int) -> None:
+    """Body of a forked candidate process: limits, isolation, warm-up, tripwire, check, report."""
+    import resource
+
+    os.setsid()
+    mem = int(request["memory_mb"]) * 2**20
+    if mem > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    os.chdir(workdir)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    err = os.open(os.path.join(workdir, "stderr.txt"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(err, 2)
+    t0 = time.perf_counter()
+    try:
+        import jax
+
+        task = MaskTask.from_dict(request["task"])
+        if task.uses_x64:
+            jax.config.update("jax_enable_x64", True)
+        samples = (
+            load_samples(request["samples_path"], task) if request.get("samples_path") else None
+        )
+        _warm_up()
+        _install_tripwire()
+        startup = time.perf_counter() - t0
+        result = check_in_process(
+            request["text"],
+            task,
+            samples=samples,
+            limits=CheckLimits.from_dict(request.get("limits")),
+        )
+        result.stats["child_startup_s"] = round(startup, 4)
+        result.seconds = time.perf_counter() - t0
+    except MemoryError:
+        result = MaskCheckResult.rejected(
+            "memory", "the check ran out of memory", "avoid huge Python lists, numbers or arrays"
+        )
+    except BaseException as exc:  # report, never hang: the zygote waits for one JSON document
+        result = MaskCheckResult.rejected(
+            "sandbox",
+            f"the checker failed: {type(exc).__name__}: {exc}".splitlines()[0],
+            "this is a checker error, not necessarily the candidate's",
+        )
+    data = json.dumps(result.to_dict()).encode()
+    while data:
+        data = data[os.write(result_fd, data) :]
+
+
+@dataclasses.dataclass
+class _Child:
+    rid: int
+    pid: int
+    deadline: float
+    workdir: str
+    buf: bytearray = dataclasses.field(default_factory=bytearray)
+    timed_out: bool = False
+
+
+def _send(msg: Mapping[str, Any]) -> None:
+    data = (json.dumps(msg) + "\n").encode()
+    while data:
+        data = data[os.write(1, data) :]
+
+
+def _thread_count() -> int:
+    tasks = "/proc/self/task"
+    return len(os.listdir(tasks)) if os.path.isdir(tasks) else 1
+
+
+def _fork_candidate(request: Mapping[str, Any]) -> tuple[_Child, int]:
+    """Fork one candidate process; returns its record and the read end of its result pipe."""
+    if _thread_count() > 1:
+        raise RuntimeError("the zygote has started threads; forking it would be unsafe")
+    workdir = tempfile.mkdtemp(prefix="maskcheck-")
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the candidate's process
+        code = 0
+        try:
+            os.close(rfd)
+            _candidate_child(request, workdir, wfd)
+        except BaseException:
+            code = 70
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    child = _Child(int(request["id"]), pid, time.monotonic() + float(request["timeout_s"]), workdir)
+    return child, rfd
+
+
+def _finish_child(child: _Child) -> None:
+    _, status = os.waitpid(child.pid, 0)
+    stderr = ""
+    try:
+        with open(os.path.join(child.workdir, "stderr.txt"), errors="replace") as fh:
+            stderr = fh.read()[-4000:]
+    except OSError:
+        pass
+    shutil.rmtree(child.workdir, ignore_errors=True)
+    try:
+        result = json.loads(child.buf.decode()) if child.buf else None
+    except ValueError:
+        result = None
+    _send(
+        {
+            "id": child.rid,
+            "status": os.waitstatus_to_exitcode(status),
+            "timed_out": child.timed_out,
+            "result": result,
+            "stderr": stderr,
+        }
+    )
+
+
+def _kill_overdue(children: Mapping[int, _Child], now: float) -> None:
+    """SIGKILL the process group of every child past its deadline (once)."""
+    for child in children.values():
+        if child.timed_out or now < child.deadline:
+            continue
+        child.timed_out = True
+        for kill in (os.killpg, os.kill):  # not reaped yet, so the pid cannot have been reused
+            try:
+                kill(child.pid, signal.SIGKILL)
+                break
+            except ProcessLookupError:
+                continue
+
+
+def _start(line: bytes, children: dict[int, _Child]) -> None:
+    """Fork the candidate of one request line, or answer at once when forking fails."""
+    request = json.loads(line)
+    try:
+        child, rfd = _fork_candidate(request)
+        children[rfd] = child
+    except Exception as exc:
+        _send(
+            {
+                "id": request["id"],
+                "status": -1,
+                "timed_out": False,
+                "result": None,
+                "stderr": f"{type(exc).__name__}: {exc}",
+            }
+        )
+
+
+def zygote_main() -> None:
+    """The zygote: JSON requests on stdin, one JSON line per finished candidate on stdout."""
+    children: dict[int, _Child] = {}
+    inbuf = b""
+    stdin_open = True
+    while stdin_open or children:
+        now = time.monotonic()
+        _kill_overdue(children, now)
+        waits = [c.deadline - now for c in children.values() if not c.timed_out]
+        fds = ([0] if stdin_open else []) + list(children)
+        readable, _, _ = select.select(fds, [], [], max(0.0, min(waits)) if waits else None)
+        for fd in readable:
+            chunk = os.read(fd, 1 << 16)
+            if fd == 0:
+                stdin_open = bool(chunk)
+                inbuf += chunk
+                while b"\n" in inbuf:
+                    line, inbuf = inbuf.split(b"\n", 1)
+                    _start(line, children)
+            elif chunk:
+                children[fd].buf.extend(chunk)
+            else:
+                os.close(fd)
+                _finish_child(children.pop(fd))
