@@ -1,18 +1,22 @@
 """The environment contract shared by every espark-jax environment, and the scenario registry.
 
-Environments are pure functions in the gymnax / JaxMARL style, with one agent axis instead of
-per-agent dictionaries (see ``shared/design/ARCHITECTURE.md``)::
+Two kinds of environment, both described by an :class:`EnvSpec` (see
+``shared/design/ARCHITECTURE.md``):
 
-    obs, state = env.reset(key, params)                       # obs: [n_agents, obs_dim]
-    obs, state, reward, done, info = env.step(key, state, actions, params)
-    ctx = env.mask_context(state, params)                     # what a mask function may read
+* :class:`JaxEnv` (MABIM): pure functions in the gymnax / JaxMARL style, with one agent axis
+  instead of per-agent dictionaries, jit- and vmap-able::
 
-``reward`` is ``[n_agents]``; ``info["components"]`` maps every reward component name to
-``[n_agents]``; ``done`` is a scalar bool. JAX environments (MABIM) are jit- and vmap-able; host
-environments (SUMO) have the same shapes but step worker processes and return numpy arrays.
+      obs, state = env.reset(key, params)                       # obs: [n_agents, obs_dim]
+      obs, state, reward, done, info = env.step(key, state, actions, params)
+      ctx = env.mask_context(state, params)                     # what a mask function may read
 
-``envs_jax`` knows nothing about masks, LLMs or PPO: ``espark_jax`` imports from here, never the
-reverse.
+  ``reward`` is ``[n_agents]``; ``info["components"]`` maps every reward component name to
+  ``[n_agents]``; ``done`` is a scalar bool.
+* :class:`HostEnv` (SUMO): ``n_envs`` simulations stepped on the host; the same shapes with a
+  leading batch axis ``B``, numpy in and out.
+
+:func:`envs_jax.contract.check_env` checks an environment against its protocol. ``envs_jax``
+knows nothing about masks, LLMs or PPO: ``espark_jax`` imports from here, never the reverse.
 """
 
 from __future__ import annotations
@@ -85,16 +89,9 @@ class EnvSpec:
     data_source: str = ""
 
     def __post_init__(self) -> None:
-        if int(np.prod(self.agent_shape)) != self.n_agents:
-            raise ValueError(
-                f"EnvSpec {self.name}: agent_shape {self.agent_shape} does not hold {self.n_agents} agents"
-            )
-        if len(self.action_values) != self.n_actions or len(self.action_names) != self.n_actions:
-            raise ValueError(
-                f"EnvSpec {self.name}: action_values/action_names must have {self.n_actions} entries"
-            )
-        if np.shape(self.agent_group) != (self.n_agents,):
-            raise ValueError(f"EnvSpec {self.name}: agent_group must have shape ({self.n_agents},)")
+        problem = layout_problem(self)
+        if problem is not None:
+            raise ValueError(f"EnvSpec {self.name}: {problem}")
 
     @property
     def n_groups(self) -> int:
@@ -106,13 +103,31 @@ class EnvSpec:
         return tuple(int(self.dims[d]) if isinstance(d, str) else int(d) for d in field.shape)
 
     def context_doc(self) -> str:
-        """A plain-text table of the mask-context fields, with concrete shapes (goes into prompts)."""
+        """A plain-text table of the mask-context fields with concrete shapes (for prompts)."""
         lines = []
         for f in self.context_fields:
             sym = ", ".join(f.shape) if f.shape else ""
             conc = ", ".join(str(s) for s in self.field_shape(f))
             lines.append(f"ctx.{f.name}: {f.dtype}[{sym}] (here [{conc}]) - {f.description}")
         return "\n".join(lines)
+
+
+def layout_problem(spec: EnvSpec) -> str | None:
+    """What is wrong with a spec's agent and action layout (None when it is consistent).
+
+    Checked whenever an :class:`EnvSpec` is built: ``prod(agent_shape) == n_agents``, one value
+    and one name per action, ``agent_group`` of shape ``[n_agents]``.
+    """
+    if int(np.prod(spec.agent_shape)) != spec.n_agents:
+        return f"agent_shape {spec.agent_shape} does not hold {spec.n_agents} agents"
+    if len(spec.action_values) != spec.n_actions or len(spec.action_names) != spec.n_actions:
+        return (
+            f"action_values/action_names must have {spec.n_actions} entries, got "
+            f"{len(spec.action_values)}/{len(spec.action_names)}"
+        )
+    if np.shape(spec.agent_group) != (spec.n_agents,):
+        return f"agent_group must have shape ({spec.n_agents},), got {np.shape(spec.agent_group)}"
+    return None
 
 
 @jax.tree_util.register_pytree_node_class
@@ -171,8 +186,15 @@ class MaskContext:
 
 
 @runtime_checkable
-class MultiAgentEnv(Protocol):
-    """What the trainer and the eSpark loop expect of an environment."""
+class JaxEnv(Protocol):
+    """A JAX environment (``spec.is_jax`` True): pure functions, jit- and vmap-able.
+
+    Shapes of one environment (batch them with ``jax.vmap``): ``obs [n_agents, obs_dim]``
+    floating, ``reward [n_agents]`` floating, ``done`` a scalar bool, ``info["components"]`` one
+    ``[n_agents]`` array per name of ``spec.reward_components``; ``actions [n_agents]`` int32
+    indices into ``spec.action_values``. The mask context holds exactly ``spec.context_fields``
+    with shapes ``spec.field_shape(field)``.
+    """
 
     spec: EnvSpec
 
@@ -187,8 +209,43 @@ class MultiAgentEnv(Protocol):
     ) -> tuple[Any, Any, Any, Any, dict]:
         """Advance one decision: returns ``(obs, state, reward [n_agents], done, info)``."""
 
-    def mask_context(self, state: Any, params: Any) -> Any:
+    def mask_context(self, state: Any, params: Any) -> MaskContext:
         """The named arrays a mask function may read (``spec.context_fields``)."""
+
+
+MultiAgentEnv = JaxEnv
+"""The former name of :class:`JaxEnv`."""
+
+
+@runtime_checkable
+class HostEnv(Protocol):
+    """A host environment (``spec.is_jax`` False, SUMO): ``n_envs`` simulations, numpy in and out.
+
+    Every array has a leading batch axis ``B = n_envs``: ``obs [B, n_agents, obs_dim]`` float32,
+    ``reward [B, n_agents]``, ``done [B]`` bool, ``info["components"]`` one ``[B, n_agents]``
+    array per name of ``spec.reward_components`` and, at the episode's last decision,
+    ``info["metrics"]`` (name -> ``[B]``); ``actions [B, n_agents]`` int indices, each allowed by
+    ``avail_actions``. The mask context's leaves are ``[B, *spec.field_shape(field)]``.
+    """
+
+    spec: EnvSpec
+    n_envs: int
+
+    @property
+    def avail_actions(self) -> np.ndarray:
+        """``bool [B, n_agents, n_actions]``: the valid actions (at least one per agent)."""
+
+    def reset(self, seeds: Any) -> tuple[np.ndarray, Any]:
+        """Start an episode in every simulation (``B`` seeds): returns ``(obs, state)``."""
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Advance every simulation one decision: returns ``(obs, reward, done, info)``."""
+
+    def mask_context(self) -> MaskContext:
+        """The batched mask context of the latest ``reset`` / ``step``."""
+
+    def close(self) -> None:
+        """Release the simulations (idempotent)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,8 +304,10 @@ def describe_scenario(name: str) -> str:
 
 
 def check_scenario(name: str) -> None:
-    """Raise :class:`UnknownScenarioError` (valid names and the closest match in one line) unless
-    ``name`` is registered; builds nothing."""
+    """Raise :class:`UnknownScenarioError` unless ``name`` is registered; builds nothing.
+
+    The message lists the valid names and the closest match, in one line.
+    """
     _load_builtin()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY, n=1)
