@@ -26,7 +26,8 @@ class ExtractionError(ValueError):
 # An opening fence (``` or ~~~, optional language tag) at the start of a line, the body, and the
 # matching closing fence at the start of a line - or the end of the text for a truncated reply.
 _FENCE = re.compile(
-    r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[\w+.-]*)[^\n]*\n(?P<body>.*?)(?:^[ \t]*(?P=fence)[ \t]*$|\Z)",
+    r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[\w+.-]*)[^\n]*\n"
+    r"(?P<body>.*?)(?:^[ \t]*(?P=fence)[ \t]*$|\Z)",
     re.MULTILINE | re.DOTALL,
 )
 
@@ -59,7 +60,8 @@ def extract_code(text: str, function_name: str = "compute_mask") -> str:
     """
     if not isinstance(text, str) or not text.strip():
         raise ExtractionError(
-            f"the reply is empty; answer with one ```python block that defines {function_name}(ctx, action_space)"
+            "the reply is empty; answer with one ```python block that defines "
+            f"{function_name}(ctx, action_space)"
         )
     blocks = [body for _, body in fenced_blocks(text) if body.strip()]
     if not blocks:
@@ -165,5 +167,6 @@ def parse_verdict(text: str) -> CheckerVerdict:
         if verdicts:
             return verdicts[-1]
     raise ExtractionError(
-        'the checker reply has no JSON verdict; end the reply with {"pass": true or false, "reasons": [...]}'
+        "the checker reply has no JSON verdict; "
+        'end the reply with {"pass": true or false, "reasons": [...]}'
     )

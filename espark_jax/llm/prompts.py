@@ -1,9 +1,4 @@
-"""Prompt templates for the eSpark generator, checker and repair rounds.
-
-The templates are plain text files under the repository's ``prompts/`` folder (``common/`` plus one
-folder per environment family), filled with :class:`string.Template` (``${name}`` substitution fields).
-A non-editable install ships them inside the package as ``espark_jax/llm/prompt_files`` (see
-``setup.py``); ``ESPARK_PROMPTS_DIR`` overrides both.
+"""The prompts of the eSpark generator, checker and repair rounds, built from the templates.
 
 Every function returns a :class:`Prompt` (system text + Anthropic-style message list). Stable
 content comes first and carries ``cache_control`` markers, slot-specific content (the per-slot
@@ -13,22 +8,28 @@ focus) comes last, so that K requests of one iteration share a prompt-cache pref
     p = generator_messages(info, iteration=1, slot=0, n_slots=16)
     p = repair_messages(p, reply_text, "shape: expected (1, 100, 34), got (100, 34)")
     q = checker_messages(info, code)
+
+The template files are found and filled by :mod:`espark_jax.llm.prompt_text`; the scenario
+description is :class:`~espark_jax.llm.env_info.EnvPromptInfo` (both re-exported here).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
-import inspect
 import json
-import os
-import string
-import sys
-from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
-from envs_jax.core import ContextField, EnvSpec
+from espark_jax.llm.env_info import EnvPromptInfo
+from espark_jax.llm.prompt_text import (
+    PROMPTS_ENV_VAR,
+    PromptError,
+    focuses,
+    load_template,
+    prompt_hashes,
+    prompts_dir,
+    render,
+)
 
 __all__ = [
     "FUNCTION_NAME",
@@ -48,84 +49,8 @@ __all__ = [
 ]
 
 FUNCTION_NAME = "compute_mask"
-PROMPTS_ENV_VAR = "ESPARK_PROMPTS_DIR"
 Formulation = Literal["code", "lang"]
 _CACHE = {"type": "ephemeral"}
-_MARKER = "common/generator_system.txt"
-
-
-class PromptError(ValueError):
-    """A prompt cannot be built (missing template, unknown family, missing value)."""
-
-
-# --------------------------------------------------------------------------------------------
-# Template files
-# --------------------------------------------------------------------------------------------
-
-
-def prompts_dir() -> Path:
-    """The folder holding the prompt templates.
-
-    Order: ``$ESPARK_PROMPTS_DIR``; the repository's ``prompts/`` next to the package (source
-    checkout, editable install); ``espark_jax/llm/prompt_files`` (non-editable install).
-    """
-    override = os.environ.get(PROMPTS_ENV_VAR)
-    if override:
-        path = Path(override).expanduser()
-        if not (path / _MARKER).is_file():
-            raise PromptError(
-                f"{PROMPTS_ENV_VAR}={override} has no {_MARKER}; point it at a prompts/ folder or unset it"
-            )
-        return path
-    here = Path(__file__).resolve().parent
-    for path in (here.parents[1] / "prompts", here / "prompt_files"):
-        if (path / _MARKER).is_file():
-            return path
-    raise PromptError(
-        f"prompt templates not found (looked for {_MARKER} in the repository's prompts/ and in the package); "
-        f"reinstall espark-jax or set {PROMPTS_ENV_VAR}"
-    )
-
-
-@functools.lru_cache(maxsize=None)
-def _read(root: str, relpath: str) -> str:
-    path = Path(root) / relpath
-    if not path.is_file():
-        raise PromptError(f"missing prompt template {relpath} under {root}")
-    return path.read_text(encoding="utf-8")
-
-
-def load_template(relpath: str) -> str:
-    """The raw text of one template, e.g. ``"common/generator_system.txt"``."""
-    return _read(str(prompts_dir()), relpath)
-
-
-def render(relpath: str, **values: Any) -> str:
-    """A template filled with ``values`` (every ``${name}`` must be given); trailing whitespace stripped."""
-    try:
-        return string.Template(load_template(relpath)).substitute(values).rstrip()
-    except KeyError as err:
-        raise PromptError(f"template {relpath} needs a value for {err.args[0]!r}") from None
-
-
-def prompt_hashes() -> dict[str, str]:
-    """``{relative path: sha256 prefix}`` of every template file, for the run manifest."""
-    root = prompts_dir()
-    return {
-        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()[:16]
-        for p in sorted(root.rglob("*.txt"))
-    }
-
-
-def focuses(family: str) -> list[str]:
-    """The per-slot focus hints of an environment family (``prompts/<family>/focuses.txt``)."""
-    lines = [ln.strip() for ln in load_template(f"{family}/focuses.txt").splitlines()]
-    return [ln for ln in lines if ln and not ln.startswith("#")]
-
-
-# --------------------------------------------------------------------------------------------
-# Messages
-# --------------------------------------------------------------------------------------------
 
 
 def _block(text: str, cache: bool = False) -> dict:
@@ -151,7 +76,7 @@ def _strip_cache(messages: Sequence[Mapping[str, Any]]) -> list[dict]:
 
 
 def hash_prompt(system: str, messages: Sequence[Mapping[str, Any]]) -> str:
-    """A short sha256 of a prompt's text (cache markers ignored), used to detect prompt drift on replay."""
+    """A short sha256 of a prompt's text (cache markers ignored), to detect drift on replay."""
     payload = json.dumps(
         {"system": system, "messages": _strip_cache(messages)}, sort_keys=True, ensure_ascii=False
     )
@@ -180,137 +105,6 @@ class Prompt:
         return "\n\n".join(parts)
 
 
-# --------------------------------------------------------------------------------------------
-# Environment information
-# --------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class EnvPromptInfo:
-    """What the prompts say about one scenario.
-
-    Attributes:
-        family: environment family, the prompt folder name (``"mabim"``, ``"sumo"``).
-        scenario: scenario name, e.g. ``"mabim/standard-100"``.
-        task_description: the family's task text plus this scenario's paragraph and sizes.
-        context_doc: the documented mask-context fields (``EnvSpec.context_doc()``).
-        context_fields: the fields themselves (names, symbolic shapes, dtypes).
-        formulation_source: the environment's source code (step / reward), for ``formulation="code"``.
-        action_names: one short name per action.
-        action_values: the value of each action (``action_space`` of the mask function).
-        agent_shape: concrete agent axes (MABIM ``(W, N)``).
-        agent_axes: symbolic names of the agent axes (MABIM ``("W", "N")``).
-        n_actions: number of actions per agent.
-        dims: concrete sizes of the symbolic dimensions, as ``(name, size)`` pairs.
-    """
-
-    family: str
-    scenario: str
-    task_description: str
-    context_doc: str
-    context_fields: tuple[ContextField, ...]
-    formulation_source: str
-    action_names: tuple[str, ...]
-    action_values: tuple[float, ...]
-    agent_shape: tuple[int, ...]
-    agent_axes: tuple[str, ...]
-    n_actions: int
-    dims: tuple[tuple[str, int], ...] = ()
-
-    @classmethod
-    def from_spec(cls, spec: EnvSpec, formulation_source: str = "") -> "EnvPromptInfo":
-        """Build from an :class:`EnvSpec`; the family is the part of ``spec.name`` before ``/``."""
-        family = spec.name.split("/", 1)[0]
-        root = prompts_dir()
-        if not (root / family / "task_description.txt").is_file():
-            known = sorted(p.name for p in root.iterdir() if (p / "task_description.txt").is_file())
-            raise PromptError(
-                f"no prompts for environment family {family!r} (known: {', '.join(known)}); "
-                f"add prompts/{family}/task_description.txt, action_space.txt, formulation_lang.txt and focuses.txt"
-            )
-        agent_axes = next(
-            (
-                f.shape
-                for f in spec.context_fields
-                if spec.field_shape(f) == tuple(spec.agent_shape)
-            ),
-            tuple(f"agent_axis_{i}" for i in range(len(spec.agent_shape))),
-        )
-        sizes = ", ".join(f"{k} = {v}" for k, v in spec.dims.items())
-        scenario = f"This scenario: {spec.name}." + (
-            f" {spec.description.strip()}" if spec.description else ""
-        )
-        task = "\n\n".join(
-            [
-                load_template(f"{family}/task_description.txt").strip(),
-                scenario,
-                f"Sizes: {sizes}; {spec.n_agents} agents with {spec.n_actions} actions each.",
-            ]
-        )
-        return cls(
-            family=family,
-            scenario=spec.name,
-            task_description=task,
-            context_doc=spec.context_doc(),
-            context_fields=tuple(spec.context_fields),
-            formulation_source=formulation_source,
-            action_names=tuple(spec.action_names),
-            action_values=tuple(float(v) for v in spec.action_values),
-            agent_shape=tuple(int(s) for s in spec.agent_shape),
-            agent_axes=tuple(agent_axes),
-            n_actions=int(spec.n_actions),
-            dims=tuple((str(k), int(v)) for k, v in spec.dims.items()),
-        )
-
-    @classmethod
-    def from_env(cls, env: Any, formulation_source: str | None = None) -> "EnvPromptInfo":
-        """Build from an environment object: ``env.spec`` plus the source of the module(s) that
-        define its class and its ``step`` (``formulation_source`` overrides the latter)."""
-        if formulation_source is None:
-            formulation_source = env_source(env)
-        return cls.from_spec(env.spec, formulation_source)
-
-    def field_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Concrete shape of every context field."""
-        dims = dict(self.dims)
-        return {
-            f.name: tuple(int(dims[d]) if isinstance(d, str) else int(d) for d in f.shape)
-            for f in self.context_fields
-        }
-
-    @property
-    def mask_shape(self) -> tuple[int, ...]:
-        """The shape a mask function returns for one environment."""
-        return (*self.agent_shape, self.n_actions)
-
-
-def env_source(env: Any) -> str:
-    """Source code of the module defining ``type(env)`` and, if different, of the one defining its ``step``."""
-    cls = type(env)
-    modules = [sys.modules.get(cls.__module__)]
-    step = getattr(cls, "step", None)
-    if step is not None:
-        modules.append(inspect.getmodule(step))
-    seen, parts = set(), []
-    for mod in modules:
-        if mod is None or mod.__name__ in seen:
-            continue
-        seen.add(mod.__name__)
-        try:
-            parts.append((mod.__name__, inspect.getsource(mod)))
-        except (OSError, TypeError) as err:
-            raise PromptError(
-                f"cannot read the source of {mod.__name__} ({err}); pass formulation_source=... or use formulation='lang'"
-            ) from None
-    if not parts:
-        raise PromptError(
-            f"cannot find the module of {cls.__qualname__}; pass formulation_source=..."
-        )
-    if len(parts) == 1:
-        return parts[0][1]
-    return "\n\n".join(f"# ---- module {name} ----\n{src}" for name, src in parts)
-
-
 def _action_table(info: EnvPromptInfo, per_line: int = 6) -> str:
     cells = [
         f"{i}: {n} = {v:g}" for i, (n, v) in enumerate(zip(info.action_names, info.action_values))
@@ -333,7 +127,8 @@ def _formulation(info: EnvPromptInfo, formulation: Formulation) -> str:
     if formulation == "code":
         if not info.formulation_source.strip():
             raise PromptError(
-                "EnvPromptInfo has no formulation source; build it with EnvPromptInfo.from_env(env) or use formulation='lang'"
+                "EnvPromptInfo has no formulation source; "
+                "build it with EnvPromptInfo.from_env(env) or use formulation='lang'"
             )
         return render("common/formulation_code.txt", source=info.formulation_source.rstrip())
     if formulation == "lang":

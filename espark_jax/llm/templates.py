@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 if TYPE_CHECKING:
-    from espark_jax.llm.prompts import EnvPromptInfo
+    from espark_jax.llm.env_info import EnvPromptInfo
 
 __all__ = [
     "Family",
@@ -168,7 +168,8 @@ def render_genome(
 ) -> str:
     """Source text defining ``compute_mask(ctx, action_space)`` for ``genome``.
 
-    ``roles`` maps the families' role names (``$pressure``, ``$queue``, ...) to context expressions (``"ctx.queue"``).
+    ``roles`` maps the families' role names (``$pressure``, ``$queue``, ...) to context
+    expressions (``"ctx.queue"``).
     A recombined genome becomes two helpers ``mask_part_a``/``mask_part_b`` and a
     ``compute_mask`` that ANDs them, keeping the first mask for agents the AND would leave empty.
     """
@@ -304,7 +305,7 @@ class TemplateSearch:
         self._scores[int(iteration)] = sorted(scored, key=lambda t: -t[0])
 
     def elites(self, before: int | None = None) -> list[Genome]:
-        """Parents: the best genomes of the latest scored generation (before ``before``), best first.
+        """Parents: the best genomes of the latest scored generation before ``before``, best first.
 
         Scores are compared only within one generation: with retention training every learner of
         a generation starts from the same parameters, while later generations have trained longer.
@@ -346,7 +347,10 @@ class TemplateSearch:
         if u < self.p_restart:
             return self._random(rng)
         weights = np.array([1.0 / (i + 1) for i in range(len(elites))])
-        pick = lambda: elites[int(rng.choice(len(elites), p=weights / weights.sum()))]  # noqa: E731
+
+        def pick() -> Genome:
+            return elites[int(rng.choice(len(elites), p=weights / weights.sum()))]
+
         if u < self.p_restart + self.p_recombine and len(elites) >= 2:
             a = pick()
             others = [

@@ -125,7 +125,8 @@ LEAD_TIME_COVER = Family(
 
 HORIZON_GUARD = Family(
     "horizon_guard",
-    "near the end of the episode allow only ordering nothing when goods would arrive too late to sell",
+    "near the end of the episode allow only ordering nothing "
+    "when goods would arrive too late to sell",
     (Param("extra_days", 0.0, 5.0, 1.0),),
     "def $fn(ctx, action_space):"
     + _PRELUDE

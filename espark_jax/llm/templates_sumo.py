@@ -114,7 +114,10 @@ def resolve_roles(
     agent_shape: tuple[int, ...],
     n_actions: int,
 ) -> dict[str, str]:
-    """``{role: expression}`` for the roles found among ``fields`` (``shapes``: concrete shape per name)."""
+    """``{role: expression}`` for the roles found among ``fields``.
+
+    ``shapes`` gives the concrete shape of each field by name.
+    """
     per_phase = [f for f in fields if shapes[f.name] == (*agent_shape, n_actions)]
     per_agent = [f for f in fields if shapes[f.name] == tuple(agent_shape)]
     roles: dict[str, str] = {}

@@ -1,0 +1,201 @@
+"""Candidates from Claude through the official ``anthropic`` SDK.
+
+The SDK (2.x: httpx2, no temperature) does its own retries. K requests run concurrently, request
+0 first so that the prompt cache is warm. Rate-limit / overload / server / connection failures
+after the SDK's retries become a per-slot :attr:`LLMResponse.error`; authentication, permission,
+bad-request, not-found and payment errors abort the run with :class:`LLMConfigError`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import os
+import time
+from typing import Any, Mapping, Sequence
+
+from espark_jax.llm.base import LLMConfigError, LLMRequest, LLMResponse, SlotResult
+
+DEFAULT_GENERATOR_MODEL = "claude-sonnet-4-6"
+DEFAULT_CHECKER_MODEL = "claude-haiku-4-5"
+KEY_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+
+
+def _usage(raw_usage: Any) -> dict:
+    keys = (
+        "input_tokens",
+        "output_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+    )
+    return {k: int(getattr(raw_usage, k, 0) or 0) for k in keys}
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:300]}"
+
+
+def api_key_present(environ: Mapping[str, str] | None = None) -> bool:
+    """True when ``ANTHROPIC_API_KEY`` or ``ANTHROPIC_AUTH_TOKEN`` is set (non-empty)."""
+    env = os.environ if environ is None else environ
+    return any(env.get(k) for k in KEY_VARS)
+
+
+class AnthropicProvider:
+    """Candidates from Claude through the official SDK.
+
+    Args:
+        generator_model: model for generator and repair requests.
+        checker_model: model for checker requests.
+        max_tokens: reply limit for generator/repair requests; ``checker_max_tokens`` for checks.
+        max_retries: the SDK's own retries (429, 529, 5xx, connection errors) per request.
+        timeout: seconds per request attempt.
+        max_workers: concurrent requests.
+        api_key: explicit key; by default the SDK reads ANTHROPIC_API_KEY / ANTHROPIC_AUTH_TOKEN.
+        client: a ready ``anthropic.Anthropic`` client (tests pass one built on
+            httpx2.MockTransport).
+    """
+
+    name = "anthropic"
+
+    def __init__(
+        self,
+        generator_model: str = DEFAULT_GENERATOR_MODEL,
+        checker_model: str = DEFAULT_CHECKER_MODEL,
+        *,
+        max_tokens: int = 8000,
+        checker_max_tokens: int = 2000,
+        max_retries: int = 4,
+        timeout: float = 300.0,
+        max_workers: int = 16,
+        api_key: str | None = None,
+        client: Any = None,
+    ) -> None:
+        try:
+            import anthropic
+        except ImportError:
+            raise LLMConfigError(
+                "the anthropic provider needs the SDK: pip install 'espark-jax[llm]'"
+            ) from None
+        self._sdk = anthropic
+        self.generator_model = generator_model
+        self.checker_model = checker_model
+        self.max_tokens = int(max_tokens)
+        self.checker_max_tokens = int(checker_max_tokens)
+        self.max_workers = max(1, int(max_workers))
+        self.timeout = float(timeout)
+        if client is None:
+            kwargs: dict[str, Any] = {"max_retries": int(max_retries), "timeout": self.timeout}
+            if api_key is not None:
+                kwargs["api_key"] = api_key
+            client = anthropic.Anthropic(**kwargs)
+        self.client = client
+        self.label = f"LLM ({generator_model})"
+        # Errors that end the run: retrying or skipping a slot cannot fix them.
+        self._abort = (
+            anthropic.AuthenticationError,
+            anthropic.PermissionDeniedError,
+            anthropic.BadRequestError,
+            anthropic.NotFoundError,
+            anthropic.PaymentRequiredError,
+            anthropic.CredentialsError,
+        )
+        self._slot_errors = (
+            anthropic.RateLimitError,
+            anthropic.InternalServerError,
+            anthropic.APIConnectionError,
+            anthropic.APIStatusError,
+            anthropic.APIResponseValidationError,
+        )
+
+    def describe(self) -> dict:
+        """Manifest entry."""
+        return {
+            "name": self.name,
+            "label": self.label,
+            "generator_model": self.generator_model,
+            "checker_model": self.checker_model,
+            "sdk_version": getattr(self._sdk, "__version__", "?"),
+        }
+
+    def _call(self, request: LLMRequest) -> LLMResponse:
+        model = self.checker_model if request.role == "checker" else self.generator_model
+        max_tokens = self.checker_max_tokens if request.role == "checker" else self.max_tokens
+        start = time.perf_counter()
+        try:
+            msg = self.client.messages.create(
+                model=model,
+                max_tokens=max_tokens,
+                system=[
+                    {"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}
+                ],
+                messages=list(request.messages),
+                timeout=self.timeout,
+            )
+        except self._abort as err:
+            raise LLMConfigError(_config_message(err, model)) from None
+        except self._slot_errors as err:
+            return LLMResponse("", model, {}, time.perf_counter() - start, _one_line(err), {})
+        except TypeError as err:  # the SDK raises this before any I/O when no credential is found
+            if "authentication" in str(err).lower():
+                raise LLMConfigError(
+                    "no Anthropic credential found; "
+                    "set ANTHROPIC_API_KEY or use --provider template"
+                ) from None
+            raise
+        text = "".join(
+            getattr(b, "text", "") for b in msg.content if getattr(b, "type", "") == "text"
+        )
+        raw = msg.model_dump(mode="json") if hasattr(msg, "model_dump") else {}
+        return LLMResponse(
+            text,
+            str(getattr(msg, "model", model)),
+            _usage(getattr(msg, "usage", None)),
+            time.perf_counter() - start,
+            None,
+            raw,
+        )
+
+    def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResponse]:
+        """Send all requests: the first alone (it writes the prompt cache), the rest concurrently.
+
+        Raises:
+            LLMConfigError: on an authentication, permission, bad-request, not-found or payment
+                error (pending requests are cancelled).
+        """
+        requests = list(requests)
+        if not requests:
+            return []
+        results: list[LLMResponse | None] = [None] * len(requests)
+        results[0] = self._call(requests[0])
+        if len(requests) > 1:
+            with futures.ThreadPoolExecutor(
+                max_workers=min(self.max_workers, len(requests) - 1)
+            ) as pool:
+                pending = {
+                    pool.submit(self._call, r): i for i, r in enumerate(requests[1:], start=1)
+                }
+                try:
+                    for fut in futures.as_completed(pending):
+                        results[pending[fut]] = fut.result()
+                except LLMConfigError:
+                    for fut in pending:
+                        fut.cancel()
+                    raise
+        return [r for r in results if r is not None]
+
+    def tell(self, iteration: int, results: Sequence[SlotResult]) -> None:
+        """No-op: the LLM learns from the feedback prompt instead."""
+
+
+def _config_message(err: BaseException, model: str) -> str:
+    status = getattr(err, "status_code", "?")
+    detail = " ".join(str(getattr(err, "message", err)).split())[:200]
+    fix = {
+        401: "set a valid ANTHROPIC_API_KEY or use --provider template",
+        403: "the key lacks permission for this model or API; use another key or model",
+        400: "the request was rejected; check the model name and max_tokens settings",
+        404: f"model {model!r} is unknown; pass a valid --generator-model / --checker-model",
+        402: "the account needs billing set up; or use --provider template",
+    }.get(status, "fix the configuration or use --provider template")
+    return f"anthropic {type(err).__name__} ({status}): {detail} - {fix}"
