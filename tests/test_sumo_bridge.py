@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from envs_jax.sumo import bridge
+from envs_jax.sumo import worker_handle
 from envs_jax.sumo.bridge import Scenario, SumoEnv, SumoWorkerError
 from envs_jax.sumo.features import MASK_CONTEXT_FIELDS, OBS_DIM, REWARD_COMPONENTS
 from envs_jax.sumo.netgen import generate_grid_net, write_trips
@@ -121,15 +121,15 @@ def test_worker_crash_is_recovered_by_replay(grid_env):
 def test_ctrl_c_during_a_step_leaves_a_usable_env(grid_env, monkeypatch):
     env = grid_env
     first, _ = env.reset([2, 2])
-    real_recv = bridge._Worker.recv
+    real_recv = worker_handle.WorkerHandle.recv
 
     def interrupted(self, timeout):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(bridge._Worker, "recv", interrupted)
+    monkeypatch.setattr(worker_handle.WorkerHandle, "recv", interrupted)
     with pytest.raises(KeyboardInterrupt):
         env.step(np.zeros((2, 4), dtype=int))  # sent to both workers, answers never read
-    monkeypatch.setattr(bridge._Worker, "recv", real_recv)
+    monkeypatch.setattr(worker_handle.WorkerHandle, "recv", real_recv)
     with pytest.raises(RuntimeError, match="call reset"):
         env.step(np.zeros((2, 4), dtype=int))
     again, _ = env.reset([2, 2])  # the stale answers are dropped, not taken for this reset's

@@ -1,13 +1,15 @@
-"""The SUMO bridge: ``B`` libsumo simulations in worker processes, stepped in parallel, numpy in and out.
+"""The SUMO bridge: ``B`` libsumo simulations in worker processes, numpy in and out.
 
-Host API (the trainer drives it; shapes are fixed, ``I`` = intersections = agents)::
+``SumoEnv`` keeps the :class:`~envs_jax.core.HostEnv` contract (the trainer drives it; shapes
+are fixed, ``I`` = intersections = agents)::
 
-    env = envs_jax.make("sumo/grid4x4", n_envs=B)   # or SumoEnv(scenario, n_envs=B)
+    env = envs_jax.make("sumo/grid4x4", n_envs=B)  # or SumoEnv(scenario, n_envs=B)
     with env:
-        obs, state = env.reset(seeds)                 # seeds: B ints; obs float32 [B, I, 72]
-        avail = env.avail_actions                     # bool [B, I, 8]: apply in training AND evaluation
-        ctx = env.mask_context()                      # MaskContext of numpy arrays [B, ...]
-        obs, reward, done, info = env.step(actions)   # actions int [B, I]; reward float32 [B, I]; done bool [B]
+        obs, state = env.reset(seeds)       # seeds: B ints; obs float32 [B, I, 72]
+        avail = env.avail_actions           # bool [B, I, 8]: apply in training AND evaluation
+        ctx = env.mask_context()            # MaskContext of numpy arrays [B, ...]
+        obs, reward, done, info = env.step(actions)
+        # actions int [B, I]; reward float32 [B, I]; done bool [B]
 
 * One decision is 15 s: where an intersection changes phase it shows the old phase's yellow for
   5 s, then the chosen green for 10 s; a kept phase stays green 15 s. An episode is
@@ -37,126 +39,33 @@ call leaves the environment needing ``reset``.
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import threading
-import time
 import warnings
-import weakref
-from multiprocessing.connection import Connection
 from typing import Any, Sequence
 
 import numpy as np
 
 from envs_jax.core import EnvSpec, MaskContext
-from envs_jax.sumo import deps, features
+from envs_jax.sumo import deps, features, worker_handle
 from envs_jax.sumo.features import LayoutIndex, Measurement
 from envs_jax.sumo.metrics import METRIC_NAMES, parse_tripinfo
-from envs_jax.sumo.standardize import PROGRAM_ID, NetLayout, standardize_net
+from envs_jax.sumo.plan import DECISION_SECONDS, YELLOW_SECONDS, Scenario, build_plan
+from envs_jax.sumo.standardize import NetLayout, standardize_net
+from envs_jax.sumo.worker_handle import SumoWorkerError, WorkerDied, WorkerHandle, close_all
 
-DECISION_SECONDS = 15.0
-YELLOW_SECONDS = 5.0
-WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
-
-
-@dataclasses.dataclass(frozen=True)
-class Scenario:
-    """Files and time window of a SUMO scenario.
-
-    Attributes:
-        name: registry name, e.g. ``"sumo/grid4x4"``.
-        net_file: the ``.net.xml``.
-        route_files: route / trip files, loaded together.
-        begin: simulation time of the first decision (e.g. 25200 for Cologne8).
-        episode_seconds: episode length; a multiple of 15.
-        data_source: where the files come from (goes into ``EnvSpec.data_source``).
-        sumo_args: extra ``sumo`` command-line options.
-    """
-
-    name: str
-    net_file: str
-    route_files: tuple[str, ...]
-    begin: float = 0.0
-    episode_seconds: float = 3600.0
-    data_source: str = ""
-    sumo_args: tuple[str, ...] = ()
-
-
-def build_plan(
-    scenario: Scenario,
-    layout: NetLayout,
-    index: LayoutIndex,
-    decisions: int,
-    tripinfo_file: str,
-    time_to_teleport: float = -1.0,
-) -> dict[str, Any]:
-    """What one worker runs: the plan dict of :class:`envs_jax.sumo.worker.Simulation`.
-
-    Also lets a caller run a :class:`~envs_jax.sumo.worker.Simulation` in-process (the
-    benchmark's raw-libsumo baseline) with exactly the bridge's settings.
-    """
-    sc = scenario
-    cmd = [
-        "sumo",
-        "-n",
-        sc.net_file,
-        "-r",
-        ",".join(sc.route_files),
-        "-b",
-        f"{sc.begin:g}",
-        "--no-step-log",
-        "--no-warnings",
-        "--duration-log.disable",
-        "--time-to-teleport",
-        f"{time_to_teleport:g}",
-        "--tripinfo-output",
-        tripinfo_file,
-        "--tripinfo-output.write-unfinished",
-        "--tripinfo-output.write-undeparted",
-        *sc.sumo_args,
-    ]
-    return {
-        "sumo_cmd": cmd,
-        "begin": sc.begin,
-        "decisions": int(decisions),
-        "decision_seconds": DECISION_SECONDS,
-        "yellow_seconds": YELLOW_SECONDS,
-        "program_id": PROGRAM_ID,
-        "tls": [
-            {"id": it.tls_id, "program": it.program(), "initial_phase": it.initial_phase}
-            for it in layout.intersections
-        ],
-        "lanes": list(index.lanes),
-        "n_incoming": index.n_incoming,
-    }
-
-
-class SumoWorkerError(RuntimeError):
-    """A worker raised an exception, or kept dying after restarts. ``details`` holds the traceback."""
-
-    def __init__(self, message: str, details: str = "") -> None:
-        super().__init__(message)
-        self.details = details
-
-
-class _WorkerDied(Exception):
-    pass
-
-
-def _exception_line(tb: str) -> str:
-    """The exception message of a formatted traceback, on one line."""
-    lines = tb.strip().splitlines()
-    for i in range(len(lines) - 1, -1, -1):
-        if lines[i] and not lines[i][0].isspace() and ": " in lines[i]:
-            return " ".join(x.strip() for x in lines[i:] if x.strip())
-    return lines[-1] if lines else "unknown error"
+__all__ = [
+    "DECISION_SECONDS",
+    "YELLOW_SECONDS",
+    "Scenario",
+    "SumoEnv",
+    "SumoState",
+    "SumoWorkerError",
+    "build_plan",
+    "close_all",
+]
 
 
 @dataclasses.dataclass
@@ -176,94 +85,6 @@ class SumoState:
     phase: np.ndarray
     green_time: np.ndarray
     measurement: Measurement
-
-
-class _Worker:
-    """One worker process and its connection."""
-
-    def __init__(self, slot: int, plan: dict[str, Any]) -> None:
-        self.slot = slot
-        self.plan = plan
-        self.proc: subprocess.Popen | None = None
-        self.conn: Connection | None = None
-        self.pending = 0  # requests sent whose answer has not been read yet
-
-    def start(self) -> None:
-        """Launch the process and send it the plan (the reply is read by ``recv``)."""
-        ours, theirs = socket.socketpair()
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, WORKER_SCRIPT, str(theirs.fileno()), str(os.getpid())],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # Ctrl-C in a terminal reaches the parent only
-            )
-        finally:
-            theirs.close()
-        self.conn = Connection(ours.detach())
-        self.pending = 0
-        self.send("init", self.plan)
-
-    def send(self, cmd: str, arg: Any) -> None:
-        try:
-            self.conn.send((cmd, arg))
-        except (OSError, ValueError, AttributeError) as err:
-            raise _WorkerDied(f"send failed: {err}") from None
-        self.pending += 1
-
-    def recv(self, timeout: float) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                ready = self.conn.poll(min(1.0, max(0.0, deadline - time.monotonic())))
-                if ready:
-                    status, payload = self.conn.recv()
-                    self.pending -= 1
-                    break
-            except (EOFError, OSError, AttributeError):
-                raise _WorkerDied("connection lost") from None
-            if self.proc.poll() is not None:
-                raise _WorkerDied(f"exit status {self.proc.returncode}")
-            if time.monotonic() >= deadline:
-                raise _WorkerDied(f"no answer within {timeout:.0f} s")
-        if status == "error":
-            raise SumoWorkerError(
-                f"SUMO worker {self.slot} failed: {_exception_line(payload)}", payload
-            )
-        return payload
-
-    def drain(self, timeout: float) -> None:
-        """Read and drop answers left over from an interrupted call."""
-        while self.pending > 0:
-            try:
-                self.recv(timeout)
-            except SumoWorkerError:
-                pass
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
-    def kill(self) -> None:
-        """Stop the process now and reap it."""
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def finish(self, grace: float = 2.0) -> None:
-        """After a ``close`` request: wait briefly for the process to exit, then kill it."""
-        if self.proc is not None and self.proc.poll() is None and self.conn is not None:
-            try:
-                self.recv(grace)
-                self.proc.wait(grace)
-            except (_WorkerDied, SumoWorkerError, subprocess.TimeoutExpired):
-                pass
-        self.kill()
 
 
 class SumoEnv:
@@ -295,7 +116,8 @@ class SumoEnv:
         decisions = seconds / DECISION_SECONDS
         if seconds <= 0 or decisions != int(decisions):
             raise ValueError(
-                f"episode_seconds must be a positive multiple of {DECISION_SECONDS:g}, got {seconds:g}"
+                f"episode_seconds must be a positive multiple of {DECISION_SECONDS:g}, "
+                f"got {seconds:g}"
             )
         deps.require("libsumo", "sumolib")
         for f in (scenario.net_file, *scenario.route_files):
@@ -319,7 +141,7 @@ class SumoEnv:
         self._history: list[np.ndarray] = []
         self.restarts = np.zeros(self.n_envs, dtype=np.int64)
         self._workers = [
-            _Worker(
+            WorkerHandle(
                 b,
                 build_plan(
                     scenario,
@@ -332,15 +154,14 @@ class SumoEnv:
             )
             for b in range(self.n_envs)
         ]
-        _install_cleanup()
-        _LIVE.add(self)
+        worker_handle.track(self)
         try:
             for w in self._workers:
                 w.start()
             for w in self._workers:
                 try:
                     w.recv(self.step_timeout)
-                except _WorkerDied as err:
+                except WorkerDied as err:
                     raise SumoWorkerError(
                         f"SUMO worker {w.slot} failed to start ({err}); see its output above"
                     ) from None
@@ -366,7 +187,7 @@ class SumoEnv:
 
     @property
     def avail_actions(self) -> np.ndarray:
-        """``bool [B, I, 8]``: the valid actions; the trainer must mask with it in training and evaluation."""
+        """``bool [B, I, 8]``: the valid actions (mask with it in training and evaluation)."""
         return np.broadcast_to(
             self.index.phase_avail, (self.n_envs, *self.index.phase_avail.shape)
         ).copy()
@@ -475,12 +296,12 @@ class SumoEnv:
             try:
                 if w.conn is not None and w.proc is not None and w.proc.poll() is None:
                     w.send("close", None)
-            except _WorkerDied:
+            except WorkerDied:
                 pass
         for w in workers:
             w.finish()
         shutil.rmtree(getattr(self, "_tmp", ""), ignore_errors=True)
-        _LIVE.discard(self)
+        worker_handle.untrack(self)
 
     def __enter__(self) -> "SumoEnv":
         return self
@@ -519,8 +340,9 @@ class SumoEnv:
         if not ok.all():
             b, i = np.argwhere(~ok)[0]
             raise ValueError(
-                f"action {act[b, i]} ({self.spec.action_names[act[b, i]]}) is unavailable at intersection "
-                f"{self.layout.intersections[i].tls_id!r}; mask the policy with env.avail_actions"
+                f"action {act[b, i]} ({self.spec.action_names[act[b, i]]}) is unavailable at "
+                f"intersection {self.layout.intersections[i].tls_id!r}; mask the policy with "
+                f"env.avail_actions"
             )
         return act
 
@@ -543,7 +365,7 @@ class SumoEnv:
             try:
                 w.drain(self.step_timeout)
                 w.send(cmd, args[b])
-            except _WorkerDied:
+            except WorkerDied:
                 dead.append(b)
         out: list[Any] = [None] * self.n_envs
         errors: list[SumoWorkerError] = []
@@ -552,7 +374,7 @@ class SumoEnv:
                 continue
             try:
                 out[b] = w.recv(self.step_timeout)
-            except _WorkerDied:
+            except WorkerDied:
                 dead.append(b)
             except SumoWorkerError as err:
                 errors.append(err)
@@ -572,8 +394,8 @@ class SumoEnv:
             old_pid = w.pid
             self.restarts[b] += 1
             warnings.warn(
-                f"SUMO worker {b} (pid {old_pid}) died; restarted it (restart {int(self.restarts[b])}) "
-                f"and replayed {len(history)} decision(s)",
+                f"SUMO worker {b} (pid {old_pid}) died; restarted it (restart "
+                f"{int(self.restarts[b])}) and replayed {len(history)} decision(s)",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -591,41 +413,10 @@ class SumoEnv:
                     w.recv(self.step_timeout)
                 w.send("step", arg)
                 return w.recv(self.step_timeout)
-            except _WorkerDied:
+            except WorkerDied:
                 continue
         raise SumoWorkerError(f"SUMO worker {b} died {self.max_restarts} times in a row; giving up")
 
     def _episode_metrics(self) -> dict[str, np.ndarray]:
         per_env = [parse_tripinfo(self.tripinfo_file(b)).as_dict() for b in range(self.n_envs)]
         return {k: np.array([d[k] for d in per_env]) for k in METRIC_NAMES}
-
-
-# ---------------------------------------------------------------------------------- cleanup
-_LIVE: "weakref.WeakSet[SumoEnv]" = weakref.WeakSet()
-
-
-def close_all() -> None:
-    """Close every open :class:`SumoEnv` of this process (registered with ``atexit``)."""
-    for env in list(_LIVE):
-        env.close()
-
-
-_cleanup_installed = False
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
-def _install_cleanup() -> None:
-    """Once per process: the ``atexit`` hook, and SIGTERM -> SystemExit if SIGTERM has no handler."""
-    global _cleanup_installed
-    if _cleanup_installed:
-        return
-    _cleanup_installed = True
-    atexit.register(close_all)
-    if (
-        threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-    ):
-        signal.signal(signal.SIGTERM, _on_sigterm)  # so that atexit runs on a plain `kill <pid>`
