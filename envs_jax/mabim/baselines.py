@@ -1,9 +1,8 @@
 """Operations-research baselines for MABIM, vectorised in JAX.
 
-A *policy* here is a pure function ``policy(state, params) -> quantity [W, N]``: the integer order
-quantities of one day, given the state after the previous day (the same inputs a learned policy
-sees). Episodes run with ``lax.scan`` through :meth:`MabimEnv.simulate_day`; grid searches vmap
-whole episodes over candidate parameters (and training windows) in one jitted call.
+Policies are pure functions ``policy(state, params) -> quantity [W, N]``
+(:mod:`envs_jax.mabim.policies`); episodes, evaluation and the vmapped grid searches are in
+:mod:`envs_jax.mabim.episodes`. This module fits the baselines' parameters and names them.
 
 Baselines (names accepted by :func:`run_baseline`):
 
@@ -55,28 +54,78 @@ MABIM or eSpark papers.
 
 from __future__ import annotations
 
-import functools
 import time
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from envs_jax.mabim.data import format_date
-from envs_jax.mabim.env import REWARD_COMPONENTS, MabimEnv, MabimParams, MabimState
+from envs_jax.mabim.env import REWARD_COMPONENTS, MabimEnv, net_reward
+from envs_jax.mabim.episodes import (
+    N_WINDOWS,
+    best_per_sku,
+    episode_components,
+    evaluate,
+    grid_scores,
+    summarize,
+    training_starts,
+)
+from envs_jax.mabim.params import MabimParams
+from envs_jax.mabim.policies import (
+    REVIEW_PERIOD,
+    ROLLING_WINDOW,
+    SS_EPS,
+    Policy,
+    base_stock_level,
+    base_stock_policy,
+    base_stock_quantity,
+    constant_policy,
+    dynamic_base_stock_policy,
+    random_policy,
+    rolling_tail_mean,
+    ss_grid,
+    ss_policy,
+    ss_quantity,
+    zero_policy,
+)
 
-Policy = Callable[[MabimState, MabimParams], jax.Array]
-"""``policy(state, params) -> order quantities [W, N]`` (integers as floats; floored and clipped
-at 0 by the episode runner)."""
+__all__ = [  # the names of this module before policies and episodes moved out
+    "BASELINES",
+    "N_WINDOWS",
+    "REVIEW_PERIOD",
+    "REWARD_COMPONENTS",
+    "ROLLING_WINDOW",
+    "SAFETY_DAYS",
+    "SS_EPS",
+    "Policy",
+    "base_stock_level",
+    "base_stock_policy",
+    "base_stock_quantity",
+    "baseline_policy",
+    "best_per_sku",
+    "constant_policy",
+    "dynamic_base_stock_policy",
+    "episode_components",
+    "evaluate",
+    "fit_base_stock",
+    "fit_ss",
+    "grid_scores",
+    "net_reward",
+    "random_policy",
+    "rolling_tail_mean",
+    "run_baseline",
+    "ss_grid",
+    "ss_policy",
+    "ss_quantity",
+    "static_levels",
+    "summarize",
+    "train_mean_demand",
+    "training_starts",
+    "zero_policy",
+]
 
-SS_EPS = 1e-4  # the original (S, s) search's guard against zero mean demand
-SAFETY_DAYS: tuple[float, ...] = tuple(
-    np.arange(-1.0, 8.01, 0.5).tolist()
-)  # 19 base-stock candidates
-REVIEW_PERIOD = 7  # dynamic base stock: days between re-estimations
-ROLLING_WINDOW = 21  # dynamic base stock: days of tail demand per estimate
-N_WINDOWS = 8  # training windows per grid search
+SAFETY_DAYS: tuple[float, ...] = tuple(np.arange(-1.0, 8.01, 0.5).tolist())  # 19 candidates
 BASELINES = (
     "zero",
     "constant",
@@ -86,310 +135,6 @@ BASELINES = (
     "sS_hindsight",
     "sS_static",
 )
-
-
-# ------------------------------------------------------------------------------------------
-# Policies
-# ------------------------------------------------------------------------------------------
-
-
-def zero_policy(env: MabimEnv) -> Policy:
-    """Never order."""
-
-    def policy(state: MabimState, params: MabimParams) -> jax.Array:
-        return jnp.zeros((env.W, env.N), env.dtype)
-
-    return policy
-
-
-def constant_policy(env: MabimEnv, multiplier: float | jax.Array = 1.0) -> Policy:
-    """Order ``floor(multiplier * m)`` every day (``m``: 21-day mean demand of each warehouse)."""
-
-    def policy(state: MabimState, params: MabimParams) -> jax.Array:
-        return jnp.floor(jnp.asarray(multiplier, env.dtype) * env.demand_mean(state, params))
-
-    return policy
-
-
-def random_policy(env: MabimEnv, key: jax.Array) -> Policy:
-    """A uniformly random discrete multiplier per agent and day; the draw depends on ``key`` and
-    on the day's data row, so the policy stays a pure function of ``(state, params)``."""
-
-    def policy(state: MabimState, params: MabimParams) -> jax.Array:
-        day_key = jax.random.fold_in(key, state.start + state.t)
-        index = jax.random.randint(day_key, (env.W, env.N), 0, params.action_values.shape[0])
-        return jnp.floor(params.action_values[index] * env.demand_mean(state, params))
-
-    return policy
-
-
-def base_stock_quantity(level: jax.Array, in_stock: jax.Array, in_transit: jax.Array) -> jax.Array:
-    """Order-up-to quantity ``floor(max(level - in_stock - in_transit, 0))`` (shapes broadcast)."""
-    return jnp.floor(jnp.maximum(level - in_stock - in_transit, 0.0))
-
-
-def base_stock_level(mean_demand: jax.Array, vlt: jax.Array, safety_days: jax.Array) -> jax.Array:
-    """Level ``max(mean_demand * (vlt + 1 + safety_days), 0)``.
-
-    Args:
-        mean_demand: ``[N]`` (or ``[W, N]``) mean daily demand.
-        vlt: ``[W, N]`` lead times.
-        safety_days: ``[N]`` or a scalar: safety stock in days of mean demand.
-    """
-    return jnp.maximum(mean_demand * (vlt + 1.0 + safety_days), 0.0)
-
-
-def base_stock_policy(levels: jax.Array) -> Policy:
-    """Order up to fixed ``levels [W, N]`` every day."""
-
-    def policy(state: MabimState, params: MabimParams) -> jax.Array:
-        return base_stock_quantity(levels, state.in_stock, state.in_transit)
-
-    return policy
-
-
-def rolling_tail_mean(
-    state: MabimState,
-    params: MabimParams,
-    period: int = REVIEW_PERIOD,
-    window: int = ROLLING_WINDOW,
-) -> jax.Array:
-    """Mean tail demand ``[N]`` over the ``window`` days before the last re-estimation day.
-
-    Re-estimation days are ``t = 0, period, 2 * period, ..`` of the episode; on day ``t`` the
-    estimate of day ``t - t % period`` is used, so nothing later than yesterday is read.
-    """
-    day = state.t - state.t % period
-    rows = jax.lax.dynamic_slice_in_dim(params.demand, state.start + day - window, window, axis=0)
-    return jnp.mean(rows, axis=0)
-
-
-def dynamic_base_stock_policy(
-    safety_days: jax.Array, period: int = REVIEW_PERIOD, window: int = ROLLING_WINDOW
-) -> Policy:
-    """Base stock whose level is re-estimated every ``period`` days from the last ``window`` days."""
-
-    def policy(state: MabimState, params: MabimParams) -> jax.Array:
-        level = base_stock_level(
-            rolling_tail_mean(state, params, period, window), params.vlt, safety_days
-        )
-        return base_stock_quantity(level, state.in_stock, state.in_transit)
-
-    return policy
-
-
-def ss_quantity(
-    S: jax.Array, s: jax.Array, inventory: jax.Array, demand_mean: jax.Array
-) -> jax.Array:
-    """The (S, s) order: with ``x = inventory / (m + 1e-4)``, ``floor((S - x) * m)`` if ``x < s`` else 0.
-
-    ``S`` and ``s`` are in days of mean demand ``m``; ``inventory`` is in stock plus in transit.
-    """
-    x = inventory / (demand_mean + SS_EPS)
-    return jnp.where(x < s, jnp.floor((S - x) * demand_mean), 0.0)
-
-
-def ss_policy(env: MabimEnv, S: jax.Array, s: jax.Array) -> Policy:
-    """(S, s) with per-SKU ``S [N]``, ``s [N]`` (or scalars), the same in every warehouse."""
-
-    def policy(state: MabimState, params: MabimParams) -> jax.Array:
-        S_ = jnp.asarray(S, env.dtype)
-        s_ = jnp.asarray(s, env.dtype)
-        return ss_quantity(
-            S_, s_, state.in_stock + state.in_transit, env.demand_mean(state, params)
-        )
-
-    return policy
-
-
-def ss_grid() -> tuple[np.ndarray, np.ndarray]:
-    """The 169 (S, s) pairs of the original search: ``S in {0..12}``, ``s in {0, 0.5, .., S}``."""
-    pairs = [(S, s) for S in range(13) for s in np.arange(0.0, S + 0.25, 0.5)]
-    S, s = np.array(pairs, dtype=np.float64).T
-    return S, s
-
-
-# ------------------------------------------------------------------------------------------
-# Episodes and evaluation
-# ------------------------------------------------------------------------------------------
-
-
-def episode_components(
-    env: MabimEnv, policy: Policy, params: MabimParams, start: jax.Array, length: int
-) -> dict[str, jax.Array]:
-    """Run one episode from data row ``start`` (warm-up included) for ``length`` decisions.
-
-    Returns every reward component summed over the episode, ``[W, N]`` each (warm-up rewards are
-    discarded, as in the original). Pure and jittable (``length`` must be static).
-    """
-    _, state = env.reset_to(start, params)
-    shape = (env.W, env.N)
-
-    def day(carry: tuple[MabimState, dict[str, jax.Array]], _: Any) -> tuple[Any, None]:
-        state, totals = carry
-        quantity = policy(state, params)
-        if jnp.shape(quantity) != shape:
-            raise ValueError(
-                f"a MABIM policy must return order quantities of shape {shape}, got {jnp.shape(quantity)}"
-            )
-        quantity = jnp.maximum(jnp.floor(quantity.astype(env.dtype)), 0.0)
-        nxt, components, _ = env.simulate_day(state, quantity, params)
-        return (nxt, {k: totals[k] + components[k] for k in REWARD_COMPONENTS}), None
-
-    zeros = {k: jnp.zeros(shape, env.dtype) for k in REWARD_COMPONENTS}
-    (_, totals), _ = jax.lax.scan(day, (state, zeros), None, length=length)
-    return totals
-
-
-def net_reward(components: dict[str, jax.Array]) -> jax.Array:
-    """``profit - excess_cost - order_cost - holding_cost - backlog_cost`` (reward2)."""
-    return (
-        components["profit"]
-        - components["excess_cost"]
-        - components["order_cost"]
-        - components["holding_cost"]
-        - components["backlog_cost"]
-    )
-
-
-def _split_of(env: MabimEnv, params: MabimParams) -> str:
-    for split in ("test", "validation", "train"):
-        if env.default_params(split) is params:
-            return split
-    return "custom"
-
-
-def summarize(env: MabimEnv, components: dict[str, Any], **meta: Any) -> dict[str, Any]:
-    """A JSON-ready dict: total return, components summed, and per warehouse return + components.
-
-    ``components`` maps each reward component to ``[W, N]`` episode sums; sums are taken in float64
-    on the host.
-    """
-    comp = {k: np.asarray(components[k], dtype=np.float64) for k in REWARD_COMPONENTS}
-    per_wh_comp = {k: v.sum(axis=1) for k, v in comp.items()}
-    per_wh_ret = net_reward(per_wh_comp)
-    per_warehouse = {
-        name: {
-            "return": float(per_wh_ret[w]),
-            **{k: float(per_wh_comp[k][w]) for k in REWARD_COMPONENTS},
-        }
-        for w, name in enumerate(env.config.warehouses)
-    }
-    return {
-        **meta,
-        "scenario": env.spec.name,
-        "data_source": env.spec.data_source,
-        "return": float(per_wh_ret.sum()),
-        "components": {k: float(per_wh_comp[k].sum()) for k in REWARD_COMPONENTS},
-        "per_warehouse": per_warehouse,
-    }
-
-
-def evaluate(
-    env: MabimEnv,
-    policy: Policy,
-    split: str = "test",
-    *,
-    key: jax.Array | None = None,
-    params: MabimParams | None = None,
-    name: str = "policy",
-) -> dict[str, Any]:
-    """Run ``policy`` for one episode of a split and summarise it (see :func:`summarize`).
-
-    Args:
-        env: the scenario.
-        policy: ``policy(state, params) -> quantities [W, N]``.
-        split: ``train``, ``validation`` or ``test`` (ignored when ``params`` is given).
-        key: draws the window on a split with several (train); validation/test have one.
-        params: explicit parameters instead of ``env.default_params(split)``.
-        name: the policy's label in the result.
-
-    Returns:
-        ``{"policy", "split", "start_date", "days", "scenario", "data_source", "return",
-        "components": {name: total}, "per_warehouse": {warehouse: {"return", <components>}}}``.
-    """
-    params = env.default_params(split) if params is None else params
-    split = _split_of(env, params)
-    start = _episode_start(params, key)
-    length = int(params.horizon)
-    run = jax.jit(functools.partial(episode_components, env, policy, length=length))
-    totals = jax.device_get(run(params, start))
-    return summarize(
-        env,
-        totals,
-        policy=name,
-        split=split,
-        start_date=format_date(env.tables.dates[int(start)]),
-        days=length,
-    )
-
-
-def _episode_start(params: MabimParams, key: jax.Array | None) -> jax.Array:
-    if int(params.n_starts) == 1:
-        return params.start_lo
-    if key is None:
-        raise ValueError(
-            "this split has several episode windows: pass key=jax.random.key(...) to draw one"
-        )
-    return params.start_lo + jax.random.randint(key, (), 0, params.n_starts)
-
-
-# ------------------------------------------------------------------------------------------
-# Grid search
-# ------------------------------------------------------------------------------------------
-
-
-def training_starts(params: MabimParams, key: jax.Array, n_windows: int = N_WINDOWS) -> jax.Array:
-    """``n_windows`` episode start rows drawn uniformly from the split's allowed windows."""
-    if n_windows < 1:
-        raise ValueError(f"n_windows must be at least 1, got {n_windows}")
-    return params.start_lo + jax.random.randint(key, (n_windows,), 0, params.n_starts)
-
-
-def grid_scores(
-    env: MabimEnv,
-    make_policy: Callable[[Any], Policy],
-    grid: Any,
-    params: MabimParams,
-    starts: jax.Array,
-) -> jax.Array:
-    """Per-SKU episode reward of every candidate, summed over warehouses and windows: ``[G, N]``.
-
-    ``grid`` is a pytree whose leaves have a leading axis of ``G`` candidates; ``make_policy(theta)``
-    builds the policy of one candidate. All ``G x len(starts)`` episodes run in one jitted,
-    vmapped call (one trace of ``make_policy``).
-    """
-    length = int(params.horizon)
-    starts = jnp.atleast_1d(jnp.asarray(starts))
-    n_candidates = jax.tree_util.tree_leaves(grid)[0].shape[0]
-    # The demand-mean divisor gets one materialised copy per episode. Shared by all episodes, vmap
-    # would broadcast it inside the program and XLA would rewrite x / broadcast(L) into
-    # x * (1 / L), which moves floor boundaries (float64 would no longer match the original).
-    # For the same reason params are a jit argument, never a closure constant.
-    lookback = jnp.broadcast_to(
-        params.lookback, (n_candidates, starts.shape[0], *params.lookback.shape)
-    )
-
-    def all_candidates(
-        grid: Any, params: MabimParams, starts: jax.Array, lookback: jax.Array
-    ) -> jax.Array:
-        def one(theta: Any, start: jax.Array, lb: jax.Array) -> jax.Array:
-            p = params.replace(lookback=lb)
-            return net_reward(episode_components(env, make_policy(theta), p, start, length)).sum(
-                axis=0
-            )
-
-        per_window = jax.vmap(
-            lambda theta, lb: jax.vmap(lambda st, l: one(theta, st, l))(starts, lb)
-        )(grid, lookback)
-        return per_window.sum(axis=1)  # [G, N]
-
-    return jax.jit(all_candidates)(grid, params, starts, lookback)
-
-
-def best_per_sku(scores: jax.Array) -> np.ndarray:
-    """Index of the best candidate for each SKU (``scores [G, N]``; ties go to the first)."""
-    return np.asarray(jnp.argmax(scores, axis=0))
 
 
 def fit_ss(
@@ -432,7 +177,10 @@ def fit_base_stock(
         make = dynamic_base_stock_policy
     else:
         mean = train_mean_demand(env)
-        make = lambda k: base_stock_policy(base_stock_level(mean, train.vlt, k))  # noqa: E731
+
+        def make(k: jax.Array) -> Policy:
+            return base_stock_policy(base_stock_level(mean, train.vlt, k))
+
     scores = grid_scores(env, make, grid, train, training_starts(train, key, n_windows))
     return np.asarray(safety_days)[best_per_sku(scores)], scores
 
