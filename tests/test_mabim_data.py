@@ -13,6 +13,7 @@ import pytest
 import envs_jax
 from envs_jax.core import UnknownScenarioError
 from envs_jax.mabim import data as mdata
+from envs_jax.mabim import synthetic
 from envs_jax.mabim.config import scenario_config
 
 N_WRITE = 6  # SKU0..SKU5: covers the first five ids of the sku50 list (SKU0, 1, 2, 3, 5)
@@ -21,7 +22,7 @@ DAILY_FILES = (mdata.DEMAND_FILE, *(mdata.price_file(t) for t in mdata.PRICE_TAB
 
 @pytest.fixture(scope="module")
 def synth_dir(tmp_path_factory) -> Path:
-    return mdata.write_synthetic_dir(tmp_path_factory.mktemp("synth0"), seed=0, n_skus=N_WRITE)
+    return synthetic.write_synthetic_dir(tmp_path_factory.mktemp("synth0"), seed=0, n_skus=N_WRITE)
 
 
 def one_line_error(excinfo) -> str:
@@ -36,8 +37,8 @@ def one_line_error(excinfo) -> str:
 
 
 def test_write_synthetic_dir_is_byte_identical_per_seed(synth_dir, tmp_path):
-    again = mdata.write_synthetic_dir(tmp_path / "again", seed=0, n_skus=N_WRITE)
-    other = mdata.write_synthetic_dir(tmp_path / "other", seed=1, n_skus=N_WRITE)
+    again = synthetic.write_synthetic_dir(tmp_path / "again", seed=0, n_skus=N_WRITE)
+    other = synthetic.write_synthetic_dir(tmp_path / "other", seed=1, n_skus=N_WRITE)
     for name in DAILY_FILES:
         assert (synth_dir / name).read_bytes() == (again / name).read_bytes(), name
         assert (synth_dir / name).read_bytes() != (other / name).read_bytes(), name
@@ -65,7 +66,7 @@ def test_written_files_have_the_original_layout(synth_dir):
 def test_load_real_on_a_written_dir_equals_synthetic_tables(synth_dir):
     ids = ("SKU0", "SKU3", "SKU5")
     real = mdata.load_real(synth_dir, ids)
-    synth = mdata.synthetic_tables(ids, seed=0)
+    synth = synthetic.synthetic_tables(ids, seed=0)
     assert real.dates == synth.dates and real.sku_ids == synth.sku_ids == ids
     np.testing.assert_array_equal(real.demand, synth.demand)
     for t in mdata.PRICE_TABLES:
@@ -88,8 +89,8 @@ def test_scenario_on_a_data_dir_matches_the_default_synthetic_data(synth_dir):
 
 
 def test_synthetic_columns_depend_only_on_seed_and_sku():
-    many = mdata.synthetic_tables([f"SKU{i}" for i in range(6)], seed=3)
-    one = mdata.synthetic_tables(["SKU4"], seed=3)
+    many = synthetic.synthetic_tables([f"SKU{i}" for i in range(6)], seed=3)
+    one = synthetic.synthetic_tables(["SKU4"], seed=3)
     np.testing.assert_array_equal(one.demand[:, 0], many.demand[:, 4])
     for t in mdata.PRICE_TABLES:
         np.testing.assert_array_equal(one.prices[t][:, 0], many.prices[t][:, 4])
@@ -102,7 +103,7 @@ def test_synthetic_columns_depend_only_on_seed_and_sku():
 
 @pytest.fixture(scope="module")
 def tables100() -> mdata.MabimTables:
-    return mdata.synthetic_tables([f"SKU{i}" for i in range(100)], seed=0)
+    return synthetic.synthetic_tables([f"SKU{i}" for i in range(100)], seed=0)
 
 
 def test_values_are_non_negative_integers_and_prices_fall_upstream(tables100):
@@ -119,7 +120,7 @@ def test_values_are_non_negative_integers_and_prices_fall_upstream(tables100):
 
 def test_price_chain_stays_strict_when_a_markup_drifts_high():
     """Regression: seed 2, SKU175 (store1 price 4, markups near 2) used to give store3 == super_vendor == 1."""
-    tabs = mdata.synthetic_tables(["SKU175"], seed=2)
+    tabs = synthetic.synthetic_tables(["SKU175"], seed=2)
     chain = [tabs.prices[t][:, 0] for t in mdata.PRICE_TABLES]
     assert chain[0].min() == 4.0
     for down, up in zip(chain, chain[1:]):
@@ -127,7 +128,7 @@ def test_price_chain_stays_strict_when_a_markup_drifts_high():
     below = np.array([4.0, 4.0, 10.0])
     # markup 3: floor(4 / 3) = 1 would leave no room for two more tables; the floor 3 keeps it at 3
     np.testing.assert_array_equal(
-        mdata.upstream_price(below, np.array([3.0, 1.0, 1.2]), floor=3.0), [3, 3, 8]
+        synthetic.upstream_price(below, np.array([3.0, 1.0, 1.2]), floor=3.0), [3, 3, 8]
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from envs_jax.core import register
 from envs_jax.mabim import data as mdata
+from envs_jax.mabim import synthetic
 from envs_jax.mabim.config import MabimConfig, scenario_config
 from envs_jax.mabim.env import MabimEnv
 
@@ -30,7 +31,7 @@ from envs_jax.mabim.env import MabimEnv
 @functools.lru_cache(maxsize=16)
 def _tables(sku_ids: tuple[str, ...], data_dir: str | None, seed: int) -> mdata.MabimTables:
     if data_dir is None:
-        return mdata.synthetic_tables(sku_ids, seed)
+        return synthetic.synthetic_tables(sku_ids, seed)
     return mdata.load_real(data_dir, sku_ids)
 
 
