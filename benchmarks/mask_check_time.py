@@ -1,8 +1,9 @@
 """Time to check LLM mask candidates: one candidate, and K = 16 concurrently in the sandbox.
 
-Usage::
+Usage (every option has the default shown)::
 
-    python benchmarks/mask_check_time.py [--scenario mabim/standard-100] [--k 16] [--workers 2] [--repeats 3]
+    python benchmarks/mask_check_time.py [--scenario mabim/standard-100] [--k 16]
+                                         [--workers 2] [--repeats 3]
 
 Rows (median over ``--repeats``):
 
@@ -105,7 +106,8 @@ def main() -> None:
     for name, k, w, med, _ in rows:
         print(f"{name:<28} {k:>3} {w:>7} {med:>9.2f} {med / k:>14.2f}")
     print(
-        f"inside one child (median): startup {statistics.median(startup):.2f} s, static {stages['static']:.3f} s, "
+        f"inside one child (median): startup {statistics.median(startup):.2f} s, "
+        f"static {stages['static']:.3f} s, "
         f"abstract {stages['abstract']:.3f} s, values {stages['values']:.3f} s; "
         f"child total {statistics.median(per):.2f} s"
     )

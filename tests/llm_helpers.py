@@ -7,44 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs_jax.core import ContextField, EnvSpec, MaskContext
+from envs_jax.mabim.config import MULTIPLIERS_34
 from envs_jax.mabim.features import MASK_CONTEXT_FIELDS
 
-MABIM_MULTIPLIERS = (
-    0.0,
-    0.16,
-    0.33,
-    0.4,
-    0.45,
-    0.5,
-    0.55,
-    0.6,
-    0.66,
-    0.83,
-    1.0,
-    1.16,
-    1.33,
-    1.5,
-    1.66,
-    1.83,
-    2.0,
-    2.16,
-    2.33,
-    2.5,
-    2.66,
-    2.83,
-    3.0,
-    3.16,
-    3.33,
-    3.5,
-    3.66,
-    3.83,
-    4.0,
-    5.0,
-    6.0,
-    7.0,
-    9.0,
-    12.0,
-)
+MABIM_MULTIPLIERS = MULTIPLIERS_34
 SUMO_PHASES = ("WT-ET", "NT-ST", "WL-EL", "NL-SL", "WL-WT", "EL-ET", "SL-ST", "NL-NT")
 
 SUMO_FIELDS = (
@@ -117,7 +83,7 @@ def abstract_context(spec: EnvSpec) -> MaskContext:
 
 
 def random_context(spec: EnvSpec, seed: int, batch: tuple[int, ...] = ()) -> MaskContext:
-    """A context of random, plausibly scaled numpy values for every field (optional leading batch axes)."""
+    """A context of random, plausibly scaled numpy values for every field (optional batch axes)."""
     rng = np.random.default_rng(seed)
     fields = {}
     for f in spec.context_fields:

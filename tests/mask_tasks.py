@@ -1,49 +1,15 @@
-"""Small mask-compiler tasks for the tests: a MABIM one (W=2, N=3, L=21, A=34) and a SUMO-like one."""
+"""Small mask-compiler tasks for the tests: a MABIM one (W=2, N=3, L=21, A=34), a SUMO-like one."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from envs_jax.core import ContextField, EnvSpec, MaskContext
+from envs_jax.mabim.config import MULTIPLIERS_34
 from envs_jax.mabim.features import MASK_CONTEXT_FIELDS
 from espark_jax.masks import MaskTask, sample_contexts
 
-MABIM_MULTIPLIERS = (
-    0.00,
-    0.16,
-    0.33,
-    0.40,
-    0.45,
-    0.50,
-    0.55,
-    0.60,
-    0.66,
-    0.83,
-    1.00,
-    1.16,
-    1.33,
-    1.50,
-    1.66,
-    1.83,
-    2.00,
-    2.16,
-    2.33,
-    2.50,
-    2.66,
-    2.83,
-    3.00,
-    3.16,
-    3.33,
-    3.50,
-    3.66,
-    3.83,
-    4.00,
-    5.00,
-    6.00,
-    7.00,
-    9.00,
-    12.00,
-)
+MABIM_MULTIPLIERS = MULTIPLIERS_34
 
 
 def mabim_spec() -> EnvSpec:

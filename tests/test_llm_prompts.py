@@ -18,7 +18,10 @@ from espark_jax.llm.extract import (
     parse_verdict,
 )
 
-SOURCE = "def step(key, state, actions, params):\n    reward = profit - excess_cost  # MARKER-SOURCE-42\n"
+SOURCE = (
+    "def step(key, state, actions, params):\n"
+    "    reward = profit - excess_cost  # MARKER-SOURCE-42\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +238,8 @@ def test_hash_ignores_cache_markers(info):
 def test_extract_last_block_defining_the_function():
     text = (
         "Idea...\n```python\ndef compute_mask(ctx, action_space):\n    return 1\n```\nBetter:\n"
-        "```python\ndef helper(x):\n    return x\n\ndef compute_mask(ctx, action_space):\n    return 2\n```\n"
+        "```python\ndef helper(x):\n    return x\n\n"
+        "def compute_mask(ctx, action_space):\n    return 2\n```\n"
         "Usage:\n```python\nmask = compute_mask(ctx, a)\n```\n"
     )
     code = extract_code(text)
@@ -267,7 +271,8 @@ def test_extract_without_fenced_code_is_a_clear_error(text):
             CheckerVerdict(True),
         ),
         (
-            'Analysis {not json}. {"pass": false, "reasons": ["axis 0 is SKUs, not warehouses"], "suggestion": "use axis=-1"}'
+            'Analysis {not json}. {"pass": false, "reasons": ["axis 0 is SKUs, not warehouses"], '
+            '"suggestion": "use axis=-1"}'
             " Thanks.",
             CheckerVerdict(False, ("axis 0 is SKUs, not warehouses",), "use axis=-1"),
         ),

@@ -1,4 +1,4 @@
-"""Providers: the real anthropic SDK path through httpx2.MockTransport, replay records, the factory."""
+"""Providers: the real anthropic SDK path (httpx2.MockTransport), replay records, the factory."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Mask templates (valid, traceable, correct on hand-computed cases) and the template search/provider."""
+"""Mask templates (valid, traceable, right on hand-computed cases) and the template search."""
 
 from __future__ import annotations
 
@@ -137,7 +137,7 @@ def _mabim_ctx(in_stock, in_transit, demand_mean, **extra) -> MaskContext:
 
 
 def _mask(prov: TemplateProvider, family: str, ctx: MaskContext, **params) -> np.ndarray:
-    """The mask of one genome on ``ctx`` (numpy backend; the jax backend agrees, see the test above)."""
+    """The mask of one genome on ``ctx`` (numpy backend; the jax backend agrees, see above)."""
     genome = Genome(family, tuple(params.items()))
     actions = np.asarray(SPECS[prov.env_family].action_values, np.float32)
     return np.asarray(compile_source(prov.source(genome), "numpy")(ctx, actions))
@@ -146,7 +146,8 @@ def _mask(prov: TemplateProvider, family: str, ctx: MaskContext, **params) -> np
 def test_mabim_hand_computed_masks():
     prov = _provider("mabim")
     mult = np.asarray(MABIM_MULTIPLIERS, np.float32)
-    # 10 on hand, 0 in transit, mean demand 5: a cap of 4 days (20 units) allows orders of at most 10 units
+    # 10 on hand, 0 in transit, mean demand 5: a cap of 4 days (20 units) allows orders of at
+    # most 10 units
     m = _mask(prov, "cover_cap", _mabim_ctx(10, 0, 5), max_days=4.0)
     np.testing.assert_array_equal(m[0, 0], (np.floor(mult * 5) <= 10).astype(int))
     assert (
@@ -186,7 +187,8 @@ def test_sumo_hand_computed_masks():
     np.testing.assert_array_equal(m[0], [0, 0, 0, 0, 1, 0, 0, 1])
     m = _mask(prov, "forbid_empty", ctx, min_queue=0.5)
     np.testing.assert_array_equal(m[0], [0, 1, 0, 0, 1, 1, 0, 1])
-    # current phase 4 has a queue of 12 > 10: keep it alone; phase 1's queue of 4 is short: all available
+    # current phase 4 has a queue of 12 > 10: keep it alone; phase 1's queue of 4 is short: all
+    # available
     m = _mask(prov, "keep_current", ctx, q_thresh=10.0)
     np.testing.assert_array_equal(m[0], [0, 0, 0, 0, 1, 0, 0, 0])
     np.testing.assert_array_equal(m[1], np.asarray(avail[1], int))
@@ -293,7 +295,7 @@ def test_failed_or_foreign_slots_do_not_count():
 
 
 def test_tell_after_resume_recognises_proposals_and_repairs():
-    """A fresh provider (as after --resume) maps reported code back to genomes without having issued it."""
+    """A fresh provider (as after --resume) maps reported code back to genomes it never issued."""
     first = _provider("mabim", 5)
     texts = _run_generation(first, 1, 3)
     (repaired,) = first.generate([_request(1, 1, "repair", round=1)])

@@ -529,7 +529,7 @@ def test_good_programs_match_reference(text: str, reference, task: MaskTask) -> 
 
 
 def test_fig21_hand_computed_case() -> None:
-    """A warehouse at the capacity edge, one over it, one overstocked SKU: checked entry by entry."""
+    """A warehouse at the capacity edge, one over it, one overstocked SKU: checked per entry."""
     fields = {f.name: np.zeros(f.shape, np.dtype(f.dtype)) for f in TASK.fields}
     fields["demand_mean"] = np.array([[10.0, 1.0, 0.0], [4.0, 4.0, 4.0]], np.float32)
     fields["in_stock"] = np.array([[5.0, 50.0, 0.0], [0.0, 0.0, 0.0]], np.float32)
@@ -554,7 +554,8 @@ def test_fig21_hand_computed_case() -> None:
 def test_annotations_are_never_evaluated(tmp_path) -> None:
     target = tmp_path / "pwned"
     text = (
-        f"def compute_mask(ctx: open({str(target)!r}, 'w'), action_space: print('x')) -> exec('1'):\n"
+        f"def compute_mask(ctx: open({str(target)!r}, 'w'), "
+        "action_space: print('x')) -> exec('1'):\n"
         f"    m: open({str(target)!r}, 'w') = {ONES}\n    return m\n"
     )
     result = check_in_process(text, TASK)
@@ -567,7 +568,8 @@ def test_annotations_are_never_evaluated(tmp_path) -> None:
 
 def test_numpy_and_jnp_share_one_allow_listed_view() -> None:
     text = "import numpy as np\nimport jax.numpy as jnp\n" + fn(
-        "a = np.ones((2, 3, 34), dtype=np.float32)\nb = numpy.zeros_like(a)\nreturn jnp.maximum(a, b) > 0"
+        "a = np.ones((2, 3, 34), dtype=np.float32)\nb = numpy.zeros_like(a)\n"
+        "return jnp.maximum(a, b) > 0"
     )
     result = check_in_process(text, TASK)
     assert result.ok, result.reason
@@ -578,7 +580,8 @@ def test_numpy_and_jnp_share_one_allow_listed_view() -> None:
 def test_statistics_hand_computed() -> None:
     # only "order nothing" (action 0) and the largest multiplier (action 33) on the head warehouse
     text = fn(
-        "m = jnp.zeros((2, 3, 34), dtype=bool)\nm = m.at[:, :, 0].set(True)\nm = m.at[0, :, 33].set(True)\n"
+        "m = jnp.zeros((2, 3, 34), dtype=bool)\nm = m.at[:, :, 0].set(True)\n"
+        "m = m.at[0, :, 33].set(True)\n"
         "return m"
     )
     result = check_in_process(text, TASK, limits=CheckLimits(n_random=4))
@@ -595,7 +598,8 @@ def test_statistics_hand_computed() -> None:
 
 
 def test_empty_rows_judged_on_recorded_contexts() -> None:
-    # allows nothing where stock is above 5 units: fine on synthetic data, rejected on recorded states
+    # allows nothing where stock is above 5 units: fine on synthetic data, rejected on recorded
+    # states
     text = fn("return jnp.broadcast_to((ctx.in_stock <= 5.0)[:, :, None], (2, 3, 34))")
     rng = np.random.default_rng(0)
     recorded = {f.name: rng.uniform(10, 20, (3, 4, *f.shape)).astype(f.dtype) for f in TASK.fields}
@@ -628,7 +632,8 @@ def test_recorded_samples_must_match_the_task(tmp_path) -> None:
 # ------------------------------------------------------------------------------ pieces
 def test_extraction_rules() -> None:
     two = (
-        "```python\ndef helper(x):\n    return x\n```\ntext\n```python\ndef compute_mask(ctx, a):\n    return 1\n```\n"
+        "```python\ndef helper(x):\n    return x\n```\ntext\n"
+        "```python\ndef compute_mask(ctx, a):\n    return 1\n```\n"
         "```python\nprint('usage')\n```\n"
     )
     assert extract_program(two).startswith("def compute_mask")
@@ -719,7 +724,7 @@ def test_fix_empty_rows_property(bits: list[bool]) -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.data())
 def test_validator_only_ever_rejects_cleanly(data) -> None:
-    """Arbitrary text and damaged good programs: either accepted or a Rejected, never another error."""
+    """Arbitrary text and damaged good programs: accepted or a Rejected, never another error."""
     source = data.draw(
         st.one_of(
             st.text(max_size=200),
@@ -739,7 +744,7 @@ def test_validator_only_ever_rejects_cleanly(data) -> None:
 
 
 def test_abstract_check_bans_callbacks_defence_in_depth() -> None:
-    """Code reaching jax.pure_callback cannot pass the allow-list; the jaxpr check catches it anyway."""
+    """Code reaching jax.pure_callback cannot pass the allow-list; the jaxpr check catches it."""
 
     def sneaky(ctx, action_space):
         host = jax.pure_callback(

@@ -1,4 +1,4 @@
-"""The sandbox: child processes with timeout and memory limit, and the parent never running bad code.
+"""The sandbox: child processes with timeout and memory limit; the parent never runs bad code.
 
 One batch of candidates goes through ``check_candidates`` once (module fixture, two workers) and
 the tests read its results; a second small test drives the audit-hook tripwire directly.
@@ -39,7 +39,8 @@ SLOW = (
     + f"    return {ONES}\n"
 )
 MEMORY_HOG = (
-    f"def compute_mask(ctx, action_space):\n    x = [1, 2, 3]\n    for i in range(60):\n        x = x + x\n"
+    "def compute_mask(ctx, action_space):\n    x = [1, 2, 3]\n"
+    "    for i in range(60):\n        x = x + x\n"
     f"    return {ONES}\n"
 )
 TIMEOUT_S = 60.0
@@ -51,10 +52,13 @@ def batch(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sandbox")
     targets = {name: tmp / name for name in ("saved.npy", "opened.txt", "written.txt")}
     writers = [
-        f"def compute_mask(ctx, action_space):\n    x = jnp.save({str(targets['saved.npy'])!r}, ctx.in_stock)\n"
+        "def compute_mask(ctx, action_space):\n"
+        f"    x = jnp.save({str(targets['saved.npy'])!r}, ctx.in_stock)\n"
         f"    return {ONES}\n",
-        f"def compute_mask(ctx, action_space):\n    f = open({str(targets['opened.txt'])!r}, 'w')\n    return {ONES}\n",
-        f"import os\ndef compute_mask(ctx, action_space):\n    x = os.system('touch {targets['written.txt']}')\n"
+        "def compute_mask(ctx, action_space):\n"
+        f"    f = open({str(targets['opened.txt'])!r}, 'w')\n    return {ONES}\n",
+        "import os\ndef compute_mask(ctx, action_space):\n"
+        f"    x = os.system('touch {targets['written.txt']}')\n"
         f"    return {ONES}\n",
     ]
     texts = [GOOD, NEEDS_VALUES, MEMORY_HOG, *writers]
@@ -139,8 +143,8 @@ def test_tripwire_blocks_writes_processes_and_new_imports(tmp_path) -> None:
         sys.path.insert(0, {_PACKAGE_ROOT!r})
         from espark_jax.masks.zygote import _install_tripwire
         _install_tripwire()
-        attempts = [lambda: open({str(target)!r}, "w"), lambda: os.system("true"), lambda: __import__("wave"),
-                    lambda: os.remove({str(tmp_path)!r})]
+        attempts = [lambda: open({str(target)!r}, "w"), lambda: os.system("true"),
+                    lambda: __import__("wave"), lambda: os.remove({str(tmp_path)!r})]
         for attempt in attempts:
             try:
                 attempt()

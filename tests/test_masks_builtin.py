@@ -37,7 +37,8 @@ def test_none_allows_everything():
 
 
 def test_ss_pruning_hand_case():
-    # S = 6, s = 3 days. SKU0: position (2+1)/10 = 0.3 days < s -> gap 5.7 -> allow [2.85, 11.4] -> 3, 5, 8
+    # S = 6, s = 3 days.
+    # SKU0: position (2+1)/10 = 0.3 days < s -> gap 5.7 -> allow [2.85, 11.4] -> 3, 5, 8
     # SKU1: position 40/10 = 4 days >= s -> only "order nothing"
     # SKU2: position 5.9 days >= s -> only "order nothing"
     c = ctx([2.0, 30.0, 59.0], [1.0, 10.0, 0.0], [10.0, 10.0, 10.0])

@@ -1,8 +1,9 @@
-"""Re-create ``tests/data/replay_run``: a tiny recorded eSpark run (K = 2, 2 iterations) for replay tests.
+"""Re-create ``tests/data/replay_run``: a tiny recorded eSpark run (K = 2, 2 iterations).
 
-The replies are hand-written LLM-style answers (prose plus a fenced function, and checker
-verdicts in JSON), served by a scripted provider; the loop records them exactly as it records
-real anthropic replies. Only the LLM records are kept (prompts dropped, prompt hashes kept).
+It serves the replay tests. The replies are hand-written LLM-style answers (prose plus a fenced
+function, and checker verdicts in JSON), served by a scripted provider; the loop records them
+exactly as it records real anthropic replies. Only the LLM records are kept (prompts dropped,
+prompt hashes kept).
 
     python tests/data/make_replay_run.py
 """
@@ -23,7 +24,8 @@ from test_search import REPLAY_K, ScriptedProvider, new_run, tiny_config  # noqa
 from espark_jax.search import run_search  # noqa: E402
 
 REPLIES = {
-    0: """Orders that would push the inventory position beyond two weeks of cover only create holding and
+    0: """Orders that would push the inventory position beyond two weeks of cover only create \
+holding and
 overflow costs, so I prune them, but "order nothing" is always allowed.
 
 ```python
@@ -33,7 +35,8 @@ def compute_mask(ctx, action_space):
     qty = np.floor(action_space * dm)
     return np.logical_or(position + qty <= 14 * dm, qty <= 0)
 ```""",
-    1: """Large multipliers rarely pay off and risk destroying stock at the capacity limit. I keep multipliers up to
+    1: """Large multipliers rarely pay off and risk destroying stock at the capacity limit. I keep \
+multipliers up to
 four days of demand and never allow orders that do not fit in the free capacity.
 
 ```python
@@ -43,7 +46,8 @@ def compute_mask(ctx, action_space):
     small = action_space <= 4.0
     return np.logical_or(np.logical_and(small, qty <= free), qty <= 0)
 ```""",
-    2: """Ordering far less than the lead-time demand only causes lost sales, and far more only costs holding: I keep
+    2: """Ordering far less than the lead-time demand only causes lost sales, and far more \
+only costs holding: I keep
 order quantities between half and twice the demand expected over the lead time plus one day.
 
 ```python
@@ -54,7 +58,8 @@ def compute_mask(ctx, action_space):
     high = 2.0 * np.maximum(need[..., None], ctx.demand_mean[..., None])
     return np.logical_or(np.logical_and(qty >= low, qty <= high), qty <= 0)
 ```""",
-    3: """SKUs with a thin margin cannot pay for large orders, so their multipliers are capped at two days of demand;
+    3: """SKUs with a thin margin cannot pay for large orders, so their multipliers are capped \
+at two days of demand;
 the others may order up to six days.
 
 ```python
@@ -68,7 +73,10 @@ def compute_mask(ctx, action_space):
 
 def reply(req):
     if req.role == "checker":
-        return '{"pass": true, "reasons": ["the mask keeps order-nothing allowed and uses documented fields"]}'
+        return (
+            '{"pass": true, "reasons": '
+            '["the mask keeps order-nothing allowed and uses documented fields"]}'
+        )
     return REPLIES[2 * (req.iteration - 1) + req.slot]  # four different answers over the run
 
 
@@ -91,7 +99,8 @@ def main() -> None:
             dest.write_text(json.dumps(data, indent=1) + "\n")
         (out / "README.md").write_text(
             "A tiny recorded eSpark run (mabim/tiny, K = 2, 2 iterations) for the replay tests.\n"
-            "The replies are hand-written LLM-style answers, not real model output; re-create with\n"
+            "The replies are hand-written LLM-style answers, not real model output; "
+            "re-create with\n"
             "`python tests/data/make_replay_run.py`.\n"
         )
 
