@@ -140,7 +140,10 @@ BASELINES = (
 def fit_ss(
     env: MabimEnv, params: MabimParams, starts: jax.Array
 ) -> tuple[np.ndarray, np.ndarray, jax.Array]:
-    """Per-SKU (S, s) from the 169-pair grid on the given windows; returns ``(S [N], s [N], scores)``."""
+    """Per-SKU (S, s) from the 169-pair grid on the given windows.
+
+    Returns ``(S [N], s [N], scores)``.
+    """
     S, s = ss_grid()
     grid = (jnp.asarray(S, env.dtype), jnp.asarray(s, env.dtype))
     scores = grid_scores(
@@ -186,7 +189,7 @@ def fit_base_stock(
 
 
 def static_levels(env: MabimEnv, safety_days: np.ndarray) -> jax.Array:
-    """Fixed base-stock levels ``[W, N]`` from the training-split mean demand and safety days ``[N]``."""
+    """Fixed base-stock levels ``[W, N]``: training-split mean demand, safety days ``[N]``."""
     train = env.default_params("train")
     return base_stock_level(train_mean_demand(env), train.vlt, jnp.asarray(safety_days, env.dtype))
 
@@ -194,8 +197,8 @@ def static_levels(env: MabimEnv, safety_days: np.ndarray) -> jax.Array:
 def _check_history(env: MabimEnv, params: MabimParams, window: int = ROLLING_WINDOW) -> None:
     if int(params.start_lo) < window:
         raise ValueError(
-            f"{env.spec.name}: dynamic base stock reads {window} days before each episode; the split starts "
-            f"on data row {int(params.start_lo)}: move the split dates later"
+            f"{env.spec.name}: dynamic base stock reads {window} days before each episode; the "
+            f"split starts on data row {int(params.start_lo)}: move the split dates later"
         )
 
 

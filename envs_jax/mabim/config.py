@@ -1,8 +1,8 @@
 """MABIM scenario configuration: topology, capacities, costs, splits, action space.
 
 The defaults are those of every shipped ``sku*.yml`` config of the original MABIM (lookback 21,
-horizon 100, integer quantities, ``reward2``, unit order cost 10, volume 1, basic holding cost 0.001,
-unit storage cost 0.002, backlog ratio 0.1, overflow cost ratio 0.5) and the 34 demand-mean
+horizon 100, integer quantities, ``reward2``, unit order cost 10, volume 1, basic holding cost
+0.001, unit storage cost 0.002, backlog ratio 0.1, overflow cost ratio 0.5) and the 34 demand-mean
 multipliers of the MARL baselines.
 """
 
@@ -114,7 +114,8 @@ class MabimConfig:
         for field in ("price_tables", "cost_tables", "capacity", "unit_storage_cost"):
             if len(getattr(self, field)) != W:
                 raise ValueError(
-                    f"{self.name}: {field} needs one entry per warehouse ({W}), got {getattr(self, field)}"
+                    f"{self.name}: {field} needs one entry per warehouse ({W}), "
+                    f"got {getattr(self, field)}"
                 )
         for c in self.capacity:
             if not c > 0:
@@ -162,11 +163,12 @@ class MabimConfig:
         chain = " -> ".join(["super vendor", *self.warehouses, "consumers"])
         caps = ", ".join(f"{w} {c:g}" for w, c in zip(self.warehouses, self.capacity))
         return (
-            f"Multi-echelon inventory management (MABIM) with {W} warehouse(s) and {n_skus} SKUs per warehouse "
-            f"({W * n_skus} agents, one per warehouse and SKU). Goods flow {chain}. Every day each agent orders "
-            f"a quantity equal to a multiplier times its 21-day mean demand; orders arrive after the SKU's lead "
-            f"time; unmet demand is lost; arrivals that do not fit in the warehouse capacity ({caps} units) are "
-            f"destroyed at a cost. The team maximises total profit minus excess, order, holding and backlog costs."
+            f"Multi-echelon inventory management (MABIM) with {W} warehouse(s) and {n_skus} SKUs "
+            f"per warehouse ({W * n_skus} agents, one per warehouse and SKU). Goods flow {chain}. "
+            "Every day each agent orders a quantity equal to a multiplier times its 21-day mean "
+            "demand; orders arrive after the SKU's lead time; unmet demand is lost; arrivals that "
+            f"do not fit in the warehouse capacity ({caps} units) are destroyed at a cost. "
+            "The team maximises total profit minus excess, order, holding and backlog costs."
         )
 
 
@@ -178,7 +180,7 @@ def scenario_config(
     sku_list: str | None = None,
     **overrides: object,
 ) -> MabimConfig:
-    """Build a config for ``n`` SKUs in ``echelons`` warehouses with ``capacity_per_sku * n`` capacity each.
+    """A config for ``n`` SKUs in ``echelons`` warehouses of capacity ``capacity_per_sku * n`` each.
 
     ``sku_list`` defaults to the bundled ``sku{n}`` list; pass ``n_skus=n`` in ``overrides`` to take
     the first ``n`` ids of a longer list.

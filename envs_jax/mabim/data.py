@@ -5,13 +5,15 @@ The original MABIM (``VictorYXL/ReplenishmentEnv``) reads, from ``data/sku2778/`
 * ``sku2778.demand.csv``: wide CSV ``Date,SKU0,...,SKU2777``, one row per day from 2018/7/1 to
   2021/10/30 (1,218 rows, ``Y/M/D`` dates without zero padding), integer demand at the tail store,
   preceded by one ``#`` comment line;
-* ``sku2778.{store1,store2,store3,super_vendor}.selling_price.csv``: the same layout, integer prices;
+* ``sku2778.{store1,store2,store3,super_vendor}.selling_price.csv``: the same layout, integer
+  prices;
 * ``sku2778.store{1,2,3}.info.csv``: ``SKU,init_stock,vlt`` (lead time into that store);
 * ``sku{N}.sku_list.csv``: ``#`` comment lines, a ``SKU`` header, one SKU id per line.
 
 The large daily files are not redistributable here; :mod:`envs_jax.mabim.synthetic` writes
-look-alike files (same names, layout and value types) or produces the same numbers in memory. The small real files (SKU
-lists, lead times, initial stock) are bundled in ``envs_jax/mabim/data/`` (Apache-2.0, see
+look-alike files (same names, layout and value types) or produces the same numbers in memory. The
+small real files (SKU lists, lead times, initial stock) are bundled in ``envs_jax/mabim/data/``
+(Apache-2.0, see
 ``NOTICE.md`` there). Every result must say which data it was computed on: see
 :attr:`MabimTables.source`.
 """
@@ -104,7 +106,7 @@ class MabimTables:
         first_date: _dt.date = FIRST_DATE,
         source: str = "arrays",
     ) -> "MabimTables":
-        """Tables from in-memory arrays (``demand [T, N]``, ``prices[table] [T, N]``, statics ``[N]``).
+        """Tables from in-memory arrays: ``demand [T, N]``, ``prices[t] [T, N]``, statics ``[N]``.
 
         SKU ids are ``SKU0..SKU{N-1}``; rows are consecutive days from ``first_date``.
         """
@@ -140,7 +142,8 @@ class MabimTables:
         if not 0 <= i < len(self.dates):
             raise MabimDataError(
                 f"date {format_date(d)} is outside the data ({format_date(self.dates[0])} to "
-                f"{format_date(self.dates[-1])}, source {self.source}); choose split dates inside that range"
+                f"{format_date(self.dates[-1])}, source {self.source}); choose split dates inside "
+                "that range"
             )
         return i
 
@@ -179,8 +182,8 @@ def read_sku_list(
     if path is None:
         bundled = sorted(f.name.split(".")[0] for f in BUNDLED_DIR.glob("*.sku_list.csv"))
         raise MabimDataError(
-            f"SKU list {str(name_or_path)!r} not found (looked in {', '.join(str(c) for c in candidates)}); "
-            f"bundled lists: {', '.join(bundled)}"
+            f"SKU list {str(name_or_path)!r} not found (looked in "
+            f"{', '.join(str(c) for c in candidates)}); bundled lists: {', '.join(bundled)}"
         )
     lines = _data_lines(path)
     if not lines or lines[0].strip() != "SKU":
@@ -200,7 +203,8 @@ def read_info(path: Path, sku_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarra
     need = {"SKU", "init_stock", "vlt"}
     if reader.fieldnames is None or not need <= set(reader.fieldnames):
         raise MabimDataError(
-            f"{path}: expected columns SKU,init_stock,vlt, found {','.join(reader.fieldnames or [])}"
+            f"{path}: expected columns SKU,init_stock,vlt, found "
+            f"{','.join(reader.fieldnames or [])}"
         )
     table: dict[str, tuple[float, float]] = {}
     for row in reader:
@@ -279,14 +283,16 @@ def read_wide_csv(path: Path, sku_ids: Sequence[str]) -> tuple[tuple[_dt.date, .
         except ValueError:
             bad = next(i for i in idx if not _is_number(parts[i]))
             raise MabimDataError(
-                f"{path}: row {lineno}, column {header[bad].strip()}: {parts[bad].strip()!r} is not a number"
+                f"{path}: row {lineno}, column {header[bad].strip()}: {parts[bad].strip()!r} is "
+                "not a number"
             ) from None
     if not rows:
         raise MabimDataError(f"{path}: the file has a header but no data rows")
     for a, b in zip(dates, dates[1:]):
         if (b - a).days != 1:
             raise MabimDataError(
-                f"{path}: dates must be consecutive days, found {format_date(a)} then {format_date(b)}"
+                f"{path}: dates must be consecutive days, found {format_date(a)} then "
+                f"{format_date(b)}"
             )
     values = np.asarray(rows, dtype=np.float64)
     if not np.isfinite(values).all():
@@ -294,7 +300,8 @@ def read_wide_csv(path: Path, sku_ids: Sequence[str]) -> tuple[tuple[_dt.date, .
     if (values < 0).any():
         r, c = (int(i[0]) for i in np.nonzero(values < 0))
         raise MabimDataError(
-            f"{path}: values must be non-negative, found {values[r, c]:g} for {sku_ids[c]} on {format_date(dates[r])}"
+            f"{path}: values must be non-negative, found {values[r, c]:g} for {sku_ids[c]} on "
+            f"{format_date(dates[r])}"
         )
     return tuple(dates), values
 
@@ -317,8 +324,9 @@ def load_real(
 
     Args:
         data_dir: directory holding ``sku2778.demand.csv``, the selling-price tables and the
-            ``*.info.csv`` files (the original ``ReplenishmentEnv/data/sku2778``, or one written by
-            :func:`write_synthetic_dir`). Info files missing there are taken from the bundled copies.
+            ``*.info.csv`` files (the original ``ReplenishmentEnv/data/sku2778``, or one written
+            by :func:`envs_jax.mabim.synthetic.write_synthetic_dir`). Info files missing there
+            are taken from the bundled copies.
         sku_ids: SKU columns to load.
         tables: price tables needed (default: all four).
         stores: stores whose static info is needed.

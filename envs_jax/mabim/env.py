@@ -94,8 +94,9 @@ class MabimEnv:
         self.dtype = jnp.float64 if config.precision == "float64" else jnp.float32
         if config.precision == "float64" and not jax.config.jax_enable_x64:
             raise ValueError(
-                "precision='float64' needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) "
-                "(or set JAX_ENABLE_X64=1) before building the environment"
+                "precision='float64' needs 64-bit JAX: call "
+                "jax.config.update('jax_enable_x64', True) (or set JAX_ENABLE_X64=1) before "
+                "building the environment"
             )
         self.V = int(lead_times(config, tables).max()) + 1
         self._split_rows = {s: split_rows(config, tables, s) for s in SPLITS}
@@ -231,7 +232,7 @@ class MabimEnv:
     def order_quantity(
         self, state: MabimState, actions: jax.Array, params: MabimParams
     ) -> jax.Array:
-        """Integer order quantities ``[W, N]`` for actions ``[n_agents]`` (indices or multipliers)."""
+        """Integer order quantities ``[W, N]`` for actions ``[n_agents]`` (indices/multipliers)."""
         return self._quantity(actions, self.demand_mean(state, params), params)
 
     def _quantity(
@@ -304,13 +305,15 @@ class MabimEnv:
         shape = tuple(np.shape(actions))
         if shape not in ((self.W * self.N,), (self.W, self.N)):
             raise ActionError(
-                f"{self.config.name}: actions must have shape ({self.W * self.N},) or ({self.W}, {self.N}), got {shape}"
+                f"{self.config.name}: actions must have shape ({self.W * self.N},) or "
+                f"({self.W}, {self.N}), got {shape}"
             )
         dtype = jnp.result_type(actions)
         if not self.config.continuous and not jnp.issubdtype(dtype, jnp.integer):
             raise ActionError(
-                f"{self.config.name}: discrete actions are integer indices into the {self.A} multipliers, got "
-                f"{dtype}; build the scenario with continuous=True to pass multipliers"
+                f"{self.config.name}: discrete actions are integer indices into the {self.A} "
+                f"multipliers, got {dtype}; build the scenario with continuous=True to pass "
+                "multipliers"
             )
         if isinstance(actions, jax.core.Tracer):
             return
@@ -322,7 +325,8 @@ class MabimEnv:
                 )
         elif a.size and (a.min() < 0 or a.max() >= self.A):
             raise ActionError(
-                f"{self.config.name}: action indices must lie in [0, {self.A - 1}], got min {a.min()} max {a.max()}"
+                f"{self.config.name}: action indices must lie in [0, {self.A - 1}], got min "
+                f"{a.min()} max {a.max()}"
             )
 
     # ------------------------------------------------------------------ views

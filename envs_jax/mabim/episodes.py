@@ -39,7 +39,8 @@ def episode_components(
         quantity = policy(state, params)
         if jnp.shape(quantity) != shape:
             raise ValueError(
-                f"a MABIM policy must return order quantities of shape {shape}, got {jnp.shape(quantity)}"
+                f"a MABIM policy must return order quantities of shape {shape}, "
+                f"got {jnp.shape(quantity)}"
             )
         quantity = jnp.maximum(jnp.floor(quantity.astype(env.dtype)), 0.0)
         nxt, components, _ = env.simulate_day(state, quantity, params)
@@ -148,9 +149,9 @@ def grid_scores(
 ) -> jax.Array:
     """Per-SKU episode reward of every candidate, summed over warehouses and windows: ``[G, N]``.
 
-    ``grid`` is a pytree whose leaves have a leading axis of ``G`` candidates; ``make_policy(theta)``
-    builds the policy of one candidate. All ``G x len(starts)`` episodes run in one jitted,
-    vmapped call (one trace of ``make_policy``).
+    ``grid`` is a pytree whose leaves have a leading axis of ``G`` candidates;
+    ``make_policy(theta)`` builds the policy of one candidate. All ``G x len(starts)`` episodes
+    run in one jitted, vmapped call (one trace of ``make_policy``).
     """
     length = int(params.horizon)
     starts = jnp.atleast_1d(jnp.asarray(starts))

@@ -27,20 +27,23 @@ MASK_CONTEXT_FIELDS: tuple[ContextField, ...] = (
         "in_stock",
         ("W", "N"),
         "float32",
-        "units on hand in each warehouse at the end of the last simulated day (after today's receipts)",
+        "units on hand in each warehouse at the end of the last simulated day "
+        "(after today's receipts)",
     ),
     ContextField(
         "in_transit",
         ("W", "N"),
         "float32",
-        "units ordered by (head) or shipped to (other warehouses) this warehouse that have not arrived yet",
+        "units ordered by (head) or shipped to (other warehouses) this warehouse that have not "
+        "arrived yet",
     ),
     ContextField(
         "demand_mean",
         ("W", "N"),
         "float32",
-        "mean daily demand over the last 21 days (for a non-tail warehouse its demand is the downstream "
-        "warehouse's orders); action a orders floor(action_space[a] * demand_mean) units",
+        "mean daily demand over the last 21 days (for a non-tail warehouse its demand is the "
+        "downstream warehouse's orders); action a orders floor(action_space[a] * demand_mean) "
+        "units",
     ),
     ContextField(
         "demand_std",
@@ -58,7 +61,8 @@ MASK_CONTEXT_FIELDS: tuple[ContextField, ...] = (
         "sale_mean",
         ("W", "N"),
         "float32",
-        "mean daily units sold over the last 21 days (sales are capped by stock; unmet demand is lost)",
+        "mean daily units sold over the last 21 days (sales are capped by stock; unmet demand is "
+        "lost)",
     ),
     ContextField(
         "replenish_history",
@@ -76,7 +80,8 @@ MASK_CONTEXT_FIELDS: tuple[ContextField, ...] = (
         "procurement_cost",
         ("W", "N"),
         "float32",
-        "purchase price per unit on the last simulated day (the upstream warehouse's selling price)",
+        "purchase price per unit on the last simulated day (the upstream warehouse's selling "
+        "price)",
     ),
     ContextField("holding_cost", ("W", "N"), "float32", "holding cost per unit in stock per day"),
     ContextField(
@@ -89,7 +94,8 @@ MASK_CONTEXT_FIELDS: tuple[ContextField, ...] = (
         "vlt",
         ("W", "N"),
         "float32",
-        "lead time in days: goods ordered today arrive after vlt days and can be sold the day after",
+        "lead time in days: goods ordered today arrive after vlt days and can be sold the day "
+        "after",
     ),
     ContextField(
         "capacity",
@@ -206,8 +212,10 @@ N_SCALARS = N_LOCAL_SCALARS + N_GLOBAL_SCALARS
 def _scalar_block(
     env: "MabimEnv", state: MabimState, params: MabimParams, sums: WindowSums
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """The 23 clipped scalar features, the one-hot and the time feature as ``[F, W, N]`` (F = 24 + W),
-    with ``1/z`` ``[W, N]`` and ``1/cap`` ``[W, 1]`` for the windows."""
+    """The 23 clipped scalar features, the one-hot and the time feature as ``[F, W, N]``.
+
+    ``F = 24 + W``; also ``1/z`` ``[W, N]`` and ``1/cap`` ``[W, 1]`` for the windows.
+    """
     W, dt = env.W, env.dtype
     I, T = state.in_stock, state.in_transit
     dm, std_d = mean_std(sums.demand, sums.demand_sq, env.L)

@@ -100,7 +100,7 @@ def rolling_tail_mean(
 def dynamic_base_stock_policy(
     safety_days: jax.Array, period: int = REVIEW_PERIOD, window: int = ROLLING_WINDOW
 ) -> Policy:
-    """Base stock whose level is re-estimated every ``period`` days from the last ``window`` days."""
+    """Base stock with the level re-estimated every ``period`` days from the last ``window``."""
 
     def policy(state: MabimState, params: MabimParams) -> jax.Array:
         level = base_stock_level(
@@ -114,7 +114,7 @@ def dynamic_base_stock_policy(
 def ss_quantity(
     S: jax.Array, s: jax.Array, inventory: jax.Array, demand_mean: jax.Array
 ) -> jax.Array:
-    """The (S, s) order: with ``x = inventory / (m + 1e-4)``, ``floor((S - x) * m)`` if ``x < s`` else 0.
+    """The (S, s) order: ``floor((S - x) * m)`` if ``x < s`` else 0, ``x = inventory / (m + 1e-4)``.
 
     ``S`` and ``s`` are in days of mean demand ``m``; ``inventory`` is in stock plus in transit.
     """

@@ -8,7 +8,8 @@
 | ``mabim/lower-{100,500}`` | 1 | 100 / 500 | #SKU x 50 |
 | ``mabim/lowest-{100,500}`` | 1 | 100 / 500 | #SKU x 25 |
 | ``mabim/tiny``, ``mabim/tiny-{2,3}-echelons`` | 1-3 | 5 | 500 |
-| ``mabim/small-20``, ``mabim/small-20-3-echelons``, ``mabim/small-20-lowest`` | 1 / 3 / 1 | 20 | 2000 / 2000 / 500 |
+| ``mabim/small-20``, ``mabim/small-20-3-echelons`` | 1 / 3 | 20 | 2000 |
+| ``mabim/small-20-lowest`` | 1 | 20 | 500 |
 
 Every factory accepts ``data_dir`` (a directory in the original layout; default: synthetic data),
 ``seed`` (of the synthetic data), ``precision``, ``continuous`` and any other
@@ -41,7 +42,8 @@ def build(config: MabimConfig) -> MabimEnv:
     if config.n_skus is not None:
         if config.n_skus > len(ids):
             raise ValueError(
-                f"{config.name}: n_skus={config.n_skus} but the list {config.sku_list} has {len(ids)} SKUs"
+                f"{config.name}: n_skus={config.n_skus} but the list {config.sku_list} has "
+                f"{len(ids)} SKUs"
             )
         ids = ids[: config.n_skus]
     data_dir = None if config.data_dir is None else str(config.data_dir)
@@ -54,7 +56,8 @@ def _factory(base: MabimConfig) -> Callable[..., MabimEnv]:
         if unknown:
             valid = ", ".join(f.name for f in dataclasses.fields(MabimConfig) if f.name != "name")
             raise TypeError(
-                f"{base.name}: unknown option(s) {', '.join(sorted(unknown))}; valid options: {valid}"
+                f"{base.name}: unknown option(s) {', '.join(sorted(unknown))}; "
+                f"valid options: {valid}"
             )
         if "capacity" in overrides:
             overrides["capacity"] = _capacity(base, overrides["capacity"])

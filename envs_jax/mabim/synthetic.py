@@ -79,10 +79,13 @@ def _synthetic_sku(seed: int, sku: int, n_days: int) -> tuple[np.ndarray, dict[s
 
 
 def upstream_price(below: np.ndarray, markup: np.ndarray, floor: float) -> np.ndarray:
-    """The upstream table's price: ``below / markup`` rounded down, at least 1 below ``below`` and at
-    least ``floor``. With ``below >= floor + 1`` everywhere the result is strictly below ``below``;
-    the floors ``3, 2, 1`` of store2, store3 and the super vendor (store1 >= 4) keep the whole chain
-    strictly decreasing however large a markup drifts."""
+    """The upstream table's price: ``below / markup`` rounded down, at least 1 below ``below``
+    and at least ``floor``.
+
+    With ``below >= floor + 1`` everywhere the result is strictly below ``below``; the floors
+    ``3, 2, 1`` of store2, store3 and the super vendor (store1 >= 4) keep the whole chain strictly
+    decreasing however large a markup drifts.
+    """
     up = np.minimum(np.floor(below / np.maximum(markup, 1.0)), below - 1.0)
     return np.maximum(up, floor)
 
@@ -90,7 +93,7 @@ def upstream_price(below: np.ndarray, markup: np.ndarray, floor: float) -> np.nd
 def synthetic_tables(
     sku_ids: Sequence[str], seed: int = 0, stores: Iterable[str] = INFO_STORES
 ) -> MabimTables:
-    """The synthetic data for ``sku_ids`` in memory; equal to what :func:`write_synthetic_dir` writes.
+    """The synthetic data for ``sku_ids`` in memory; what :func:`write_synthetic_dir` writes.
 
     Daily series depend only on ``(seed, SKU index)``, so any SKU subset gives the same columns.
     Static info (initial stock, lead times) is the bundled real data.

@@ -52,7 +52,7 @@ def demand_mean(sums: WindowSums, params: MabimParams) -> jax.Array:
 def sums_over(axis: int, *xs: jax.Array) -> tuple[jax.Array, ...]:
     """Sums of same-shaped arrays over one axis as a single variadic reduction.
 
-    On CPU one pass that sums several arrays is about twice as fast as separate sums, which XLA
+    On CPU one pass that sums several arrays is faster than separate sums, which XLA
     compiles into one (slow for short rows) kernel each.
     """
     zero = jnp.zeros((), xs[0].dtype)

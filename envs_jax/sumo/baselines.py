@@ -57,7 +57,8 @@ class FixedTime:
         ratio = seconds_per_phase / decision_seconds
         if ratio < 1 or ratio != int(ratio):
             raise ValueError(
-                f"seconds_per_phase must be a multiple of {decision_seconds:g} s, got {seconds_per_phase}"
+                f"seconds_per_phase must be a multiple of {decision_seconds:g} s, "
+                f"got {seconds_per_phase}"
             )
         self.decisions_per_phase = int(ratio)
 
@@ -92,9 +93,9 @@ def evaluate(env: Any, controller: Controller, seeds: Sequence[int]) -> dict[str
     """Run one episode per seed (``env.n_envs`` at a time) and summarise.
 
     Returns:
-        ``{"seeds", "per_episode": {metric: list}, "mean": {metric: float}, "std": {metric: float}}``
-        with the metrics of :mod:`envs_jax.sumo.metrics` and ``return``; the std is the
-        population std over episodes.
+        ``{"seeds", "per_episode": {metric: list}, "mean": {metric: float},
+        "std": {metric: float}}`` with the metrics of :mod:`envs_jax.sumo.metrics` and
+        ``return``; the std is the population std over episodes.
     """
     seeds = [int(s) for s in seeds]
     if not seeds:

@@ -23,7 +23,8 @@ def require(*modules: str) -> None:
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         raise SumoNotInstalledError(
-            f"SUMO support needs the package(s) {', '.join(missing)}, which are not installed; run {INSTALL_HINT}"
+            f"SUMO support needs the package(s) {', '.join(missing)}, which are not installed; "
+            f"run {INSTALL_HINT}"
         )
 
 

@@ -54,8 +54,8 @@ MASK_CONTEXT_FIELDS: tuple[ContextField, ...] = (
         "phase_pressure",
         ("I", "P"),
         "float32",
-        "MaxPressure score of each phase: over its two movements, halted vehicles on the incoming lanes "
-        "minus halted vehicles on the lanes they lead to",
+        "MaxPressure score of each phase: over its two movements, halted vehicles on the incoming "
+        "lanes minus halted vehicles on the lanes they lead to",
     ),
     ContextField(
         "phase_queue",
@@ -73,7 +73,8 @@ MASK_CONTEXT_FIELDS: tuple[ContextField, ...] = (
         "phase_avail",
         ("I", "P"),
         "bool",
-        "True where the phase serves at least one movement; an unavailable phase is never a valid action",
+        "True where the phase serves at least one movement; an unavailable phase is never a valid "
+        "action",
     ),
     ContextField("current_phase", ("I",), "int32", "index (0-7) of the phase shown now"),
     ContextField(
@@ -83,7 +84,8 @@ MASK_CONTEXT_FIELDS: tuple[ContextField, ...] = (
         "green_time",
         ("I",),
         "float32",
-        "seconds the current phase has been green (10 after a switch, +15 for each decision it is kept)",
+        "seconds the current phase has been green (10 after a switch, +15 for each decision it is "
+        "kept)",
     ),
     ContextField(
         "movement_vehicles",
@@ -107,7 +109,8 @@ MASK_CONTEXT_FIELDS: tuple[ContextField, ...] = (
         "movement_waiting_time",
         ("I", "M"),
         "float32",
-        "sum of the accumulated waiting times (s) of the vehicles on each movement's incoming lanes",
+        "sum of the accumulated waiting times (s) of the vehicles on each movement's incoming "
+        "lanes",
     ),
     ContextField(
         "movement_occupancy",
@@ -316,7 +319,7 @@ def mask_context(
     step: int,
     decisions: int,
 ) -> MaskContext:
-    """The batched mask context (numpy, leading axis ``B``) described by :data:`MASK_CONTEXT_FIELDS`."""
+    """The batched mask context (numpy, leading axis ``B``) of :data:`MASK_CONTEXT_FIELDS`."""
     b = phase.shape[0]
     avail = np.broadcast_to(index.phase_avail, (b, *index.phase_avail.shape))
     exists = np.broadcast_to(index.movement_exists, (b, *index.movement_exists.shape))
@@ -345,12 +348,13 @@ def mask_context(
 
 
 DESCRIPTION = (
-    "Traffic-signal control in SUMO. Each agent is a signalised intersection standardised to four relative "
-    "arms N, E, S, W (N is an arbitrary reference approach; the others follow clockwise) and eight movements "
-    "(left L and through T from each arm; right turns are always allowed). Every 15 s each intersection picks "
-    "one of 8 phases, each giving green to two movements: WT-ET, NT-ST, WL-EL, NL-SL, WL-WT, EL-ET, SL-ST, "
-    "NL-NT. Changing phase costs a 5-s yellow. A phase whose movements have no lanes is unavailable. The reward "
-    "is minus the number of stopped vehicles on the intersection's incoming lanes; episodes last 3600 s."
+    "Traffic-signal control in SUMO. Each agent is a signalised intersection standardised to four "
+    "relative arms N, E, S, W (N is an arbitrary reference approach; the others follow clockwise) "
+    "and eight movements (left L and through T from each arm; right turns are always allowed). "
+    "Every 15 s each intersection picks one of 8 phases, each giving green to two movements: "
+    "WT-ET, NT-ST, WL-EL, NL-SL, WL-WT, EL-ET, SL-ST, NL-NT. Changing phase costs a 5-s yellow. A "
+    "phase whose movements have no lanes is unavailable. The reward is minus the number of stopped "
+    "vehicles on the intersection's incoming lanes; episodes last 3600 s."
 )
 
 

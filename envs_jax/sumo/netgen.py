@@ -99,7 +99,8 @@ def build_plain_net(
         edg.write_text(
             "<edges>\n"
             + "".join(
-                f'  <edge id={quoteattr(i)} from={quoteattr(a)} to={quoteattr(b)} numLanes="{k}" speed="{speed}"/>\n'
+                f"  <edge id={quoteattr(i)} from={quoteattr(a)} to={quoteattr(b)} "
+                f'numLanes="{k}" speed="{speed}"/>\n'
                 for i, a, b, k in edges
             )
             + "</edges>\n"
@@ -194,7 +195,10 @@ class GridSpec:
     @property
     def key(self) -> str:
         """Cache folder name."""
-        return f"grid{self.n}x{self.n}-L{self.length:g}-v{self.vehicles_per_hour:g}-s{self.seed}-t{self.seconds:g}"
+        return (
+            f"grid{self.n}x{self.n}-L{self.length:g}-v{self.vehicles_per_hour:g}-s{self.seed}"
+            f"-t{self.seconds:g}"
+        )
 
 
 def generated_grid(spec: GridSpec) -> tuple[Path, Path]:

@@ -1,4 +1,4 @@
-"""SUMO scenarios in the registry: ``envs_jax.make("sumo/<name>", n_envs=B, ...)`` returns a SumoEnv.
+"""SUMO scenarios in the registry: ``envs_jax.make("sumo/<name>", n_envs=B, ...)`` is a SumoEnv.
 
 =====================  ==========================================================================
 name                   source
@@ -8,7 +8,7 @@ name                   source
 ``sumo/cologne8``      RESCO Cologne8 from sumo-rl (TAPAS Cologne, CC BY-NC-SA 3.0), 25200-28800 s
 ``sumo/ingolstadt21``  RESCO Ingolstadt21 from sumo-rl (InTAS, GPL-3.0), 57600-61200 s
 ``sumo/grid5x5``       generated: 5x5 grid, 3-lane approaches, about 2,700 seeded trips per hour
-``sumo/grid2x2``       generated: 2x2 grid, same road layout, about 800 trips per hour (small, for tests)
+``sumo/grid2x2``       generated: 2x2 grid, same road layout, about 800 trips per hour (for tests)
 =====================  ==========================================================================
 
 No scenario file is part of this repository: the RESCO nets are read from the sumo-rl wheel at
@@ -27,8 +27,9 @@ from typing import Any, Callable
 
 from envs_jax.core import register
 from envs_jax.sumo import deps
-from envs_jax.sumo.bridge import Scenario, SumoEnv
+from envs_jax.sumo.bridge import SumoEnv
 from envs_jax.sumo.netgen import GridSpec, generated_grid
+from envs_jax.sumo.plan import Scenario
 
 # name -> (net file, route files, begin seconds, licence)
 RESCO: dict[str, tuple[str, tuple[str, ...], float, str]] = {
@@ -92,11 +93,13 @@ for _name, (_net, _routes, _begin, _licence) in RESCO.items():
     register(
         f"sumo/{_name}",
         _factory(lambda n=_name: resco_scenario(n), ("sumo_rl",)),
-        f"SUMO RESCO {_name} ({_begin:g}-{_begin + 3600:g} s; nets from the sumo-rl package, {_licence})",
+        f"SUMO RESCO {_name} ({_begin:g}-{_begin + 3600:g} s; nets from the sumo-rl package, "
+        f"{_licence})",
     )
 for _name, _spec in GRIDS.items():
     register(
         f"sumo/{_name}",
         _factory(lambda n=_name, s=_spec: grid_scenario(n, s), ("sumo",)),
-        f"SUMO generated {_spec.n}x{_spec.n} grid, 3-lane approaches, ~{_spec.vehicles_per_hour:g} trips/h",
+        f"SUMO generated {_spec.n}x{_spec.n} grid, 3-lane approaches, "
+        f"~{_spec.vehicles_per_hour:g} trips/h",
     )

@@ -150,7 +150,7 @@ class Intersection:
         return self.phase_avail.index(True)
 
     def program(self) -> list[tuple[str, float]]:
-        """The 16-state custom program ``[(state, duration), ...]``: green ``2p``, yellow ``2p+1``."""
+        """The 16-state custom program ``[(state, duration), ...]``: green 2p, yellow 2p+1."""
         out: list[tuple[str, float]] = []
         for green, yellow in zip(self.green_states, self.yellow_states):
             out += [(green, PROGRAM_GREEN_SECONDS), (yellow, PROGRAM_YELLOW_SECONDS)]
@@ -211,7 +211,8 @@ def standardize_tls(topo: TLSTopology) -> Intersection:
         arm = arm_of_angle(clockwise_angle(ref, topo.edge_heading[e]))
         if arm_edges[arm] is not None:
             raise UnmappableTLS(
-                f"traffic light {topo.tls_id!r}: approaches {arm_edges[arm]!r} and {e!r} share arm {ARM_NAMES[arm]}"
+                f"traffic light {topo.tls_id!r}: approaches {arm_edges[arm]!r} and {e!r} share "
+                f"arm {ARM_NAMES[arm]}"
             )
         arm_edges[arm] = e
     edge_arm = {e: a for a, e in enumerate(arm_edges) if e is not None}
