@@ -71,15 +71,8 @@ def check_candidates(
             task).
     """
     texts = list(texts)
-    results = check_in_children(
-        texts,
-        task,
-        max_workers=max_workers,
-        samples=samples,
-        timeout_s=timeout_s,
-        memory_mb=memory_mb,
-        limits=limits,
-    )
+    limits = limits or CheckLimits()
+    results = check_in_children(texts, task, samples, limits, max_workers, timeout_s, memory_mb)
     return [_compile_accepted(text, task, r) for text, r in zip(texts, results)]
 
 

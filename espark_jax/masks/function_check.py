@@ -43,7 +43,15 @@ def target_names(target: ast.AST) -> Iterable[ast.Name]:
 
 
 class FunctionChecker:
-    """Checks one top-level function body against the allow-list."""
+    """Checks one top-level function body against the allow-list.
+
+    Args:
+        fn: the function.
+        task: what the program is compiled against (context fields, action count).
+        helpers: names of all top-level functions of the program (callable, never values).
+        ctx_names: parameter names in ``fn`` that hold the context.
+        action_names: parameter names in ``fn`` that hold ``action_space``.
+    """
 
     def __init__(
         self,
@@ -65,6 +73,11 @@ class FunctionChecker:
         self.call_funcs: set[int] = set()
 
     def run(self) -> None:
+        """Check the whole body; afterwards :attr:`calls` names the helpers it calls.
+
+        Raises:
+            Rejected: at the first statement or expression the allow-list forbids.
+        """
         body = self.fn.body
         for node in ast.walk(self.fn):
             if isinstance(node, (ast.Assign, ast.AugAssign, ast.For, ast.comprehension)):

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from espark_jax.masks.result import CheckLimits, MaskCheckResult
 from espark_jax.masks.static import extract_program
@@ -174,26 +174,23 @@ def _exchange(
 
 
 def check_in_children(
-    texts: Sequence[str],
+    texts: list[str],
     task: MaskTask,
-    *,
-    max_workers: int = 2,
-    samples: Mapping[str, Any] | None = None,
-    timeout_s: float = 60.0,
-    memory_mb: int = 3072,
-    limits: CheckLimits | None = None,
+    samples: Mapping[str, Any] | None,
+    limits: CheckLimits,
+    max_workers: int,
+    timeout_s: float,
+    memory_mb: int,
 ) -> list[MaskCheckResult]:
-    """Check K candidates concurrently in sandboxed children (at most ``max_workers`` at once).
+    """The sandboxed children's verdicts on ``texts``, in order; nothing is compiled (``fn=None``).
 
-    ``samples`` are recorded contexts (field -> ``[batch..., *shape]``) added to the value checks;
-    ``timeout_s`` and ``memory_mb`` apply to each candidate. Results come in input order, every
-    one with ``fn=None`` (nothing is compiled here); failed ones carry a one-line ``reason`` for
-    the LLM. ``seconds`` is the candidate's own check time (its ``stats`` hold ``timings`` per
-    stage and ``child_startup_s``).
+    At most ``max_workers`` children run at once, each under ``timeout_s`` and ``memory_mb``
+    (0: no limit). A verdict's ``seconds`` is the child's own check time, ``timeout_s`` for a
+    timeout, or the whole batch's time when the child sent nothing back.
 
     Raises:
-        ValueError: bad arguments (worker count, timeout, memory, samples that do not match the
-            task).
+        ValueError: a worker count, timeout or memory limit out of range, or ``samples`` that do
+            not match the task.
     """
     if max_workers < 1:
         raise ValueError(f"max_workers must be >= 1, got {max_workers}")
@@ -201,10 +198,8 @@ def check_in_children(
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
     if memory_mb < 0:
         raise ValueError(f"memory_mb must be >= 0 (0 = no limit), got {memory_mb}")
-    texts = list(texts)
     if not texts:
         return []
-    limits = limits or CheckLimits()
     with tempfile.TemporaryDirectory(prefix="maskcheck-samples-") as tmp:
         samples_path = None
         if samples is not None:
