@@ -2,10 +2,10 @@
 
 Usage::
 
-    python benchmarks/env_throughput.py                                   # CPU defaults
-    python benchmarks/env_throughput.py --host-devices 2 --envs 8 32 128  # shard envs over 2 CPU cores
-    python benchmarks/env_throughput.py --envs 1024 4096 16384            # a GPU
-    python benchmarks/env_throughput.py --baseline 33fd6e5 --envs 16      # A/B against a commit
+    python benchmarks/env_throughput.py                                  # CPU defaults
+    python benchmarks/env_throughput.py --host-devices 2 --envs 8 32 128 # envs over 2 CPU cores
+    python benchmarks/env_throughput.py --envs 1024 4096 16384           # a GPU
+    python benchmarks/env_throughput.py --baseline 33fd6e5 --envs 16     # A/B against a commit
 
 Each (scenario, env count, mode) is one jitted program: ``E`` environments vmapped, time in a
 ``lax.scan``. The observation is materialised every step (the scan carries it, as a rollout
@@ -18,8 +18,8 @@ carries it to the policy) and the reward is accumulated per agent, so nothing is
 
 Random actions come from a counter-based integer hash (murmur3's 32-bit finaliser of the step,
 environment and agent indices, reduced to ``[0, A)`` with a multiply-shift): a few integer
-operations per agent, under 1 ns on this CPU, where ``jax.random.randint`` costs about 21 ns per
-agent with threefry and 50 ns with rbg (``--rng`` selects them for comparison).
+operations per agent, far cheaper than ``jax.random.randint`` (``--rng`` selects threefry or rbg
+for comparison; the costs are in ``benchmarks/README.md``).
 
 ``--baseline REV`` also times ``envs_jax`` as of a git revision (loaded from ``git archive`` under
 another name) in turns with the working tree's, so both see the same machine load (an A/B that
@@ -85,7 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--host-devices",
         type=int,
         default=None,
-        help="CPU only: expose this many CPU devices (XLA_FLAGS) and shard the environments over them",
+        help="CPU only: expose this many CPU devices (XLA_FLAGS) and shard the environments "
+        "over them",
     )
     parser.add_argument(
         "--baseline",
@@ -166,7 +167,10 @@ def make_action_fn(
 def build_programs(
     env: Any, params: Any, n_envs: int, rng: str, episodes: int, sharding: Any = None
 ) -> dict[str, tuple[Callable, tuple]]:
-    """The function and its arguments for each mode (``sharding``: of the environment axis, or None)."""
+    """The function and its arguments for each mode.
+
+    ``sharding``: of the environment axis, or None.
+    """
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -253,7 +257,7 @@ def time_programs(
 
 
 def load_baseline(rev: str) -> Any:
-    """``envs_jax`` as of git revision ``rev``, importable next to the current one as ``envs_jax_baseline``.
+    """``envs_jax`` as of git revision ``rev``, importable as ``envs_jax_baseline``.
 
     The package is extracted with ``git archive`` into a temporary directory and its absolute
     imports renamed; the SUMO family is left out (only MABIM is timed).
@@ -277,7 +281,8 @@ def load_baseline(rev: str) -> Any:
         ).stdout
     except (OSError, subprocess.SubprocessError) as err:
         raise SystemExit(
-            f"--baseline {rev}: git archive failed in {repo} ({err}); pass a commit of this repository"
+            f"--baseline {rev}: git archive failed in {repo} ({err}); pass a commit of this "
+            "repository"
         )
     root = Path(tempfile.mkdtemp(prefix="env_throughput_baseline_"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)
@@ -293,7 +298,7 @@ def load_baseline(rev: str) -> Any:
 
 
 def git_commit(path: Path) -> str | None:
-    """The commit of the git checkout holding ``path`` (with ``+dirty`` for local changes), or None."""
+    """The commit of the checkout holding ``path`` (``+dirty`` for local changes), or None."""
     import subprocess
 
     try:
@@ -346,15 +351,16 @@ def main(argv: list[str] | None = None) -> None:
         dev["platform"] != "cpu" or dev["count"] != args.host_devices
     ):
         raise SystemExit(
-            f"--host-devices {args.host_devices}: JAX shows {dev['count']} {dev['platform']} device(s); "
-            "use it on CPU only, with JAX not initialised before"
+            f"--host-devices {args.host_devices}: JAX shows {dev['count']} {dev['platform']} "
+            "device(s); use it on CPU only, with JAX not initialised before"
         )
     n_dev = dev["count"]
     env_counts = args.envs or list(CPU_ENVS if dev["platform"] == "cpu" else ACCELERATOR_ENVS)
     bad = [n for n in env_counts if n % n_dev]
     if bad:
         raise SystemExit(
-            f"--envs {bad}: the environments are sharded over {n_dev} devices; use multiples of {n_dev}"
+            f"--envs {bad}: the environments are sharded over {n_dev} devices; use multiples "
+            f"of {n_dev}"
         )
     sharding = None
     if n_dev > 1:
@@ -362,13 +368,14 @@ def main(argv: list[str] | None = None) -> None:
 
     load_before = os.getloadavg()
     print(
-        f"device {dev['platform']} ({dev['kind']}) x{n_dev}, {dev['cpu_count']} CPUs, load {load_before[0]:.1f}; "
-        f"jax {jax.__version__}"
+        f"device {dev['platform']} ({dev['kind']}) x{n_dev}, {dev['cpu_count']} CPUs, "
+        f"load {load_before[0]:.1f}; jax {jax.__version__}"
     )
     print(
         f"{'scenario':<22} {'impl':<9} {'mode':<10} {'actions':<8} {'envs':>6} {'agents':>6} "
         f"{'compile s':>9} {'run s':>8} "
-        f"{'env-steps/s':>12} {'agent-steps/s':>14} {'best agent/s':>14} {'per CPU-s':>14} {'cpu/wall':>8}"
+        f"{'env-steps/s':>12} {'agent-steps/s':>14} {'best agent/s':>14} {'per CPU-s':>14} "
+        f"{'cpu/wall':>8}"
     )
     impls = {"current": envs_jax}
     if args.baseline is not None:
@@ -410,8 +417,8 @@ def main(argv: list[str] | None = None) -> None:
                 }
                 rows.append(row)
                 print(
-                    f"{name:<22} {impl.split()[-1]:<9} {mode:<10} {rng:<8} {n_envs:>6} {n_agents:>6} "
-                    f"{res['compile_s']:>9.2f} "
+                    f"{name:<22} {impl.split()[-1]:<9} {mode:<10} {rng:<8} {n_envs:>6} "
+                    f"{n_agents:>6} {res['compile_s']:>9.2f} "
                     f"{res['median_s']:>8.4f} {env_sps:>12.4g} {row['agent_steps_per_s']:>14.4g} "
                     f"{row['agent_steps_per_s_best']:>14.4g} {row['agent_steps_per_cpu_s']:>14.4g} "
                     f"{res['cpu_median_s'] / res['median_s']:>8.2f}",

@@ -118,11 +118,14 @@ def tables(results: dict[str, dict[str, Any]]) -> str:
 def readme_section(payload: dict[str, Any]) -> str:
     """The ``## MABIM baselines`` section of benchmarks/README.md."""
     first = next(iter(payload["results"].values()))["zero"]
+    p = payload
+    source, days, start = p["data_source"], first["days"], first["start_date"]
+    load_before, load_after = p["load_avg_1_5_15"], p["load_avg_after"]
     return f"""{SECTION}
 
-**Synthetic data ({payload["data_source"]}): these returns are not comparable with the MABIM or eSpark
-papers**, whose tables use the real MABIM demand and price files. Test split: {first["days"]} days from
-{first["start_date"]}, after the 21-day warm-up; return = sum of `reward2` over all warehouses and
+**Synthetic data ({source}): these returns are not comparable with the MABIM or eSpark
+papers**, whose tables use the real MABIM demand and price files. Test split: {days} days from
+{start}, after the 21-day warm-up; return = sum of `reward2` over all warehouses and
 SKUs and days (profit - excess - order - holding - backlog costs). Reward components per warehouse
 and the fitted per-SKU parameters are in `results/mabim_baselines.json`.
 
@@ -140,9 +143,9 @@ uses the same candidate ignores that SKUs share the warehouse capacity: in the L
 scenarios the combined choice can overflow it (see the excess costs in the JSON), as in the original
 search.
 
-{payload["device"]}; load average {payload["load_avg_1_5_15"]} before and {payload["load_avg_after"]} after
-the run (a shared machine: compare rows, not machines). JAX {payload["jax"]}, Python {payload["python"]}.
-Command: `{payload["command"]}`. Raw: `results/mabim_baselines.json`.
+{p["device"]}; load average {load_before} before and {load_after} after
+the run (a shared machine: compare rows, not machines). JAX {p["jax"]}, Python {p["python"]}.
+Command: `{p["command"]}`. Raw: `results/mabim_baselines.json`.
 """
 
 

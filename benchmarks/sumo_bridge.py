@@ -18,7 +18,9 @@ Part ``baselines`` (writes ``benchmarks/results/sumo_baselines.json`` and the ``
 section of ``benchmarks/README.md``): fixed-time and MaxPressure on grid4x4 and cologne8, one
 3600-s episode per seed, mean and std over seeds of average delay, trip time and waiting time.
 
-Usage: ``python benchmarks/sumo_bridge.py [--part bridge|baselines|all] [--repeats 3] [--seeds 0 1 2]``
+Usage::
+
+    python benchmarks/sumo_bridge.py [--part bridge|baselines|all] [--repeats 3] [--seeds 0 1 2]
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ from readme_sections import write_readme_section
 
 import envs_jax
 from envs_jax.sumo.baselines import FixedTime, MaxPressure, evaluate, fixed_time_actions
-from envs_jax.sumo.bridge import DECISION_SECONDS, build_plan
 from envs_jax.sumo.features import LayoutIndex
+from envs_jax.sumo.plan import DECISION_SECONDS, build_plan
 from envs_jax.sumo.scenarios import resco_scenario
 from envs_jax.sumo.standardize import standardize_net
 from envs_jax.sumo.worker import Simulation
@@ -205,21 +207,28 @@ def bench_baselines(seeds: list[int]) -> dict[str, Any]:
 
 def bridge_table(res: dict[str, Any]) -> str:
     lines = [
-        "| run | workers | episode wall s | episode CPU s | decisions/s (wall) | decisions per CPU s |",
+        "| run | workers | episode wall s | episode CPU s | decisions/s (wall) "
+        "| decisions per CPU s |",
         "|---|---|---|---|---|---|",
     ]
     for name, r in res["rows"].items():
         lines.append(
-            f"| {name} | {r['workers'] or '-'} | {r['median_wall_s']:.2f} | {r['median_cpu_s']:.2f} | "
-            f"{r['decisions_per_s']:.0f} | {r['decisions_per_cpu_s']:.0f} |"
+            f"| {name} | {r['workers'] or '-'} | {r['median_wall_s']:.2f} | "
+            f"{r['median_cpu_s']:.2f} | {r['decisions_per_s']:.0f} | "
+            f"{r['decisions_per_cpu_s']:.0f} |"
         )
     lines.append("")
     lines.append(
-        f"Bridge overhead vs raw libsumo (1 worker): {100 * res['bridge_overhead_cpu']:+.1f} % CPU, "
+        "Bridge overhead vs raw libsumo (1 worker): "
+        f"{100 * res['bridge_overhead_cpu']:+.1f} % CPU, "
         f"{100 * res['bridge_overhead_wall']:+.1f} % wall; 2 workers vs 1: "
-        f"{res['speedup_2_vs_1_workers']:.2f}x decisions/s (wall). Medians of {res['repeats']} runs."
+        f"{res['speedup_2_vs_1_workers']:.2f}x decisions/s (wall). "
+        f"Medians of {res['repeats']} runs."
     )
     return "\n".join(lines)
+
+
+_METRICS = ("avg_delay", "avg_trip_time", "avg_waiting_time")
 
 
 def baselines_table(res: dict[str, Any]) -> str:
@@ -229,11 +238,8 @@ def baselines_table(res: dict[str, Any]) -> str:
     ]
     for key, r in res.items():
         scen, ctrl = key.split(" | ")
-        cell = lambda k: f"{r['mean'][k]:.1f} ± {r['std'][k]:.1f}"  # noqa: E731
-        lines.append(
-            f"| {scen} | {ctrl} | {cell('avg_delay')} | {cell('avg_trip_time')} | "
-            f"{cell('avg_waiting_time')} | {len(r['seeds'])} |"
-        )
+        cells = [f"{r['mean'][k]:.1f} ± {r['std'][k]:.1f}" for k in _METRICS]
+        lines.append(f"| {scen} | {ctrl} | " + " | ".join(cells) + f" | {len(r['seeds'])} |")
     return "\n".join(lines)
 
 
@@ -261,24 +267,28 @@ def readme_section() -> str:
         table = "\n".join([baselines_table(base["results"]), *ippo_rows])
         parts.append(
             "### Fixed-time, MaxPressure and IPPO\n\n"
-            "Fixed-time (30 s per available phase, in the listed order) and MaxPressure through the bridge, "
-            f"one 3600-s episode per SUMO seed {seeds}, mean ± std over seeds (s). Delay includes never-inserted "
-            "vehicles (`envs_jax/sumo/metrics.py`). eSpark rows are not measured yet."
+            "Fixed-time (30 s per available phase, in the listed order) and MaxPressure through "
+            f"the bridge, one 3600-s episode per SUMO seed {seeds}, mean ± std over seeds (s). "
+            "Delay includes never-inserted vehicles (`envs_jax/sumo/metrics.py`). eSpark rows are "
+            "not measured yet."
             f"\n\n{table}\n\n"
-            f"Fixed-time / MaxPressure: {base['device']}; load average {base['load_avg_1_5_15']} before, "
-            f"{base['load_avg_after']} after (machine shared with other work). Command: `{base['command']}`. "
+            f"Fixed-time / MaxPressure: {base['device']}; load average "
+            f"{base['load_avg_1_5_15']} before, {base['load_avg_after']} after (machine shared "
+            f"with other work). Command: `{base['command']}`. "
             "Raw: `results/sumo_baselines.json`." + (f"\n\n{ippo_note}" if ippo_note else "")
         )
     if bridge_file.exists():
         br = json.loads(bridge_file.read_text())
         parts.append(
             "### Bridge speed\n\n"
-            f"One {br['decisions_per_episode']}-decision {br['scenario']} episode, fixed-time schedule, seed "
-            f"{br['seed']}, the modes interleaved; target: bridge overhead under 10 % of the simulation.\n\n"
+            f"One {br['decisions_per_episode']}-decision {br['scenario']} episode, fixed-time "
+            f"schedule, seed {br['seed']}, the modes interleaved; target: bridge overhead under "
+            "10 % of the simulation.\n\n"
             f"{bridge_table(br)}\n\n"
-            f"{br['device']}; load average {br['load_avg_1_5_15']} before, {br['load_avg_after']} after: the "
-            "2-core machine was shared with other work, so absolute times are 3-6x those of an idle core and "
-            "2 workers cannot scale; compare rows, not machines. "
+            f"{br['device']}; load average {br['load_avg_1_5_15']} before, "
+            f"{br['load_avg_after']} after: the 2-core machine was shared with other work, so "
+            "absolute times are 3-6x those of an idle core and 2 workers cannot scale; compare "
+            "rows, not machines. "
             f"Command: `{br['command']}`. Raw: `results/sumo_bridge.json`."
         )
     return "\n\n".join(parts)

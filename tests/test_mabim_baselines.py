@@ -94,8 +94,10 @@ def test_ss_quantity_by_hand():
 
 @pytest.fixture(scope="module")
 def ramp():
-    """2 echelons, 5 SKUs; tail demand on data row r is r * (1, 2, 3, 4, 5). Returns (env, params, state
-    after the test split's reset)."""
+    """2 echelons, 5 SKUs; tail demand on data row r is r * (1, 2, 3, 4, 5).
+
+    Returns (env, params, state after the test split's reset).
+    """
     T, N = 90, 5
     demand = np.arange(T, dtype=float)[:, None] * np.arange(1, N + 1)
     prices = {
@@ -126,7 +128,8 @@ def test_ss_policy_reads_stock_transit_and_demand_mean_of_each_warehouse(ramp):
     # head, m = 21, so (S - x) * m = 126 - inventory * 21 / 21.0001:
     #   inventory 10 -> x = 0.476 < 3 -> floor(116.00005) = 116; 30 -> floor(96.00014) = 96;
     #   50 -> floor(76.00024) = 76; 70 -> x = 3.3333 >= 3 -> 0; 90 -> x = 4.29 >= s = 1 -> 0
-    # tail, m = 1..5, inventory = stock + transit = 1, 4, 3, 8, 5 -> x = 0.9999, 1.9999, 0.99997, 1.99995, 0.99998
+    # tail, m = 1..5, inventory = stock + transit = 1, 4, 3, 8, 5
+    #   -> x = 0.9999, 1.9999, 0.99997, 1.99995, 0.99998
     #   (all below s, SKU4 just below its s = 1) -> floor((6 - x) * m) = 5, 8, 15, 16, 25
     np.testing.assert_array_equal(q[0], [116, 96, 76, 0, 0])
     np.testing.assert_array_equal(q[1], [5, 8, 15, 16, 25])
@@ -147,7 +150,8 @@ def test_base_stock_target_and_levels_by_hand():
     np.testing.assert_array_equal(
         np.asarray(B.base_stock_quantity(levels, in_stock, in_transit)), [[25, 0, 0, 0]]
     )
-    # mean 10, vlt 1, k 0.5 -> 10 * 2.5 = 25; mean 4, vlt 3, k -1 -> 4 * 3 = 12; mean 2, vlt 0, k -2 -> max(-2, 0)
+    # mean 10, vlt 1, k 0.5 -> 10 * 2.5 = 25; mean 4, vlt 3, k -1 -> 4 * 3 = 12;
+    # mean 2, vlt 0, k -2 -> max(-2, 0)
     lv = B.base_stock_level(
         jnp.array([10.0, 4.0, 2.0]), jnp.array([[1.0, 3.0, 0.0]]), jnp.array([0.5, -1.0, -2.0])
     )
@@ -174,7 +178,8 @@ def test_static_levels_come_from_the_training_mean_and_stay_fixed():
 def test_rolling_tail_mean_reads_only_the_window_before_the_review_day(ramp):
     env, params, state = ramp
     start = int(params.start_lo)
-    # days 0..6 use rows start-21 .. start-1 (mean start - 11); days 7..9 use rows start-14 .. start+6
+    # days 0..6 use rows start-21 .. start-1 (mean start - 11);
+    # days 7..9 use rows start-14 .. start+6
     for t, mean in ((0, start - 11), (6, start - 11), (7, start - 4), (9, start - 4)):
         got = B.rolling_tail_mean(state.replace(t=jnp.int32(t)), params, period=7, window=21)
         np.testing.assert_allclose(np.asarray(got), mean * np.arange(1, 6), rtol=1e-6)

@@ -119,7 +119,8 @@ def test_values_are_non_negative_integers_and_prices_fall_upstream(tables100):
 
 
 def test_price_chain_stays_strict_when_a_markup_drifts_high():
-    """Regression: seed 2, SKU175 (store1 price 4, markups near 2) used to give store3 == super_vendor == 1."""
+    """Regression: seed 2, SKU175 (store1 price 4, markups near 2) used to give
+    store3 == super_vendor == 1."""
     tabs = synthetic.synthetic_tables(["SKU175"], seed=2)
     chain = [tabs.prices[t][:, 0] for t in mdata.PRICE_TABLES]
     assert chain[0].min() == 4.0

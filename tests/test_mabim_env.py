@@ -1,4 +1,5 @@
-"""MABIM dynamics: hand-computed cases, the original's semantics in float64, invariants, jit/vmap."""
+"""MABIM dynamics: hand-computed cases, the original's semantics in float64, invariants,
+jit/vmap."""
 
 from __future__ import annotations
 
@@ -114,7 +115,8 @@ def test_worked_example_two_echelons_three_skus():
         np.testing.assert_array_equal(f["accepted"][1], [3, 108, 17])  # floor([5,168,27] * 129/200)
         np.testing.assert_array_equal(f["excess"][1], [2, 60, 10])
         np.testing.assert_array_equal(nxt.in_stock[1], [3, 108, 38])
-        # store2's shipments arrive at store1 after vlt [1, 1, 3] -> pipeline slots 0, 0, 2 after advancing
+        # store2's shipments arrive at store1 after vlt [1, 1, 3]
+        # -> pipeline slots 0, 0, 2 after advancing
         np.testing.assert_array_equal(nxt.pipeline[1, 0], [12, 171, 0])
         np.testing.assert_array_equal(nxt.pipeline[1, 2], [0, 0, 72])
         np.testing.assert_array_equal(nxt.in_transit[1], [12, 171, 72])

@@ -104,7 +104,8 @@ def test_observation_matches_the_documented_features(echelons):
 
 
 def test_clips_bind_where_documented():
-    """Big ratios are clipped to +-30 (scalars) and 30 (order windows); small capacity makes them bind."""
+    """Big ratios are clipped to +-30 (scalars) and 30 (order windows); a small capacity makes
+    them bind."""
     env = make_env(random_tables(31, n_skus=5), capacity=3.0)
     params = env.default_params("train")
     state = random_state(env, params, 1)
@@ -119,7 +120,8 @@ def test_clips_bind_where_documented():
 
 @pytest.mark.parametrize("echelons", [1, 2])
 def test_step_observation_equals_a_fresh_observation(echelons):
-    """The step slides the window sums; observing the next state from scratch gives the same features."""
+    """The step slides the window sums; observing the next state from scratch gives the same
+    features."""
     env = make_env(random_tables(40 + echelons, n_skus=5), echelons=echelons, capacity=300.0)
     params = env.default_params("train")
     step, observe = jax.jit(env.step), jax.jit(env.observe)

@@ -16,9 +16,12 @@ from tests.sumo_nets import two_arm_net, write_routes
 pytestmark = pytest.mark.sumo
 
 TRIPINFO = """<tripinfos>
-    <tripinfo id="a" depart="0.00" departDelay="2.00" arrival="100.00" duration="100.00" waitingTime="30.00" timeLoss="40.00"/>
-    <tripinfo id="b" depart="10.00" departDelay="0.00" arrival="-1.00" duration="50.00" waitingTime="10.00" timeLoss="20.00"/>
-    <tripinfo id="c" depart="-1" departDelay="42.00" arrival="-1.00" duration="0.00" waitingTime="0.00" timeLoss="0.00"/>
+    <tripinfo id="a" depart="0.00" departDelay="2.00" arrival="100.00" duration="100.00"
+              waitingTime="30.00" timeLoss="40.00"/>
+    <tripinfo id="b" depart="10.00" departDelay="0.00" arrival="-1.00" duration="50.00"
+              waitingTime="10.00" timeLoss="20.00"/>
+    <tripinfo id="c" depart="-1" departDelay="42.00" arrival="-1.00" duration="0.00"
+              waitingTime="0.00" timeLoss="0.00"/>
 </tripinfos>
 """
 
@@ -47,7 +50,8 @@ def road(tmp_path_factory):
     net = two_arm_net(folder)
     routes = write_routes(
         folder / "one.rou.xml",
-        '<vehicle id="v" type="exact" depart="0" departSpeed="max"><route edges="WC CE"/></vehicle>',
+        '<vehicle id="v" type="exact" depart="0" departSpeed="max">'
+        '<route edges="WC CE"/></vehicle>',
     )
     env = SumoEnv(Scenario("test/road", str(net), (str(routes),)), 1, episode_seconds=120)
     yield env

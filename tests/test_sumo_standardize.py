@@ -89,7 +89,8 @@ def _cross(first: str) -> TLSTopology:
 
 def test_hand_made_four_arm_junction_is_relative_to_link_zero():
     it = standardize_tls(_cross("from_e"))
-    # approach 0 (from the east) is N; clockwise: from the south -> E, from the west -> S, north -> W
+    # approach 0 (from the east) is N; clockwise: from the south -> E, from the west -> S,
+    # from the north -> W
     assert it.arm_edges == ("from_e", "from_s", "from_w", "from_n")
     assert it.n_arms == 4
     assert dict(zip(MOVEMENT_NAMES, it.movement_lanes)) == {
