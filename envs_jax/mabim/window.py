@@ -39,7 +39,7 @@ def demand_mean(sums: WindowSums, params: MabimParams) -> jax.Array:
     """Mean demand of the window ``[W, N]``: ``sums.demand / L`` as a true IEEE division.
 
     XLA rewrites a division by a constant or by a broadcast operand into a multiplication by its
-    reciprocal, which rounds differently (by one ulp in about a fifth of the entries) and can move
+    reciprocal, which rounds differently (by one ulp in many entries) and can move
     ``floor(multiplier * demand_mean)`` by one unit. The divisor is therefore a runtime array
     (``params.lookback``) made to depend on the sum (``+ 0 * total``; XLA does not fold
     ``x * 0`` for floats), so that under ``vmap`` with shared ``params`` it is a batched array and
