@@ -21,14 +21,12 @@ class CheckpointError(RuntimeError):
 
 def save_tree(path: str | os.PathLike, tree: Any) -> Path:
     """Save a pytree of arrays at ``path`` (a directory), replacing what was there atomically."""
-    import orbax.checkpoint as ocp
-
     path = Path(path).resolve()
     tmp = path.with_name(path.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ckpt = ocp.StandardCheckpointer()
+    ckpt = _checkpointer()
     ckpt.save(tmp, tree)
     ckpt.wait_until_finished()
     if path.exists():
@@ -37,20 +35,30 @@ def save_tree(path: str | os.PathLike, tree: Any) -> Path:
     return path
 
 
+def _checkpointer() -> Any:
+    """Orbax's checkpointer; in a multi-process job, one for this process alone (process 0
+    writes host-local trees there, :mod:`espark_jax.distributed`), so orbax waits for no other."""
+    import orbax.checkpoint as ocp
+
+    if jax.process_count() == 1:
+        return ocp.StandardCheckpointer()
+    me = jax.process_index()
+    alone = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    return ocp.StandardCheckpointer(multiprocessing_options=alone)
+
+
 def restore_tree(path: str | os.PathLike, like: Any) -> Any:
     """Restore the checkpoint at ``path``; ``like`` gives structure, shapes and dtypes.
 
     Raises:
         CheckpointError: one line naming the path when it is missing or does not match.
     """
-    import orbax.checkpoint as ocp
-
     path = Path(path).resolve()
     if not path.is_dir():
         raise CheckpointError(f"checkpoint {path} is missing")
     target = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
     try:
-        return ocp.StandardCheckpointer().restore(path, target)
+        return _checkpointer().restore(path, target)
     except Exception as err:  # orbax raises several types for damaged or mismatched checkpoints
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise CheckpointError(

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from espark_jax.cli_args import add_distributed_args, join_job
+
 RUN_EPILOG = """examples:
   espark run --preset quick                                  # a few minutes on a laptop CPU
   espark run --scenario mabim/3-echelons-100 --preset paper   # the paper's budget (use a GPU)
@@ -104,6 +106,7 @@ def add_run_parser(sub: Any) -> None:
         "--data-dir", help="MABIM data directory in the original layout (default: synthetic data)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_distributed_args(p)
     p.set_defaults(func=cmd_run)
 
 
@@ -154,60 +157,84 @@ def execute_run(
     """Start a run of ``cfg`` in ``run_path`` (``resume=False``; None: a new directory under
     ``runs_dir`` named after scenario, provider and time) or continue the run in ``run_path`` (its
     recorded config is used). Prints the provider announcement and the final table; returns the
-    results dict."""
+    results dict. In a multi-process job every process calls it (:mod:`espark_jax.distributed`):
+    process 0 opens or creates the run directory, asks the provider and prints."""
+    from espark_jax.distributed import FollowerProvider, Job, check_env
     from espark_jax.families import make_env
     from espark_jax.llm.prompts import EnvPromptInfo, prompt_hashes
     from espark_jax.llm.providers import make_provider
     from espark_jax.report import final_table
     from espark_jax.runs import RunDir
     from espark_jax.search import run_search
-    from espark_jax.search_config import load_config
+    from espark_jax.search_config import SearchConfig, load_config
 
     enable_compile_cache()
+    job = Job.current()  # several processes: process 0 opens and writes the run, others follow
     run = None
-    if resume:
+
+    def resume_config() -> Any:
+        nonlocal run
         run = RunDir.open(run_path)
-        cfg = load_config(run)
         print(f"resuming {run.path} (finished iterations: {run.finished_iterations() or 'none'})")
+        return load_config(run)
+
+    cfg = job.lead(resume_config if resume else lambda: cfg, encode=lambda c: c.to_dict())
+    if not job.primary:
+        cfg = SearchConfig(**cfg)
     # built once for the whole run; fails fast on an unknown scenario or bad data
     env = make_env(cfg.scenario, cfg.k, cfg.num_envs, **cfg.env_kwargs)
     try:
-        provider, announcement = make_provider(
-            cfg.provider,
-            env_family=cfg.scenario.split("/", 1)[0],
-            seed=cfg.seed,
-            generator_model=cfg.generator_model,
-            checker_model=cfg.checker_model,
-            env_info=EnvPromptInfo.from_env(env),
-        )
-        print(announcement)
-        if run is None:
-            run_path = run_path or Path(runs_dir) / _default_name(cfg, provider.name)
-            run = RunDir.create(
-                run_path,
-                {
-                    "config": cfg.to_dict(),
-                    "provider": provider.describe(),
-                    "provider_label": provider.label,
-                    "announcement": announcement,
-                    "scenario": cfg.scenario,
-                    "data_source": env.spec.data_source,
-                    "prompt_hashes": prompt_hashes(),
-                },
+        check_env(env.spec)
+
+        def start() -> Any:  # the provider and the run directory (process 0)
+            nonlocal run, run_path
+            provider, announcement = make_provider(
+                cfg.provider,
+                env_family=cfg.scenario.split("/", 1)[0],
+                seed=cfg.seed,
+                generator_model=cfg.generator_model,
+                checker_model=cfg.checker_model,
+                env_info=EnvPromptInfo.from_env(env),
             )
-            print(f"run directory: {run.path}")
-        results = run_search(cfg, run, provider, env=env, progress=progress)
+            print(announcement)
+            if run is None:
+                run_path = run_path or Path(runs_dir) / _default_name(cfg, provider.name)
+                run = RunDir.create(
+                    run_path,
+                    {
+                        "config": cfg.to_dict(),
+                        "provider": provider.describe(),
+                        "provider_label": provider.label,
+                        "announcement": announcement,
+                        "scenario": cfg.scenario,
+                        "data_source": env.spec.data_source,
+                        "prompt_hashes": prompt_hashes(),
+                        "processes": job.count,
+                    },
+                )
+                print(f"run directory: {run.path}")
+            return provider
+
+        provider = job.lead(start, encode=lambda _: None)
+        if not job.primary:
+            provider = FollowerProvider(job.index)
+        log = print if job.primary else (lambda line: None)
+        results = run_search(
+            cfg, run, provider, env=env, progress=progress and job.primary, log=log
+        )
     finally:
         close = getattr(env, "close", None)
         if close is not None:  # a host (SUMO) environment: stop its workers
             close()
-    print(final_table(results))
-    print(f"results: {run.path / 'results.json'}  figure: {run.path / 'summary.png'}")
+    if job.primary:
+        print(final_table(results))
+        print(f"results: {run.path / 'results.json'}  figure: {run.path / 'summary.png'}")
     return results
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``espark run``: start or resume a run, print the final table."""
+    join_job(args, "espark run")
     if args.resume:
         execute_run(None, Path(args.resume), resume=True, progress=not args.no_progress)
         return 0

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from espark_jax.cli_args import require_scenario
+from espark_jax.cli_args import add_distributed_args, join_job, require_scenario
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoint"
@@ -71,14 +71,18 @@ def add_train_parser(sub: Any) -> None:
         "--data-dir", help="MABIM data directory in the original layout (default: synthetic data)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_distributed_args(p)
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train, evaluate the selected learner on validation and test, save checkpoint and results."""
+    """Train, evaluate the selected learner on validation and test, save checkpoint and results
+    (in a multi-process job every process trains; process 0 writes and prints)."""
+    primary = join_job(args, "espark train")
     import jax
 
     from espark_jax import ippo
+    from espark_jax.distributed import check_env
     from espark_jax.families import family_of, make_env
     from espark_jax.masks.builtin import get_builtin_mask
     from espark_jax.runs import package_versions, write_json
@@ -90,6 +94,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     num_envs = args.num_envs or family.num_envs
     env = make_env(args.scenario, len(masks), num_envs, **env_kwargs)
     try:
+        check_env(env.spec)
         mask_fns = [get_builtin_mask(m, env.spec) for m in masks]
         episode = int(env.spec.episode_length["train"])
         updates = max(1, math.ceil(args.steps / (episode * num_envs)))
@@ -111,8 +116,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(
         args.out or f"runs/train-{args.scenario.replace('/', '-')}-{'+'.join(masks)}-s{args.seed}"
     )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / METRICS_FILE).unlink(missing_ok=True)
+    if primary:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / METRICS_FILE).unlink(missing_ok=True)
     config = {
         "scenario": args.scenario,
         "env_kwargs": env_kwargs,
@@ -124,7 +130,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "versions": package_versions(),
         "command": " ".join(sys.argv),
     }
-    write_json(out / CONFIG_FILE, config)
+    if primary:
+        write_json(out / CONFIG_FILE, config)
     k_init, k_train, k_eval = jax.random.split(jax.random.PRNGKey(args.seed), 3)
     print(
         f"training {len(masks)} learner(s) [{', '.join(masks)}] on {args.scenario} "
@@ -135,12 +142,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             trainer,
             trainer.init(k_init),
             k_train,
-            metrics_path=str(out / METRICS_FILE),
-            progress=not args.no_progress,
+            metrics_path=str(out / METRICS_FILE) if primary else None,
+            progress=primary and not args.no_progress,
         )
         best = max(range(len(masks)), key=lambda k: result.scores[k])
         learner = trainer.learner(result.state, best)
-        trainer.save_learner(out / CHECKPOINT_DIR, learner)
+        if primary:
+            trainer.save_learner(out / CHECKPOINT_DIR, learner)
         splits = ("validation", "test")
         final = ippo.evaluate_learner(trainer, learner["params"], k_eval, splits, cfg.eval_envs)
     finally:
@@ -153,6 +161,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "compile_seconds": trainer.compile_seconds,
         "evaluation": final,
     }
+    if not primary:
+        return 0
     config.update(selected=best, selected_mask=masks[best])
     write_json(out / CONFIG_FILE, config)
     write_json(out / RESULTS_FILE, results)

@@ -16,6 +16,7 @@ directory continues after the last finished iteration without repeating recorded
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from typing import Any, Callable, Sequence
@@ -25,8 +26,10 @@ import numpy as np
 
 from espark_jax import ippo
 from espark_jax.candidates import Candidate, generate_candidates
+from espark_jax.distributed import Job
 from espark_jax.families import make_env
 from espark_jax.feedback import build_feedback
+from espark_jax.ippo.sharding import fetch
 from espark_jax.llm.prompts import EnvPromptInfo
 from espark_jax.llm.providers import Provider, SlotResult
 from espark_jax.llm.recording import RecordingProvider
@@ -67,6 +70,8 @@ class Search:
         progress: bool = True,
         log: Callable[[str], None] = print,
     ) -> None:
+        self.job = Job.current()  # several processes: process 0 leads, the others follow
+        run = self.job.share_run(run)
         self.cfg, self.run, self.progress, self.log = cfg, run, progress, log
         self.provider = RecordingProvider(provider, run.path)
         self._owns_env = env is None
@@ -96,8 +101,10 @@ class Search:
 
     # ------------------------------------------------------------------ the six steps
     def generate(self, it: int, carry: Carry) -> list[Candidate]:
-        """K candidates: LLM replies compiled in the sandbox, repaired and reviewed."""
-        return generate_candidates(
+        """K candidates: LLM replies compiled in the sandbox, repaired and reviewed (by process 0
+        of a multi-process job, which sends them to the others)."""
+        make = functools.partial(
+            generate_candidates,
             provider=self.provider,
             info=self.info,
             task=self.task,
@@ -107,6 +114,7 @@ class Search:
             best_code=carry.best_code,
             samples=self.samples,
         )
+        return self.job.share_candidates(make, self.task)
 
     def check(self, it: int, cands: Sequence[Candidate]) -> list[MaskFn]:
         """Record every slot's check; the K mask functions (all-ones for failed slots)."""
@@ -137,13 +145,13 @@ class Search:
             state = self.trainer.init(k_init)
         else:
             state = self.trainer.init(k_init, params=best["params"], opt_state=best["opt_state"])
-        retained = None if best is None else jax.device_get(state.params)
+        retained = None if best is None else fetch(state.params)
         result = ippo.train(
             self.trainer,
             state,
             k_train,
             num_updates=self.updates,
-            metrics_path=str(self.run.iter_dir(it) / "metrics.jsonl"),
+            metrics_path=str(self.run.iter_dir(it) / "metrics.jsonl") if self.job.primary else None,
             progress=self.progress,
             desc=f"iter {it}/{self.cfg.iterations}",
         )
@@ -288,6 +296,8 @@ class Search:
             "test": test["test"],
             "iterations": [{k: h[k] for k in keys} for h in history],
         }
+        if not self.job.primary:  # process 0 writes the results
+            return results
         write_json(self.run.path / "results.json", results)
         from espark_jax.report import loop_figure
 

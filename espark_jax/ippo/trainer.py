@@ -293,7 +293,8 @@ class Trainer:
             )
         greedy = self.config.eval_greedy if greedy is None else bool(greedy)
         num_envs = int(num_envs or self.config.eval_envs)
-        return self.source.evaluate(params, key, split, greedy, num_envs, masked, **options)
+        evaluate = shd.per_process(self.source.evaluate, params)  # each process its own learners
+        return evaluate(params, key, split, greedy, num_envs, masked, **options)
 
     def record_contexts(self, key: jax.Array) -> dict[str, Any]:
         """Mask contexts visited by the source's reference policy, for the mask checks."""
@@ -303,7 +304,7 @@ class Trainer:
     def learner(self, state: LearnerState, slot: int) -> dict[str, Any]:
         """The learner in ``slot`` as ``{"params", "opt_state"}`` (what a checkpoint holds)."""
         params, opt_state = select_slot(state.params, slot), select_slot(state.opt_state, slot)
-        return {"params": params, "opt_state": opt_state}
+        return shd.host_local({"params": params, "opt_state": opt_state})
 
     def learner_template(self) -> dict[str, Any]:
         """Shapes and dtypes of :meth:`learner`'s result, computed without initialising."""
@@ -375,7 +376,7 @@ def _chunk_record(
         if seconds > 0
         else None,
     }
-    for name, value in jax.device_get(metrics).items():
+    for name, value in shd.fetch(metrics).items():
         record[name] = _per_learner_means(value)
     return record
 
