@@ -7,6 +7,11 @@ nothing. At the end the runs are compared (``espark report``) and summarised per
 
     espark sweep --preset quick --variants full,no-retention,no-reward-factors --seeds 0,1
     espark sweep --scenario mabim/lower-100 --preset paper --variants full,template,lang --seeds 0,1
+    espark sweep --executor ray --address HEAD:6379 --gpus-per-run 1 --seeds 0,1,2
+
+With ``--executor ray`` every run is a Ray task with its resource request, retried from its run
+directory when its worker dies (:mod:`espark_jax.sweep_executors`); the sweep directory and the
+summary are the same.
 """
 
 from __future__ import annotations
@@ -65,6 +70,24 @@ def add_sweep_parser(sub: Any) -> None:
     p.add_argument("--lr", type=float, help="Adam learning rate of the learners")
     p.add_argument("--sweep-dir", help="where the runs go (default runs/sweep-<scenario>-<preset>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g = p.add_argument_group("executor (default: one run after another in this process)")
+    g.add_argument(
+        "--executor",
+        default="local",
+        choices=["local", "ray"],
+        help="local, or ray: each run as a Ray task (pip install -e '.[cluster]')",
+    )
+    g.add_argument(
+        "--address",
+        help="Ray cluster address (default: RAY_ADDRESS, a 'ray start' cluster here, or a new one)",
+    )
+    g.add_argument("--cpus-per-run", type=float, help="CPUs each run's task asks for (default 1)")
+    g.add_argument("--gpus-per-run", type=float, help="GPUs each run's task asks for (default 0)")
+    g.add_argument(
+        "--retries",
+        type=int,
+        help="retries of a run after its task or worker failed; a retry resumes (default 2)",
+    )
     p.set_defaults(func=cmd_sweep)
 
 
@@ -107,36 +130,40 @@ def _differences(recorded: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run (or resume) every run of the sweep, then print and save the comparison tables."""
-    from espark_jax.cli_search import execute_run
     from espark_jax.report import results_table, variant_table
     from espark_jax.runs import RunDir
+    from espark_jax.sweep_executors import SweepError, SweepRun, make_executor
 
     require_scenario("espark sweep", args.scenario)
     runs = plan(args)
+    executor = make_executor(
+        args.executor, args.address, args.cpus_per_run, args.gpus_per_run, args.retries
+    )
     root = Path(
         args.sweep_dir
         or f"runs/sweep-{re.sub(r'[^A-Za-z0-9._-]+', '-', args.scenario)}-{args.preset}"
     )
+    todo = []
     for i, (name, cfg) in enumerate(runs, 1):
         path = root / name
-        print(f"\n=== sweep {i}/{len(runs)}: {name} ({path}) ===")
         if (path / "results.json").is_file():
-            print("finished earlier: skipped")
+            print(f"sweep {i}/{len(runs)}: {name}: finished earlier: skipped")
             continue
-        if path.exists():
+        wanted = json.loads(json.dumps(cfg.to_dict()))  # as the manifest stores it
+        if (path / "manifest.json").is_file():
             recorded = RunDir.open(path).manifest.get("config", {})
-            diff = _differences(
-                recorded, json.loads(json.dumps(cfg.to_dict()))
-            )  # as the manifest stores it
+            diff = _differences(recorded, wanted)
             if diff:
                 raise SystemExit(
                     f"espark sweep: {path} was made with another configuration "
                     f"({'; '.join(diff)}); "
                     "use another --sweep-dir or the same options"
                 )
-            execute_run(None, path, resume=True, progress=not args.no_progress)
-        else:
-            execute_run(cfg, path, resume=False, progress=not args.no_progress)
+        todo.append(SweepRun(i, name, path, wanted))
+    try:
+        executor.run(todo, root, len(runs), progress=not args.no_progress)
+    except SweepError as err:
+        raise SystemExit(f"espark sweep: {err}") from None
     dirs = [root / name for name, _ in runs]
     text = (
         "## Runs\n\n" + results_table(dirs) + "\n\n## Per variant\n\n" + variant_table(dirs) + "\n"
