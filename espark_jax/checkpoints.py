@@ -56,7 +56,11 @@ def restore_tree(path: str | os.PathLike, like: Any) -> Any:
     path = Path(path).resolve()
     if not path.is_dir():
         raise CheckpointError(f"checkpoint {path} is missing")
-    target = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
+    # onto this process's first device, whatever devices saved it (another machine, mesh, job)
+    here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=here), like
+    )
     try:
         return _checkpointer().restore(path, target)
     except Exception as err:  # orbax raises several types for damaged or mismatched checkpoints

@@ -128,6 +128,7 @@ def join(settings: JobSettings | None) -> None:
     """
     if settings is None or jax.distributed.is_initialized():
         return
+    _check_coordinator(settings)  # JAX aborts the process when it cannot connect: check first
     if jax.config.jax_cpu_collectives_implementation in (None, "none"):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes
     try:
@@ -148,6 +149,41 @@ def join(settings: JobSettings | None) -> None:
 def joined() -> bool:
     """Whether this process belongs to a ``jax.distributed`` job."""
     return jax.distributed.is_initialized()
+
+
+def _check_coordinator(settings: JobSettings) -> None:
+    """Process 0: the coordinator's port is free; the others: it accepts connections within the
+    timeout. One-line ``RuntimeError`` otherwise (JAX itself would abort the process)."""
+    import socket
+    import time
+
+    if settings.coordinator_address is None or settings.process_id is None:
+        return  # the cluster's launcher knows
+    host, _, port = settings.coordinator_address.rpartition(":")
+    host = host.strip("[]")
+    if settings.process_id == 0:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            try:
+                s.bind(("", int(port)))
+            except OSError as err:
+                raise RuntimeError(
+                    f"process 0 cannot serve the coordinator on port {port} ({err.strerror}); "
+                    "choose a free port in --coordinator-address"
+                ) from None
+        return
+    deadline = time.monotonic() + settings.timeout_s
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=2):
+                return
+        except OSError as err:
+            if time.monotonic() >= deadline:
+                raise RuntimeError(
+                    f"cannot reach the coordinator at {settings.coordinator_address} within "
+                    f"{settings.timeout_s} s ({err.strerror or err}); start process 0 with the "
+                    f"same settings; {FLAGS_HINT}"
+                ) from None
+            time.sleep(0.5)
 
 
 # ---------------------------------------------------------------- process 0 -> all
