@@ -4,6 +4,7 @@ directory."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -74,3 +75,25 @@ def test_bad_input_is_one_line(extra, message, tmp_path):
     with pytest.raises(SystemExit) as err:
         main(["sweep", *TINY, "--sweep-dir", str(tmp_path / "s"), *extra])
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--address", "head:6379"], "--address need --executor ray"),
+        (["--executor", "ray", "--cpus-per-run", "-1"], "--cpus-per-run must be >= 0"),
+        (["--executor", "ray", "--retries", "-1"], "--retries must be >= 0"),
+    ],
+)
+def test_bad_executor_options_are_one_line(extra, message, tmp_path):
+    with pytest.raises(SystemExit) as err:
+        main(["sweep", *TINY, "--sweep-dir", str(tmp_path / "s"), *extra])
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "s").exists()
+
+
+def test_ray_executor_without_ray_names_the_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(SystemExit) as err:
+        main(["sweep", *TINY, "--sweep-dir", str(tmp_path / "s"), "--executor", "ray"])
+    assert str(err.value) == "espark sweep: --executor ray needs Ray: pip install -e '.[cluster]'"
