@@ -180,3 +180,16 @@ def test_unreachable_coordinator_is_one_line():
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("espark train: cannot reach the coordinator at 127.0.0.1:")
     assert "--coordinator-address HOST:PORT" in last
+
+
+def test_the_mesh_takes_devices_of_every_process():
+    from types import SimpleNamespace
+
+    from espark_jax.ippo.sharding import spread_devices
+
+    devs = [SimpleNamespace(id=i, process_index=i // 2) for i in range(4)]  # 2 processes x 2
+    assert [d.id for d in spread_devices(devs, 2)] == [0, 2]  # one of each process
+    assert [d.id for d in spread_devices(devs, 4)] == [0, 1, 2, 3]
+    assert [d.id for d in spread_devices(devs[:2], 1)] == [0]  # one process: the first
+    with pytest.raises(ValueError, match="cannot be shared by 2 processes"):
+        spread_devices(devs, 3)
