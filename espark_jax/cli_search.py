@@ -93,6 +93,11 @@ def add_run_parser(sub: Any) -> None:
         help="ablation: feedback with the total reward only",
     )
     p.add_argument(
+        "--no-control",
+        action="store_true",
+        help="do not train the plain IPPO control learner beside the candidates",
+    )
+    p.add_argument(
         "--formulation",
         choices=["code", "lang"],
         default="code",
@@ -134,6 +139,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         checker=not args.no_checker,
         retention=not args.no_retention,
         reward_factors=not args.no_reward_factors,
+        control=not args.no_control,
         formulation=args.formulation,
         generator_model=args.generator_model,
         checker_model=args.checker_model,
@@ -182,7 +188,7 @@ def execute_run(
     if not job.primary:
         cfg = SearchConfig(**cfg)
     # built once for the whole run; fails fast on an unknown scenario or bad data
-    env = make_env(cfg.scenario, cfg.k, cfg.num_envs, **cfg.env_kwargs)
+    env = make_env(cfg.scenario, cfg.n_learners, cfg.num_envs, **cfg.env_kwargs)
     try:
         check_env(env.spec)
 

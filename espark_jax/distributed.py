@@ -29,7 +29,7 @@ import numpy as np
 from espark_jax.candidates import Candidate
 from espark_jax.masks.compile import load_mask_fn
 from espark_jax.masks.task import MaskTask
-from espark_jax.runs import RunDir
+from espark_jax.runs import BEST, RunDir
 
 FLAGS_HINT = (
     "start every process with the same --coordinator-address HOST:PORT (process 0's host, "
@@ -318,9 +318,13 @@ class LeaderRun(RunDir):
         """The summary of a finished iteration (None if unfinished), sent to every process."""
         return self.job.lead(lambda: RunDir.iteration_summary(self, iteration))
 
-    def load_learner(self, iteration: int, like: Any) -> Any:
-        """The learner saved for ``iteration``, sent to every process bit for bit."""
-        learner = self.job.lead(lambda: RunDir.load_learner(self, iteration, like), lambda _: 0)
+    def load_learner(self, iteration: int, like: Any, name: str = BEST) -> Any:
+        """A learner saved for ``iteration``, sent to every process bit for bit."""
+
+        def load() -> Any:
+            return RunDir.load_learner(self, iteration, like, name)
+
+        learner = self.job.lead(load, lambda _: 0)
         return broadcast_tree(learner, like)
 
 
@@ -339,7 +343,7 @@ class FollowerRun:
         """Process 0's answer."""
         return self.job.lead(None)
 
-    def load_learner(self, iteration: int, like: Any) -> Any:
+    def load_learner(self, iteration: int, like: Any, name: str = BEST) -> Any:
         """Process 0's learner, bit for bit."""
         self.job.lead(None)
         return broadcast_tree(None, like)

@@ -135,6 +135,7 @@ def final_table(results: dict[str, Any]) -> str:
             f"| {t.get('generate_and_check_s', float('nan')):.1f} "
             f"| {t.get('train_s', float('nan')):.1f} |"
         )
+    lines += ["", *standing_table(results)]
     for mode in ("greedy", "sampled"):
         ev = results["test"].get(mode)
         if not ev:
@@ -154,6 +155,34 @@ def final_table(results: dict[str, Any]) -> str:
                 + " |"
             )
     return "\n".join(lines)
+
+
+def standing_table(results: dict[str, Any]) -> list[str]:
+    """Markdown lines: the selected learner beside the IPPO control and the reference baselines
+    on the test split, with the paper's change ratio vs IPPO."""
+    from espark_jax.baselines import LABELS, change_ratio
+
+    control = results.get("control")
+    ref = control["greedy"]["return"] if control else None
+
+    def ratio(value: float) -> str:
+        return f"{100 * change_ratio(value, ref):+.2f} %" if ref is not None else "-"
+
+    rows = [("eSpark (selected learner)", results["test"])]
+    if control:
+        rows.append(("IPPO (control, all-ones mask)", control))
+    lines = [
+        "where it stands (test split, no masks; change vs IPPO control, greedy):",
+        "| policy | greedy return | sampled return | vs IPPO |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, ev in rows:
+        g, smp = ev["greedy"]["return"], ev["sampled"]["return"]
+        lines.append(f"| {name} | {g:,.1f} | {smp:,.1f} | {ratio(g)} |")
+    for name, base in (results.get("baselines") or {}).items():
+        ret = base["return"]
+        lines.append(f"| {LABELS.get(name, name)} | {ret:,.1f} | - | {ratio(ret)} |")
+    return lines
 
 
 def variant_table(run_dirs: Sequence[str | Path]) -> str:

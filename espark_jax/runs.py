@@ -10,6 +10,7 @@ Layout of ``runs/<name>/``::
       metrics.jsonl        training / evaluation lines of the K learners
       summary.json         written last: scores, best slot, feedback -> the iteration is done
       best/                orbax checkpoint of the best learner (params + optimizer state)
+      control/             checkpoint of the plain IPPO control learner (when the run has one)
     results.json           final test-split evaluation of the surviving learner
     summary.png            the loop summary figure
 
@@ -37,6 +38,7 @@ from espark_jax.checkpoints import CheckpointError, restore_tree, save_tree
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 BEST = "best"
+CONTROL = "control"
 
 
 class RunDirError(RuntimeError):
@@ -211,7 +213,7 @@ class RunDir:
     def discard_unfinished(self, iteration: int) -> None:
         """Remove partial training output of an unfinished iteration (LLM records are kept)."""
         d = self.iter_dir(iteration)
-        for name in ("metrics.jsonl", BEST, SUMMARY):
+        for name in ("metrics.jsonl", BEST, CONTROL, SUMMARY):
             p = d / name
             if p.is_dir():
                 shutil.rmtree(p)
@@ -257,14 +259,15 @@ class RunDir:
         write_json(self.iter_dir(iteration) / SUMMARY, summary)
 
     # ------------------------------------------------------------------ checkpoints
-    def save_learner(self, iteration: int, learner: Any) -> Path:
-        """Save one learner (params and optimizer state) through the one checkpoint writer."""
-        return save_tree(self.iter_dir(iteration) / BEST, learner)
+    def save_learner(self, iteration: int, learner: Any, name: str = BEST) -> Path:
+        """Save one learner (params and optimizer state) through the one checkpoint writer:
+        ``iter_XX/best`` (the selected candidate) or ``iter_XX/control``."""
+        return save_tree(self.iter_dir(iteration) / name, learner)
 
-    def load_learner(self, iteration: int, like: Any) -> Any:
-        """Restore the learner saved for ``iteration``; ``like`` gives structure and shapes."""
+    def load_learner(self, iteration: int, like: Any, name: str = BEST) -> Any:
+        """Restore a learner saved for ``iteration``; ``like`` gives structure and shapes."""
         redo = f"delete {self.iter_dir(iteration) / SUMMARY} to redo iteration {iteration}"
         try:
-            return restore_tree(self.iter_dir(iteration) / BEST, like)
+            return restore_tree(self.iter_dir(iteration) / name, like)
         except CheckpointError as err:
             raise RunDirError(f"{err}; {redo}") from None

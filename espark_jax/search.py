@@ -25,6 +25,7 @@ import jax
 import numpy as np
 
 from espark_jax import ippo
+from espark_jax.baselines import change_ratio, reference_baselines
 from espark_jax.candidates import Candidate, generate_candidates
 from espark_jax.distributed import Job
 from espark_jax.families import make_env
@@ -35,17 +36,18 @@ from espark_jax.llm.providers import Provider, SlotResult
 from espark_jax.llm.recording import RecordingProvider
 from espark_jax.masks.safe import MaskFn, all_ones
 from espark_jax.masks.task import MaskTask
-from espark_jax.runs import RunDir, write_json
+from espark_jax.runs import CONTROL, RunDir, write_json
 from espark_jax.search_config import PRESETS, SearchConfig, load_config, train_config
 
 
 @dataclasses.dataclass
 class Carry:
-    """What one iteration hands to the next: feedback text, best code, best learner."""
+    """What one iteration hands to the next: feedback, best code, best and control learners."""
 
     feedback: str | None = None
     best_code: str | None = None
     learner: dict[str, Any] | None = None
+    control: dict[str, Any] | None = None
 
 
 class Search:
@@ -75,18 +77,17 @@ class Search:
         self.cfg, self.run, self.progress, self.log = cfg, run, progress, log
         self.provider = RecordingProvider(provider, run.path)
         self._owns_env = env is None
-        self.env = (
-            make_env(cfg.scenario, cfg.k, cfg.num_envs, **cfg.env_kwargs) if env is None else env
-        )
+        if env is None:
+            env = make_env(cfg.scenario, cfg.n_learners, cfg.num_envs, **cfg.env_kwargs)
+        self.env = env
         try:
             self.spec = self.env.spec
             self.task = MaskTask.from_env_spec(self.spec)
             self.info = EnvPromptInfo.from_env(self.env)
             self.train_config, self.updates = train_config(cfg, self.env)
             self.fallback = all_ones(self.spec)
-            self.trainer = ippo.make(
-                self.env, self.train_config, [self.fallback] * cfg.k, progress=progress
-            )
+            masks = [self.fallback] * cfg.n_learners  # slot k (when cfg.control): the control
+            self.trainer = ippo.make(self.env, self.train_config, masks, progress=progress)
             self.root = jax.random.PRNGKey(cfg.seed)
             self.samples = self.trainer.record_contexts(jax.random.fold_in(self.root, 10_000))
         except BaseException:
@@ -133,18 +134,19 @@ class Search:
                 f"iteration {it}: {len(fallbacks)} of {self.cfg.k} slots fall back to the "
                 f"all-ones mask (slots {', '.join(map(str, fallbacks))})"
             )
-        return [c.fn if c.ok else self.fallback for c in cands]
+        control = [self.fallback] if self.cfg.control else []
+        return [c.fn if c.ok else self.fallback for c in cands] + control
 
     def train(self, it: int, masks: Sequence[MaskFn], carry: Carry) -> tuple[Any, bool | None]:
-        """Train the K learners of iteration ``it``; returns the result and, under retention,
-        whether every slot started from the previous best learner exactly."""
+        """Train the learners of iteration ``it`` (the K candidates, then the control, which
+        continues itself); returns the result and, under retention, whether every candidate
+        started from the previous best learner exactly."""
+        cfg = self.cfg
         self.trainer.set_masks(masks)
         k_init, k_train = jax.random.split(jax.random.fold_in(self.root, it))
-        best = carry.learner if self.cfg.retention else None
-        if best is None:
-            state = self.trainer.init(k_init)
-        else:
-            state = self.trainer.init(k_init, params=best["params"], opt_state=best["opt_state"])
+        best = carry.learner if cfg.retention else None
+        starts = [best] * cfg.k + ([carry.control] if cfg.control else [])
+        state = self.trainer.init_slots(k_init, starts)
         retained = None if best is None else fetch(state.params)
         result = ippo.train(
             self.trainer,
@@ -160,7 +162,7 @@ class Search:
         want = jax.device_get(best["params"])
         same = all(
             _same_tree(jax.tree_util.tree_map(lambda x, k=k: x[k], retained), want)
-            for k in range(self.cfg.k)
+            for k in range(cfg.k)
         )
         return result, same
 
@@ -180,9 +182,12 @@ class Search:
         retention_check: bool | None,
     ) -> dict[str, Any]:
         """Checkpoint, per-candidate metrics, feedback and ``summary.json`` (written last)."""
-        run, scores = self.run, result.scores
+        run, k = self.run, self.cfg.k
+        scores = result.scores[:k]
         run.save_learner(it, self.trainer.learner(result.state, best_slot))
-        train_returns = run.train_returns(it, self.cfg.k)
+        if self.cfg.control:
+            run.save_learner(it, self.trainer.learner(result.state, k), name=CONTROL)
+        train_returns = run.train_returns(it, self.cfg.n_learners)
         for c in cands:
             run.write_candidate_metrics(
                 it,
@@ -226,6 +231,10 @@ class Search:
             "llm_latency_s": None,
             "env_steps_per_candidate": env_steps,
             "retention_check": retention_check,
+            "control_score": result.scores[k] if self.cfg.control else None,
+            "control_eval_return": [e["return"][k] for e in result.evals]
+            if self.cfg.control
+            else None,
         }
         run.write_summary(it, summary)
         keys = ("iteration", "best_slot", "best_score", "fallbacks", "timings")
@@ -252,7 +261,7 @@ class Search:
         t1 = time.perf_counter()
         result, retention_check = self.train(it, masks, carry)
         timings = {"generate_and_check_s": t1 - t0, "train_s": time.perf_counter() - t1}
-        best_slot = self.select(result.scores)
+        best_slot = self.select(result.scores[: self.cfg.k])
         summary = self.record(it, cands, result, best_slot, timings, retention_check)
         self.reflect(it, summary, [c.code for c in cands])
         return summary
@@ -274,27 +283,45 @@ class Search:
                 summary = self.iteration(it, carry)
                 self.log(_iteration_line(summary, self.cfg.k))
             # the next iteration always starts from the checkpoint on disk, resumed or not
-            learner = self.run.load_learner(it, self.trainer.learner_template())
-            carry = Carry(summary["feedback"], summary["best_code"] or carry.best_code, learner)
+            like = self.trainer.learner_template()
+            learner = self.run.load_learner(it, like)
+            control = self.run.load_learner(it, like, name=CONTROL) if self.cfg.control else None
+            best_code = summary["best_code"] or carry.best_code
+            carry = Carry(summary["feedback"], best_code, learner, control)
             history.append(summary)
-        return self.final_evaluation(carry.learner, history)
+        return self.final_evaluation(carry, history)
 
-    def final_evaluation(self, best: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
-        """Evaluate the surviving learner on the test split (no masks); write ``results.json``
-        and the summary figure."""
+    def final_evaluation(self, carry: Carry, history: list[dict[str, Any]]) -> dict[str, Any]:
+        """Evaluate the surviving learner and the control on the test split (no masks) beside
+        the family's reference baselines; write ``results.json`` and the summary figure."""
+        cfg = self.cfg
         key = jax.random.fold_in(self.root, 20_000)
-        test = ippo.evaluate_learner(
-            self.trainer, best["params"], key, ("test",), self.cfg.eval_envs
-        )
+
+        def evaluate(learner: dict[str, Any]) -> dict[str, Any]:
+            splits = ("test",)
+            params = learner["params"]
+            return ippo.evaluate_learner(self.trainer, params, key, splits, cfg.eval_envs)["test"]
+
+        test = evaluate(carry.learner)
+        control = evaluate(carry.control) if carry.control is not None else None
+        refs = reference_baselines(self.env, "test", cfg.seed, cfg.eval_envs)
         keys = ("iteration", "best_slot", "best_score", "scores", "fallbacks", "timings")
         results = {
-            "scenario": self.cfg.scenario,
+            "scenario": cfg.scenario,
             "data_source": self.spec.data_source,
             "provider": self.provider.label,
             "provider_name": self.provider.name,
-            "config": self.cfg.to_dict(),
-            "test": test["test"],
-            "iterations": [{k: h[k] for k in keys} for h in history],
+            "config": cfg.to_dict(),
+            "test": test,
+            "control": control,
+            "baselines": refs,
+            "change_vs_ippo": None
+            if control is None
+            else {m: change_ratio(test[m]["return"], control[m]["return"]) for m in test},
+            "iterations": [
+                {**{k: h[k] for k in keys}, "control_score": h.get("control_score")}
+                for h in history
+            ],
         }
         if not self.job.primary:  # process 0 writes the results
             return results

@@ -71,6 +71,8 @@ class SearchConfig:
         checker: run the LLM checker (``--no-checker`` ablation when False).
         retention: start every slot from the previous best learner (``--no-retention`` when False).
         reward_factors: per-component feedback (``--no-reward-factors`` when False).
+        control: train a plain IPPO learner (all-ones mask, continuing itself across
+            iterations) beside the K candidates in the same program (``--no-control``).
         formulation: ``code`` (environment source) or ``lang`` (natural language) in the prompts.
         repair_rounds: repair prompts per slot after a compile failure.
         check_rounds: checker reviews per slot.
@@ -97,6 +99,7 @@ class SearchConfig:
     checker: bool = True
     retention: bool = True
     reward_factors: bool = True
+    control: bool = True
     formulation: str = "code"
     repair_rounds: int = 2
     check_rounds: int = 1
@@ -141,6 +144,11 @@ class SearchConfig:
         """JSON-ready dict; ``SearchConfig(**d)`` inverts it."""
         return dataclasses.asdict(self)
 
+    @property
+    def n_learners(self) -> int:
+        """Learners the trainer holds: the K candidates, plus the control learner."""
+        return self.k + int(self.control)
+
     def steps_per_iteration(self) -> int:
         """Environment steps per candidate per iteration (3x without retention, as in the paper)."""
         per = int(math.ceil(self.steps / self.iterations))
@@ -169,6 +177,7 @@ def train_config(cfg: SearchConfig, env: Any) -> tuple[TrainConfig, int]:
 def load_config(run: RunDir) -> SearchConfig:
     """The configuration recorded in a run's manifest."""
     raw = dict(run.manifest["config"])
+    raw.setdefault("control", False)  # runs recorded before the control learner existed
     try:
         return SearchConfig(**raw)
     except TypeError as err:

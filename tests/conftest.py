@@ -19,3 +19,6 @@ _CACHE = tempfile.mkdtemp(prefix="espark-test-jaxcache-")
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+# baseline results cached by a run (espark_jax.baselines) go to a per-session directory too
+os.environ.setdefault("ESPARK_CACHE_DIR", tempfile.mkdtemp(prefix="espark-test-cache-"))

@@ -15,12 +15,8 @@ from typing import Any, Sequence
 from espark_jax.ippo.core import LearnerState, RolloutSource, TrainConfig
 from espark_jax.ippo.evaluate import evaluate_learner
 from espark_jax.ippo.ppo import PPOConfig
-from espark_jax.ippo.trainer import (
-    Trainer,
-    TrainResult,
-    selection_scores,
-    train,
-)
+from espark_jax.ippo.records import TrainResult, selection_scores
+from espark_jax.ippo.trainer import Trainer, train
 from espark_jax.masks.safe import MaskFn
 
 

@@ -14,14 +14,12 @@ per-learner metrics per chunk, evaluation checkpoints, selection scores.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from espark_jax.checkpoints import restore_tree, save_tree
 from espark_jax.ippo import sharding as shd
@@ -29,6 +27,7 @@ from espark_jax.ippo.compiled import ProgramLog, TimedJit
 from espark_jax.ippo.core import LearnerState, RolloutSource, TrainConfig, broadcast, select_slot
 from espark_jax.ippo.networks import ActorCritic, init_stacked_params, param_shapes
 from espark_jax.ippo.ppo import make_optimizer, make_update
+from espark_jax.ippo.records import TrainResult, chunk_record, fmt_best, selection_scores
 from espark_jax.ippo.rollout import RolloutStats
 from espark_jax.masks.safe import MaskFn
 
@@ -156,6 +155,29 @@ class Trainer:
             n_updates=jnp.zeros((n_k,), jnp.int32),
         )
         return self.place(state)
+
+    def init_slots(self, key: jax.Array, learners: Sequence[dict[str, Any] | None]) -> LearnerState:
+        """K learners from one key, as :meth:`init`; slot k starts from ``learners[k]``
+        (``{"params", "opt_state"}`` of one learner) when it is given, fresh otherwise."""
+        if len(learners) != self.num_learners:
+            raise ValueError(f"init_slots needs {self.num_learners} entries, got {len(learners)}")
+        state = self.init(key)
+        if all(learner is None for learner in learners):
+            return state
+        fresh = shd.fetch({"params": state.params, "opt_state": state.opt_state})
+
+        def stack(path: str) -> Any:
+            def pick(k: int) -> Any:
+                given = learners[k]
+                source = shd.fetch(given[path]) if given is not None else None
+                return source if source is not None else select_slot(fresh[path], k)
+
+            slots = [pick(k) for k in range(self.num_learners)]
+            return jax.tree_util.tree_map(
+                lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *slots
+            )
+
+        return self.place(state.replace(params=stack("params"), opt_state=stack("opt_state")))
 
     def retain(self, state: LearnerState, slot: int, key: jax.Array) -> LearnerState:
         """Retention: the parameters and optimizer state in ``slot`` copied into all K
@@ -325,62 +347,6 @@ class Trainer:
         return self.num_steps * self.config.num_envs * self.spec.n_agents
 
 
-@dataclasses.dataclass
-class TrainResult:
-    """What :func:`train` returns.
-
-    Attributes:
-        state: the final learner state (K learners).
-        evals: evaluation checkpoints, each ``{"update", "env_steps", "return": [K], ...}``.
-        scores: selection score per learner = mean evaluation return over the last
-            ``config.select_last`` checkpoints.
-        seconds: wall time of the whole call (compilation included).
-    """
-
-    state: LearnerState
-    evals: list[dict[str, Any]]
-    scores: list[float]
-    seconds: float
-
-
-def selection_scores(evals: Sequence[dict[str, Any]], last: int) -> list[float]:
-    """Mean ``return`` over the last ``last`` evaluation checkpoints, per learner."""
-    if not evals:
-        raise ValueError("no evaluation checkpoints: train for at least one update")
-    returns = np.asarray([e["return"] for e in evals[-last:]], dtype=np.float64)
-    return returns.mean(axis=0).tolist()
-
-
-def _per_learner_means(values: Any) -> list[float | None]:
-    """``[U, K]`` -> per-learner mean over the chunk, ignoring NaN (``None`` when all are NaN)."""
-    arr = np.asarray(values, dtype=np.float64)
-    arr = arr.reshape(arr.shape[0], -1)
-    finite = ~np.isnan(arr)
-    sums = np.where(finite, arr, 0.0).sum(axis=0)
-    counts = finite.sum(axis=0)
-    return [float(s / c) if c else None for s, c in zip(sums, counts)]
-
-
-def _chunk_record(
-    metrics: dict, update: int, trainer: Trainer, seconds: float, n_updates: int
-) -> dict[str, Any]:
-    """One JSON line for a chunk: counters, throughput and per-learner metric means."""
-    per_update = trainer.agent_steps_per_update()
-    record: dict[str, Any] = {
-        "kind": "train",
-        "update": update,
-        "env_steps": update * trainer.num_steps * trainer.config.num_envs,
-        "agent_steps": update * per_update,
-        "seconds": seconds,
-        "agent_steps_per_s": per_update * n_updates * trainer.num_learners / seconds
-        if seconds > 0
-        else None,
-    }
-    for name, value in shd.fetch(metrics).items():
-        record[name] = _per_learner_means(value)
-    return record
-
-
 def train(
     trainer: Trainer,
     state: LearnerState,
@@ -415,7 +381,7 @@ def train(
                 state, metrics = trainer.train_chunk(state, n)
                 jax.block_until_ready(state.n_updates)
                 done += n
-                record = _chunk_record(metrics, done, trainer, time.perf_counter() - t0, n)
+                record = chunk_record(metrics, done, trainer, time.perf_counter() - t0, n)
                 records = [record]
                 if done >= next_eval or done == num_updates:
                     key, k_eval = jax.random.split(key)
@@ -429,9 +395,9 @@ def train(
                     for r in records:
                         sink.write(json.dumps(r) + "\n")
                     sink.flush()
-                postfix = {"train": _fmt_best(record.get("train_return"))}
+                postfix = {"train": fmt_best(record.get("train_return"))}
                 if evals:
-                    postfix["eval"] = _fmt_best(evals[-1]["return"])
+                    postfix["eval"] = fmt_best(evals[-1]["return"])
                 bar.set_postfix(postfix)
                 bar.update(n)
     finally:
@@ -443,8 +409,3 @@ def train(
         scores=selection_scores(evals, cfg.select_last),
         seconds=time.perf_counter() - start,
     )
-
-
-def _fmt_best(values: Sequence[float | None] | None) -> str:
-    vals = [v for v in (values or []) if v is not None]
-    return f"{max(vals):.4g}" if vals else "-"
