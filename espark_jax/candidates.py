@@ -23,7 +23,7 @@ from espark_jax.llm.prompts import (
     repair_messages,
 )
 from espark_jax.llm.providers import LLMRequest, LLMResponse, Provider
-from espark_jax.masks.sandbox import check_candidates
+from espark_jax.masks.compile import check_candidates
 from espark_jax.masks.task import MaskTask
 from espark_jax.search_config import SearchConfig
 

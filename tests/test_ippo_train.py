@@ -184,4 +184,3 @@ def test_mask_shape_errors_and_k_mismatch(runs):
         apply_masks([bad], ctx, jnp.zeros((1, 1, 2), jnp.uint32), jnp.arange(8.0), (2, 4))
     with pytest.raises(ValueError, match="build a new Trainer"):
         runs["multi"].set_masks(runs["fns"][:1])
-

@@ -229,13 +229,3 @@ def check_in_children(
             result.seconds = elapsed
         results.append(result)
     return results
-
-
-def __getattr__(name: str) -> Any:
-    # Transitional: check_candidates / compile_mask moved to espark_jax.masks.compile (import them
-    # from espark_jax.masks). Remove once no caller imports them from here.
-    if name in ("check_candidates", "compile_mask"):
-        from espark_jax.masks import compile as compile_module
-
-        return getattr(compile_module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
