@@ -10,11 +10,21 @@ from pathlib import Path
 from typing import Any
 
 from espark_jax.cli_args import add_distributed_args, join_job
+from espark_jax.cli_llm import (
+    PROVIDER_HELP,
+    add_llm_args,
+    dry_run,
+    llm_overrides,
+    read_prices,
+    save_prices,
+)
 
 RUN_EPILOG = """examples:
   espark run --preset quick                                  # a few minutes on a laptop CPU
   espark run --scenario mabim/3-echelons-100 --preset paper   # the paper's budget (use a GPU)
   espark run --provider template --no-retention --name ablation-noret
+  espark run --provider openai --base-url http://127.0.0.1:11434/v1 --generator-model qwen3:8b
+  espark run --preset paper --dry-run                        # requests, tokens, cost; then exit
   espark run --resume runs/standard-100-template-20261126-1200
 """
 
@@ -56,8 +66,7 @@ def add_run_parser(sub: Any) -> None:
     p.add_argument(
         "--provider",
         default="auto",
-        help="auto (anthropic if ANTHROPIC_API_KEY is set, else template), anthropic, "
-        "replay:DIR, template",
+        help=PROVIDER_HELP,
     )
     p.add_argument("--k", type=int, help="candidates per iteration")
     p.add_argument("--iterations", type=int, help="eSpark iterations")
@@ -104,13 +113,10 @@ def add_run_parser(sub: Any) -> None:
         help="RL formulation in the prompts: environment source code or natural language",
     )
     p.add_argument(
-        "--generator-model", help="anthropic generator model (default claude-sonnet-4-6)"
-    )
-    p.add_argument("--checker-model", help="anthropic checker model (default claude-haiku-4-5)")
-    p.add_argument(
         "--data-dir", help="MABIM data directory in the original layout (default: synthetic data)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_llm_args(p)
     add_distributed_args(p)
     p.set_defaults(func=cmd_run)
 
@@ -120,6 +126,7 @@ def add_report_parser(sub: Any) -> None:
     p = sub.add_parser("report", help="compare finished runs in a Markdown table")
     p.add_argument("runs", nargs="+", help="run directories")
     p.add_argument("--out", help="also write the table to this file")
+    p.add_argument("--prices", metavar="FILE", help="price table JSON over the built-in one")
     p.set_defaults(func=cmd_report)
 
 
@@ -141,9 +148,8 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         reward_factors=not args.no_reward_factors,
         control=not args.no_control,
         formulation=args.formulation,
-        generator_model=args.generator_model,
-        checker_model=args.checker_model,
         env_kwargs=env_kwargs,
+        **llm_overrides(args),
     )
     return SearchConfig.from_preset(args.preset, **overrides)
 
@@ -159,16 +165,18 @@ def execute_run(
     resume: bool,
     progress: bool = True,
     runs_dir: str | Path = "runs",
+    prices: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Start a run of ``cfg`` in ``run_path`` (``resume=False``; None: a new directory under
     ``runs_dir`` named after scenario, provider and time) or continue the run in ``run_path`` (its
     recorded config is used). Prints the provider announcement and the final table; returns the
-    results dict. In a multi-process job every process calls it (:mod:`espark_jax.distributed`):
-    process 0 opens or creates the run directory, asks the provider and prints."""
+    results dict (``prices``: a ``--prices`` table kept in the run directory). In a multi-process
+    job every process calls it (:mod:`espark_jax.distributed`): process 0 opens or creates the
+    run directory, asks the provider and prints."""
     from espark_jax.distributed import FollowerProvider, Job, check_env
     from espark_jax.families import make_env
     from espark_jax.llm.prompts import EnvPromptInfo, prompt_hashes
-    from espark_jax.llm.providers import make_provider
+    from espark_jax.llm.providers import provider_from_config
     from espark_jax.report import final_table
     from espark_jax.runs import RunDir
     from espark_jax.search import run_search
@@ -194,14 +202,7 @@ def execute_run(
 
         def start() -> Any:  # the provider and the run directory (process 0)
             nonlocal run, run_path
-            provider, announcement = make_provider(
-                cfg.provider,
-                env_family=cfg.scenario.split("/", 1)[0],
-                seed=cfg.seed,
-                generator_model=cfg.generator_model,
-                checker_model=cfg.checker_model,
-                env_info=EnvPromptInfo.from_env(env),
-            )
+            provider, announcement = provider_from_config(cfg, EnvPromptInfo.from_env(env))
             print(announcement)
             if run is None:
                 run_path = run_path or Path(runs_dir) / _default_name(cfg, provider.name)
@@ -219,6 +220,8 @@ def execute_run(
                     },
                 )
                 print(f"run directory: {run.path}")
+            if prices:
+                save_prices(run.path, prices)
             return provider
 
         provider = job.lead(start, encode=lambda _: None)
@@ -233,25 +236,39 @@ def execute_run(
         if close is not None:  # a host (SUMO) environment: stop its workers
             close()
     if job.primary:
+        from espark_jax.llm.usage import format_cost, format_tokens, run_usage
+
+        usage = run_usage(run.path)
         print(final_table(results))
+        print(f"LLM tokens in / out: {format_tokens(usage)}; cost: {format_cost(usage)}")
         print(f"results: {run.path / 'results.json'}  figure: {run.path / 'summary.png'}")
     return results
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """``espark run``: start or resume a run, print the final table."""
+    """``espark run``: start or resume a run, print the final table (``--dry-run``: the
+    estimate of its LLM requests only)."""
+    from espark_jax.llm.base import LLMConfigError, ReplayError
+
+    prices = read_prices(args.prices, "espark run")
+    if args.dry_run:
+        if args.resume:
+            from espark_jax.runs import RunDir
+            from espark_jax.search_config import load_config
+
+            return dry_run(load_config(RunDir.open(args.resume)), prices)
+        return dry_run(_config_from_args(args), prices)
     join_job(args, "espark run")
-    if args.resume:
-        execute_run(None, Path(args.resume), resume=True, progress=not args.no_progress)
-        return 0
-    run_path = Path(args.runs_dir) / args.name if args.name else None
-    execute_run(
-        _config_from_args(args),
-        run_path,
-        resume=False,
-        progress=not args.no_progress,
-        runs_dir=args.runs_dir,
-    )
+    progress = not args.no_progress
+    try:
+        if args.resume:
+            execute_run(None, Path(args.resume), resume=True, progress=progress, prices=prices)
+            return 0
+        run_path = Path(args.runs_dir) / args.name if args.name else None
+        cfg = _config_from_args(args)
+        execute_run(cfg, run_path, False, progress, runs_dir=args.runs_dir, prices=prices)
+    except (LLMConfigError, ReplayError) as err:
+        raise SystemExit(f"espark run: {err}") from None
     return 0
 
 
@@ -259,7 +276,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """``espark report``: a Markdown table of finished runs."""
     from espark_jax.report import results_table
 
-    table = results_table(args.runs)
+    table = results_table(args.runs, prices=read_prices(args.prices, "espark report"))
     print(table)
     if args.out:
         Path(args.out).write_text(table + "\n")

@@ -70,6 +70,7 @@ def add_sweep_parser(sub: Any) -> None:
     p.add_argument("--lr", type=float, help="Adam learning rate of the learners")
     p.add_argument("--sweep-dir", help="where the runs go (default runs/sweep-<scenario>-<preset>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--prices", metavar="FILE", help="price table JSON for the LLM cost column")
     g = p.add_argument_group("executor (default: one run after another in this process)")
     g.add_argument(
         "--executor",
@@ -130,11 +131,14 @@ def _differences(recorded: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run (or resume) every run of the sweep, then print and save the comparison tables."""
+    from espark_jax.cli_llm import read_prices
+    from espark_jax.llm.usage import total_line
     from espark_jax.report import results_table, variant_table
     from espark_jax.runs import RunDir
     from espark_jax.sweep_executors import SweepError, SweepRun, make_executor
 
     require_scenario("espark sweep", args.scenario)
+    prices = read_prices(args.prices, "espark sweep")
     runs = plan(args)
     executor = make_executor(
         args.executor, args.address, args.cpus_per_run, args.gpus_per_run, args.retries
@@ -166,7 +170,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise SystemExit(f"espark sweep: {err}") from None
     dirs = [root / name for name, _ in runs]
     text = (
-        "## Runs\n\n" + results_table(dirs) + "\n\n## Per variant\n\n" + variant_table(dirs) + "\n"
+        "## Runs\n\n" + results_table(dirs, prices) + "\n\n" + total_line(dirs, prices) + "\n\n"
+        "## Per variant\n\n" + variant_table(dirs) + "\n"
     )
     (root / "summary.md").write_text(text)
     print("\n" + text)

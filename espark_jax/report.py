@@ -77,8 +77,11 @@ def _ablation(cfg: dict[str, Any]) -> str:
     return ", ".join(flags) or "full"
 
 
-def results_table(run_dirs: Sequence[str | Path]) -> str:
-    """A Markdown table comparing finished runs (each must hold ``results.json``)."""
+def results_table(run_dirs: Sequence[str | Path], prices: dict | None = None) -> str:
+    """A Markdown table comparing finished runs (each must hold ``results.json``), with each
+    run's LLM tokens and cost (:mod:`espark_jax.llm.usage`; ``prices`` over the run's table)."""
+    from espark_jax.llm.usage import format_cost, format_tokens, run_usage
+
     rows = []
     comp_names: list[str] = []
     for d in run_dirs:
@@ -103,18 +106,20 @@ def results_table(run_dirs: Sequence[str | Path]) -> str:
                 greedy["return"],
                 comps,
                 res["data_source"],
+                run_usage(d, prices),
             )
         )
     head = (
         "| run | scenario | provider | variant | test return | "
         + " | ".join(comp_names)
-        + " | data |"
+        + " | data | LLM tokens in / out | LLM cost |"
     )
-    sep = "|" + "---|" * (6 + len(comp_names))
+    sep = "|" + "---|" * (8 + len(comp_names))
     lines = [head, sep]
-    for name, scen, prov, var, ret, comps, data in rows:
+    for name, scen, prov, var, ret, comps, data, usage in rows:
         cells = " | ".join(f"{comps.get(n, float('nan')):,.0f}" for n in comp_names)
-        lines.append(f"| {name} | {scen} | {prov} | {var} | {ret:,.0f} | {cells} | {data} |")
+        llm = f"{data} | {format_tokens(usage)} | {format_cost(usage)}"
+        lines.append(f"| {name} | {scen} | {prov} | {var} | {ret:,.0f} | {cells} | {llm} |")
     return "\n".join(lines)
 
 

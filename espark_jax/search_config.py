@@ -66,8 +66,12 @@ class SearchConfig:
         hidden: MLP widths.
         lr: Adam learning rate of the learners (paper: 5e-4).
         seed: seed of the learners, environments and the template search.
-        provider: ``auto``, ``anthropic``, ``replay:DIR`` or ``template``.
-        generator_model / checker_model: anthropic models.
+        provider: ``auto``, ``anthropic``, ``openai``, ``replay:DIR`` or ``template``.
+        generator_model / checker_model: models (None: the provider's defaults).
+        checker_provider: the checker's provider when it differs (None: the same).
+        base_url / checker_base_url: API roots of the generator's / checker's provider (None:
+            the SDK's default or OPENAI_BASE_URL / ANTHROPIC_BASE_URL).
+        max_concurrency: LLM requests in flight at once (None: 16).
         checker: run the LLM checker (``--no-checker`` ablation when False).
         retention: start every slot from the previous best learner (``--no-retention`` when False).
         reward_factors: per-component feedback (``--no-reward-factors`` when False).
@@ -94,8 +98,12 @@ class SearchConfig:
     lr: float = 5e-4
     seed: int = 0
     provider: str = "auto"
-    generator_model: str = "claude-sonnet-4-6"
-    checker_model: str = "claude-haiku-4-5"
+    generator_model: str | None = None
+    checker_model: str | None = None
+    checker_provider: str | None = None
+    base_url: str | None = None
+    checker_base_url: str | None = None
+    max_concurrency: int | None = None
     checker: bool = True
     retention: bool = True
     reward_factors: bool = True
@@ -127,6 +135,8 @@ class SearchConfig:
             raise ValueError(f"--formulation must be 'code' or 'lang', got {self.formulation!r}")
         if self.repair_rounds < 0 or self.check_rounds < 0:
             raise ValueError("repair and check rounds must be >= 0")
+        if self.max_concurrency is not None and int(self.max_concurrency) < 1:
+            raise ValueError(f"--max-concurrency must be >= 1, got {self.max_concurrency}")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
 
     @classmethod

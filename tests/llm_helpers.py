@@ -9,6 +9,8 @@ import numpy as np
 from envs_jax.core import ContextField, EnvSpec, MaskContext
 from envs_jax.mabim.config import MULTIPLIERS_34
 from envs_jax.mabim.features import MASK_CONTEXT_FIELDS
+from espark_jax.llm import prompts as P
+from espark_jax.llm.base import LLMRequest
 
 MABIM_MULTIPLIERS = MULTIPLIERS_34
 SUMO_PHASES = ("WT-ET", "NT-ST", "WL-EL", "NL-SL", "WL-WT", "EL-ET", "SL-ST", "NL-NT")
@@ -111,3 +113,13 @@ def compile_source(source: str, backend: str = "jax"):
     namespace = {"np": module, "jnp": module}
     exec(compile(source, "<template>", "exec"), namespace)
     return namespace["compute_mask"]
+
+
+def generator_requests(info: P.EnvPromptInfo, k: int, iteration: int = 1) -> list[LLMRequest]:
+    """The K generator requests of one iteration (no feedback yet)."""
+    return [
+        LLMRequest.from_prompt(
+            P.generator_messages(info, iteration, s, n_slots=k), iteration, s, "generator"
+        )
+        for s in range(k)
+    ]

@@ -1,19 +1,25 @@
 """Candidates from Claude through the official ``anthropic`` SDK.
 
 The SDK (2.x: httpx2, no temperature) does its own retries. K requests run concurrently, request
-0 first so that the prompt cache is warm. Rate-limit / overload / server / connection failures
-after the SDK's retries become a per-slot :attr:`LLMResponse.error`; authentication, permission,
+0 first so that the prompt cache is warm (:func:`~espark_jax.llm.remote.answer_concurrently`).
+Rate-limit / overload / server / connection / timeout failures and malformed replies after the
+SDK's retries become a per-slot :attr:`LLMResponse.error`; authentication, permission,
 bad-request, not-found and payment errors abort the run with :class:`LLMConfigError`.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as futures
 import os
 import time
 from typing import Any, Mapping, Sequence
 
 from espark_jax.llm.base import LLMConfigError, LLMRequest, LLMResponse, SlotResult
+from espark_jax.llm.remote import (
+    DEFAULT_MAX_CONCURRENCY,
+    answer_concurrently,
+    config_error,
+    one_line,
+)
 
 DEFAULT_GENERATOR_MODEL = "claude-sonnet-4-6"
 DEFAULT_CHECKER_MODEL = "claude-haiku-4-5"
@@ -28,11 +34,6 @@ def _usage(raw_usage: Any) -> dict:
         "cache_creation_input_tokens",
     )
     return {k: int(getattr(raw_usage, k, 0) or 0) for k in keys}
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text[:300]}"
 
 
 def api_key_present(environ: Mapping[str, str] | None = None) -> bool:
@@ -50,13 +51,14 @@ class AnthropicProvider:
         max_tokens: reply limit for generator/repair requests; ``checker_max_tokens`` for checks.
         max_retries: the SDK's own retries (429, 529, 5xx, connection errors) per request.
         timeout: seconds per request attempt.
-        max_workers: concurrent requests.
+        max_concurrency: requests in flight at once.
         api_key: explicit key; by default the SDK reads ANTHROPIC_API_KEY / ANTHROPIC_AUTH_TOKEN.
-        client: a ready ``anthropic.Anthropic`` client (tests pass one built on
-            httpx2.MockTransport).
+        base_url: API root (default: the SDK's, or ANTHROPIC_BASE_URL), e.g. a proxy.
+        client: a ready ``anthropic.Anthropic`` client (then the connection options are unused).
     """
 
     name = "anthropic"
+    remote = True  # paid: --resume answers recorded requests from their records
 
     def __init__(
         self,
@@ -67,8 +69,9 @@ class AnthropicProvider:
         checker_max_tokens: int = 2000,
         max_retries: int = 4,
         timeout: float = 300.0,
-        max_workers: int = 16,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         api_key: str | None = None,
+        base_url: str | None = None,
         client: Any = None,
     ) -> None:
         try:
@@ -82,12 +85,15 @@ class AnthropicProvider:
         self.checker_model = checker_model
         self.max_tokens = int(max_tokens)
         self.checker_max_tokens = int(checker_max_tokens)
-        self.max_workers = max(1, int(max_workers))
+        self.max_concurrency = max(1, int(max_concurrency))
         self.timeout = float(timeout)
+        self.base_url = base_url
         if client is None:
             kwargs: dict[str, Any] = {"max_retries": int(max_retries), "timeout": self.timeout}
             if api_key is not None:
                 kwargs["api_key"] = api_key
+            if base_url:
+                kwargs["base_url"] = base_url
             client = anthropic.Anthropic(**kwargs)
         self.client = client
         self.label = f"LLM ({generator_model})"
@@ -115,6 +121,8 @@ class AnthropicProvider:
             "label": self.label,
             "generator_model": self.generator_model,
             "checker_model": self.checker_model,
+            "base_url": self.base_url,
+            "max_concurrency": self.max_concurrency,
             "sdk_version": getattr(self._sdk, "__version__", "?"),
         }
 
@@ -135,7 +143,10 @@ class AnthropicProvider:
         except self._abort as err:
             raise LLMConfigError(_config_message(err, model)) from None
         except self._slot_errors as err:
-            return LLMResponse("", model, {}, time.perf_counter() - start, _one_line(err), {})
+            return LLMResponse("", model, {}, time.perf_counter() - start, one_line(err), {})
+        except ValueError as err:  # a body that is not JSON
+            error = f"MalformedReply: {one_line(err, 200)}"
+            return LLMResponse("", model, {}, time.perf_counter() - start, error, {})
         except TypeError as err:  # the SDK raises this before any I/O when no credential is found
             if "authentication" in str(err).lower():
                 raise LLMConfigError(
@@ -143,10 +154,13 @@ class AnthropicProvider:
                     "set ANTHROPIC_API_KEY or use --provider template"
                 ) from None
             raise
+        raw = msg.model_dump(mode="json") if hasattr(msg, "model_dump") else {}
+        if not isinstance(getattr(msg, "content", None), list):
+            error = "MalformedReply: the server's reply has no content list"
+            return LLMResponse("", model, {}, time.perf_counter() - start, error, raw)
         text = "".join(
             getattr(b, "text", "") for b in msg.content if getattr(b, "type", "") == "text"
         )
-        raw = msg.model_dump(mode="json") if hasattr(msg, "model_dump") else {}
         return LLMResponse(
             text,
             str(getattr(msg, "model", model)),
@@ -163,39 +177,18 @@ class AnthropicProvider:
             LLMConfigError: on an authentication, permission, bad-request, not-found or payment
                 error (pending requests are cancelled).
         """
-        requests = list(requests)
-        if not requests:
-            return []
-        results: list[LLMResponse | None] = [None] * len(requests)
-        results[0] = self._call(requests[0])
-        if len(requests) > 1:
-            with futures.ThreadPoolExecutor(
-                max_workers=min(self.max_workers, len(requests) - 1)
-            ) as pool:
-                pending = {
-                    pool.submit(self._call, r): i for i, r in enumerate(requests[1:], start=1)
-                }
-                try:
-                    for fut in futures.as_completed(pending):
-                        results[pending[fut]] = fut.result()
-                except LLMConfigError:
-                    for fut in pending:
-                        fut.cancel()
-                    raise
-        return [r for r in results if r is not None]
+        return answer_concurrently(self._call, requests, self.max_concurrency)
 
     def tell(self, iteration: int, results: Sequence[SlotResult]) -> None:
         """No-op: the LLM learns from the feedback prompt instead."""
 
 
 def _config_message(err: BaseException, model: str) -> str:
-    status = getattr(err, "status_code", "?")
-    detail = " ".join(str(getattr(err, "message", err)).split())[:200]
-    fix = {
+    fixes = {
         401: "set a valid ANTHROPIC_API_KEY or use --provider template",
         403: "the key lacks permission for this model or API; use another key or model",
         400: "the request was rejected; check the model name and max_tokens settings",
         404: f"model {model!r} is unknown; pass a valid --generator-model / --checker-model",
         402: "the account needs billing set up; or use --provider template",
-    }.get(status, "fix the configuration or use --provider template")
-    return f"anthropic {type(err).__name__} ({status}): {detail} - {fix}"
+    }
+    return config_error("anthropic", err, fixes, "fix the configuration or use --provider template")

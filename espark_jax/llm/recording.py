@@ -3,7 +3,9 @@
 Every request/response is one JSON file ``iter_XX/cand_KK/<role>[_rN].json``
 (:func:`record_path`, :func:`record_response`, :func:`read_record`).
 :class:`~espark_jax.llm.offline.ReplayProvider` serves them again, and ``--resume`` answers
-paid requests from them (:class:`RecordingProvider`) instead of asking twice.
+the requests of remote (paid or self-hosted) providers from them (:class:`RecordingProvider`)
+instead of asking twice. After every batch the wrapper re-sums the token usage of the iterations it
+touched (:func:`espark_jax.llm.usage.write_usage`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from espark_jax.llm.base import LLMRequest, LLMResponse, Provider, ReplayError, SlotResult
+from espark_jax.llm.usage import write_usage
 
 
 def record_path(
@@ -90,15 +93,16 @@ def read_record(
 class RecordingProvider:
     """Wraps a provider: every request/response is written to the run directory.
 
-    For the paid ``anthropic`` provider a request whose successful record already exists is
-    answered from the record (``--resume`` never repeats an LLM call); offline providers are
-    deterministic and free, so they are always asked again (their internal state stays in step).
+    For a remote provider (``remote = True``: anthropic, openai, or a routed pair with one of
+    them) a request whose successful record already exists is answered from the record
+    (``--resume`` never repeats an LLM call); offline providers are deterministic and free, so
+    they are always asked again (their internal state stays in step).
     """
 
     def __init__(self, inner: Provider, run_dir: str | os.PathLike) -> None:
         self.inner, self.run_dir = inner, Path(run_dir)
         self.name, self.label = inner.name, inner.label
-        self.reuse = inner.name == "anthropic"
+        self.reuse = bool(getattr(inner, "remote", False))
         self.reused = 0
 
     def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResponse]:
@@ -126,6 +130,7 @@ class RecordingProvider:
             for i, resp in zip(todo, answers):
                 record_response(self.run_dir, requests[i], resp)
                 out[i] = resp
+            write_usage(self.run_dir, sorted({requests[i].iteration for i in todo}))
         return [r for r in out if r is not None]
 
     def tell(self, iteration: int, results: Sequence[SlotResult]) -> None:

@@ -1,0 +1,236 @@
+"""Candidates from any OpenAI-compatible Chat Completions server, through the ``openai`` SDK.
+
+That covers the OpenAI API itself and the servers that speak its protocol: vLLM, Ollama,
+llama.cpp's server, LM Studio, SGLang and hosted gateways. The prompt (system text plus
+Anthropic-style text blocks) becomes a system message and one string per turn, the shared prefix
+first, so that servers with automatic prefix caching reuse it. The key comes from
+``OPENAI_API_KEY``; a server at ``--base-url`` that needs none gets a placeholder (local servers
+ignore it). With a ``base_url`` and no model named, the one model the server lists is used.
+
+Failures after the SDK's retries (429, 5xx, connection, timeout) and malformed replies become a
+per-slot :attr:`~espark_jax.llm.base.LLMResponse.error`; authentication, permission,
+bad-request, not-found and unprocessable-request errors abort with
+:class:`~espark_jax.llm.base.LLMConfigError`. Usage is recorded with the Anthropic key names:
+``input_tokens`` = prompt tokens not read from the cache, ``cache_read_input_tokens`` = cached
+prompt tokens, ``output_tokens`` = completion tokens.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping, Sequence
+
+from espark_jax.llm.base import LLMConfigError, LLMRequest, LLMResponse, SlotResult
+from espark_jax.llm.remote import (
+    DEFAULT_MAX_CONCURRENCY,
+    answer_concurrently,
+    config_error,
+    one_line,
+)
+
+DEFAULT_GENERATOR_MODEL = "gpt-4.1"
+DEFAULT_CHECKER_MODEL = "gpt-4.1-mini"
+PLACEHOLDER_KEY = "no-key-needed"
+
+
+def chat_messages(system: str, messages: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Chat Completions messages: the system text, then each turn's text blocks joined by a blank
+    line (cache markers dropped)."""
+    out = [{"role": "system", "content": system}]
+    for m in messages:
+        content = m["content"]
+        if not isinstance(content, str):
+            content = "\n\n".join(str(b.get("text", "")) for b in content)
+        out.append({"role": str(m["role"]), "content": content})
+    return out
+
+
+def chat_usage(raw_usage: Any) -> dict[str, int]:
+    """Anthropic-named token counts from a Chat Completions ``usage`` object (or None)."""
+    prompt = int(getattr(raw_usage, "prompt_tokens", 0) or 0)
+    details = getattr(raw_usage, "prompt_tokens_details", None)
+    cached = int(getattr(details, "cached_tokens", 0) or 0)
+    return {
+        "input_tokens": max(0, prompt - cached),
+        "output_tokens": int(getattr(raw_usage, "completion_tokens", 0) or 0),
+        "cache_read_input_tokens": cached,
+        "cache_creation_input_tokens": 0,
+    }
+
+
+def _sdk() -> Any:
+    try:
+        import openai
+    except ImportError:
+        raise LLMConfigError(
+            "the openai provider needs the SDK: pip install 'espark-jax[llm]'"
+        ) from None
+    return openai
+
+
+def served_models(base_url: str, api_key: str | None = None, timeout: float = 30.0) -> list[str]:
+    """The model ids an OpenAI-compatible server lists at ``GET {base_url}/models``.
+
+    Raises:
+        LLMConfigError: the server cannot be reached or refuses the request.
+    """
+    openai = _sdk()
+    client = openai.OpenAI(
+        base_url=base_url, api_key=api_key or PLACEHOLDER_KEY, max_retries=1, timeout=timeout
+    )
+    try:
+        return sorted(m.id for m in client.models.list())
+    except openai.APIConnectionError as err:
+        raise LLMConfigError(
+            f"cannot reach the OpenAI-compatible server at {base_url} ({one_line(err, 120)}); "
+            "start it or fix --base-url"
+        ) from None
+    except openai.APIStatusError as err:
+        raise LLMConfigError(
+            config_error("openai", err, {}, "pass --generator-model (and --checker-model)")
+        ) from None
+
+
+class OpenAIProvider:
+    """Candidates from an OpenAI-compatible Chat Completions endpoint.
+
+    Args:
+        generator_model: model for generator and repair requests.
+        checker_model: model for checker requests.
+        base_url: API root ending in ``/v1`` (None: the SDK's default, api.openai.com).
+        api_key: the key (None: a placeholder, for servers that need none).
+        max_tokens: reply limit for generator/repair requests; ``checker_max_tokens`` for checks.
+        max_retries: the SDK's own retries (429, 5xx, connection errors, timeouts) per request.
+        timeout: seconds per request attempt.
+        max_concurrency: requests in flight at once.
+        token_limit_param: ``max_tokens`` or ``max_completion_tokens`` (default: the latter for
+            the OpenAI API, the former, which every compatible server knows, for a base_url).
+        client: a ready ``openai.OpenAI`` client (then the connection options are unused).
+    """
+
+    name = "openai"
+    remote = True  # paid or self-hosted: --resume answers recorded requests from their records
+
+    def __init__(
+        self,
+        generator_model: str = DEFAULT_GENERATOR_MODEL,
+        checker_model: str = DEFAULT_CHECKER_MODEL,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        max_tokens: int = 8000,
+        checker_max_tokens: int = 2000,
+        max_retries: int = 4,
+        timeout: float = 300.0,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        token_limit_param: str | None = None,
+        client: Any = None,
+    ) -> None:
+        openai = _sdk()
+        self._sdk = openai
+        self.generator_model, self.checker_model = generator_model, checker_model
+        self.base_url = base_url
+        self.max_tokens, self.checker_max_tokens = int(max_tokens), int(checker_max_tokens)
+        self.timeout = float(timeout)
+        self.max_concurrency = max(1, int(max_concurrency))
+        self.token_limit_param = token_limit_param or (
+            "max_tokens" if base_url else "max_completion_tokens"
+        )
+        if self.token_limit_param not in ("max_tokens", "max_completion_tokens"):
+            raise LLMConfigError(
+                f"token_limit_param must be max_tokens or max_completion_tokens, "
+                f"got {self.token_limit_param!r}"
+            )
+        if client is None:
+            client = openai.OpenAI(
+                api_key=api_key or PLACEHOLDER_KEY,
+                base_url=base_url or None,
+                max_retries=int(max_retries),
+                timeout=self.timeout,
+            )
+        self.client = client
+        where = f" at {base_url}" if base_url else ""
+        self.label = f"LLM ({generator_model}{where})"
+        self._abort = (
+            openai.AuthenticationError,
+            openai.PermissionDeniedError,
+            openai.BadRequestError,
+            openai.NotFoundError,
+            openai.UnprocessableEntityError,
+        )
+        self._slot_errors = (
+            openai.RateLimitError,
+            openai.InternalServerError,
+            openai.APIConnectionError,
+            openai.APIStatusError,
+            openai.APIResponseValidationError,
+        )
+
+    def describe(self) -> dict:
+        """Manifest entry."""
+        return {
+            "name": self.name,
+            "label": self.label,
+            "generator_model": self.generator_model,
+            "checker_model": self.checker_model,
+            "base_url": self.base_url,
+            "max_concurrency": self.max_concurrency,
+            "token_limit_param": self.token_limit_param,
+            "sdk_version": getattr(self._sdk, "__version__", "?"),
+        }
+
+    def _call(self, request: LLMRequest) -> LLMResponse:
+        checker = request.role == "checker"
+        model = self.checker_model if checker else self.generator_model
+        limit = {self.token_limit_param: self.checker_max_tokens if checker else self.max_tokens}
+        start = time.perf_counter()
+        try:
+            reply = self.client.chat.completions.create(
+                model=model,
+                messages=chat_messages(request.system, request.messages),
+                timeout=self.timeout,
+                **limit,
+            )
+        except self._abort as err:
+            raise LLMConfigError(_config_message(err, model)) from None
+        except self._slot_errors as err:
+            return LLMResponse("", model, {}, time.perf_counter() - start, one_line(err), {})
+        except ValueError as err:  # a body that is not JSON
+            error = f"MalformedReply: {one_line(err, 200)}"
+            return LLMResponse("", model, {}, time.perf_counter() - start, error, {})
+        elapsed = time.perf_counter() - start
+        raw = reply.model_dump(mode="json") if hasattr(reply, "model_dump") else {}
+        choices = getattr(reply, "choices", None) or []
+        message = getattr(choices[0], "message", None) if choices else None
+        text = getattr(message, "content", None)
+        if not isinstance(text, str):
+            why = "no choices" if not choices else "no message content"
+            error = f"MalformedReply: the server's reply has {why}"
+            return LLMResponse("", model, chat_usage(reply.usage), elapsed, error, raw)
+        return LLMResponse(
+            text, str(reply.model or model), chat_usage(reply.usage), elapsed, None, raw
+        )
+
+    def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResponse]:
+        """Send all requests: the first alone (it fills a prefix cache), the rest concurrently.
+
+        Raises:
+            LLMConfigError: on an authentication, permission, bad-request, not-found or
+                unprocessable-request error (pending requests are cancelled).
+        """
+        return answer_concurrently(self._call, requests, self.max_concurrency)
+
+    def tell(self, iteration: int, results: Sequence[SlotResult]) -> None:
+        """No-op: the LLM learns from the feedback prompt instead."""
+
+
+def _config_message(err: BaseException, model: str) -> str:
+    fixes = {
+        401: "set a valid OPENAI_API_KEY (or the key the server expects)",
+        403: "the key lacks permission for this model; use another key or model",
+        400: "the request was rejected; check the model name and max-token settings",
+        404: f"model {model!r} or the endpoint is unknown; pass a valid --generator-model / "
+        "--checker-model and a --base-url ending in /v1",
+        422: "the server rejected the request body; check the model name and --base-url",
+    }
+    return config_error("openai", err, fixes, "fix the configuration or use --provider template")
