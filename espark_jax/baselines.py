@@ -10,6 +10,7 @@ scenario, a hash of the split's data, the split and the seed, so a sweep pays fo
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -47,6 +48,9 @@ def _fingerprint(env: Any, split: str, seed: int, names: tuple[str, ...], episod
     h.update(
         json.dumps([env.spec.name, env.spec.data_source, split, seed, names, episodes]).encode()
     )
+    config = getattr(env, "config", None)  # settings outside the arrays (clip_negative_stock)
+    if dataclasses.is_dataclass(config):
+        h.update(json.dumps(dataclasses.asdict(config), default=str).encode())
     if env.spec.is_jax:
         for leaf in jax.tree_util.tree_leaves(env.default_params(split)):
             h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
@@ -89,16 +93,38 @@ def reference_baselines(
     if run is None:
         return {}
     names = MABIM_REFERENCE if family == "mabim" else SUMO_REFERENCE
+    fingerprint = _fingerprint(env, split, seed, names, episodes)
+    return _cached(env, fingerprint, lambda: run(env, split, seed, episodes))
+
+
+def reference_traces(env: Any, split: str = "test", seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Day by day, the episodes of :func:`reference_baselines` (MABIM; empty for other families):
+    ``{name: {"return", "days", "components": {c: [[W] per day]}, "flows": {f: [[W] per day]}}}``
+    (the same fit, key and episode; :func:`envs_jax.mabim.baselines.trace_baseline`), cached."""
+    if env.spec.name.split("/", 1)[0] != "mabim":
+        return {}
+    from envs_jax.mabim.baselines import trace_baseline
+
+    def run() -> dict[str, dict[str, Any]]:
+        key = jax.random.key(seed)
+        return {name: trace_baseline(env, name, key=key, split=split) for name in MABIM_REFERENCE}
+
+    fingerprint = _fingerprint(env, split, seed, ("traces", *MABIM_REFERENCE), 1)
+    return _cached(env, fingerprint, run)
+
+
+def _cached(env: Any, fingerprint: str, compute: Callable[[], Any]) -> Any:
+    """``compute()``, or its result cached under ``fingerprint`` (see the module doc)."""
     root = cache_dir()
     path = None
     if root is not None:
-        path = root / f"{_fingerprint(env, split, seed, names, episodes)}.json"
+        path = root / f"{fingerprint}.json"
         if path.is_file():
             try:
                 return json.loads(path.read_text(encoding="utf-8"))["results"]
             except (OSError, ValueError, KeyError):
                 pass  # a damaged cache entry is computed again
-    results = run(env, split, seed, episodes)
+    results = compute()
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

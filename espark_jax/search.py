@@ -38,6 +38,9 @@ from espark_jax.masks.safe import MaskFn, all_ones
 from espark_jax.masks.task import MaskTask
 from espark_jax.runs import CONTROL, RunDir, write_json
 from espark_jax.search_config import PRESETS, SearchConfig, load_config, train_config
+from espark_jax.traces import final_traces, write_traces
+
+FINAL_EVAL_FOLD = 20_000  # the final test evaluation's key: fold_in(PRNGKey(seed), this)
 
 
 @dataclasses.dataclass
@@ -295,7 +298,7 @@ class Search:
         """Evaluate the surviving learner and the control on the test split (no masks) beside
         the family's reference baselines; write ``results.json`` and the summary figure."""
         cfg = self.cfg
-        key = jax.random.fold_in(self.root, 20_000)
+        key = jax.random.fold_in(self.root, FINAL_EVAL_FOLD)
 
         def evaluate(learner: dict[str, Any]) -> dict[str, Any]:
             splits = ("test",)
@@ -305,6 +308,12 @@ class Search:
         test = evaluate(carry.learner)
         control = evaluate(carry.control) if carry.control is not None else None
         refs = reference_baselines(self.env, "test", cfg.seed, cfg.eval_envs)
+        learners = {"selected": carry.learner}
+        if carry.control is not None:
+            learners["control"] = carry.control
+        traces, refs_validation = final_traces(
+            self.trainer, learners, key, cfg.seed, cfg.eval_envs
+        )  # for the figures: traces.json, the learning curves' reference lines
         keys = ("iteration", "best_slot", "best_score", "scores", "fallbacks", "timings")
         results = {
             "scenario": cfg.scenario,
@@ -315,6 +324,7 @@ class Search:
             "test": test,
             "control": control,
             "baselines": refs,
+            "baselines_validation": refs_validation,
             "change_vs_ippo": None
             if control is None
             else {m: change_ratio(test[m]["return"], control[m]["return"]) for m in test},
@@ -326,6 +336,7 @@ class Search:
         if not self.job.primary:  # process 0 writes the results
             return results
         write_json(self.run.path / "results.json", results)
+        write_traces(self.run.path, traces)
         from espark_jax.report import loop_figure
 
         loop_figure(self.run.path, results)

@@ -69,6 +69,7 @@ from envs_jax.mabim.episodes import (
     evaluate,
     grid_scores,
     summarize,
+    trace,
     training_starts,
 )
 from envs_jax.mabim.params import MabimParams
@@ -120,6 +121,7 @@ __all__ = [  # the names of this module before policies and episodes moved out
     "ss_quantity",
     "static_levels",
     "summarize",
+    "trace_baseline",
     "train_mean_demand",
     "training_starts",
     "zero_policy",
@@ -271,10 +273,32 @@ def run_baseline(
     """Fit and evaluate a named baseline on a split; :func:`evaluate`'s dict plus ``fit`` and
     ``seconds`` (wall time of fitting and evaluation, compilation included)."""
     t0 = time.perf_counter()
-    key = jax.random.key(0) if key is None else key
-    fit_key, eval_key = jax.random.split(key)
-    policy, fit = baseline_policy(env, name, fit_key, split, n_windows)
+    policy, fit, eval_key = _fitted(env, name, key, split, n_windows)
     result = evaluate(env, policy, split, key=eval_key, name=name)
     result["fit"] = fit
     result["seconds"] = time.perf_counter() - t0
     return result
+
+
+def trace_baseline(
+    env: MabimEnv,
+    name: str,
+    key: jax.Array | None = None,
+    split: str = "test",
+    n_windows: int = N_WINDOWS,
+) -> dict[str, Any]:
+    """The same fitted policy and episode as :func:`run_baseline`, day by day: the dict of
+    :func:`envs_jax.mabim.episodes.trace` (components and flows per day and warehouse) plus
+    ``policy``."""
+    policy, _, eval_key = _fitted(env, name, key, split, n_windows)
+    return {"policy": name, **trace(env, policy, split, key=eval_key)}
+
+
+def _fitted(
+    env: MabimEnv, name: str, key: jax.Array | None, split: str, n_windows: int
+) -> tuple[Policy, dict[str, Any], jax.Array]:
+    """``(policy, fit, evaluation key)`` of a named baseline fitted from ``key``."""
+    key = jax.random.key(0) if key is None else key
+    fit_key, eval_key = jax.random.split(key)
+    policy, fit = baseline_policy(env, name, fit_key, split, n_windows)
+    return policy, fit, eval_key

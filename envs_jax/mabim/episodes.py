@@ -2,8 +2,9 @@
 
 :func:`episode_components` runs one episode of a :data:`~envs_jax.mabim.policies.Policy` with
 ``lax.scan`` through :meth:`MabimEnv.simulate_day`; :func:`evaluate` runs and summarises one
-episode of a split; :func:`grid_scores` vmaps whole episodes over candidate parameters and
-training windows in one jitted call.
+episode of a split; :func:`episode_trace` / :func:`trace` keep the day-by-day account of one
+(components and flows per day and warehouse, for figures); :func:`grid_scores` vmaps whole
+episodes over candidate parameters and training windows in one jitted call.
 """
 
 from __future__ import annotations
@@ -32,23 +33,77 @@ def episode_components(
     discarded, as in the original). Pure and jittable (``length`` must be static).
     """
     _, state = env.reset_to(start, params)
-    shape = (env.W, env.N)
 
     def day(carry: tuple[MabimState, dict[str, jax.Array]], _: Any) -> tuple[Any, None]:
         state, totals = carry
-        quantity = policy(state, params)
-        if jnp.shape(quantity) != shape:
-            raise ValueError(
-                f"a MABIM policy must return order quantities of shape {shape}, "
-                f"got {jnp.shape(quantity)}"
-            )
-        quantity = jnp.maximum(jnp.floor(quantity.astype(env.dtype)), 0.0)
-        nxt, components, _ = env.simulate_day(state, quantity, params)
+        nxt, components, _ = _policy_day(env, policy, state, params)
         return (nxt, {k: totals[k] + components[k] for k in REWARD_COMPONENTS}), None
 
-    zeros = {k: jnp.zeros(shape, env.dtype) for k in REWARD_COMPONENTS}
+    zeros = {k: jnp.zeros((env.W, env.N), env.dtype) for k in REWARD_COMPONENTS}
     (_, totals), _ = jax.lax.scan(day, (state, zeros), None, length=length)
     return totals
+
+
+def _policy_day(
+    env: MabimEnv, policy: Policy, state: MabimState, params: MabimParams
+) -> tuple[MabimState, dict[str, jax.Array], dict[str, jax.Array]]:
+    """One day of ``policy``: its quantities checked, floored at zero, simulated."""
+    shape = (env.W, env.N)
+    quantity = policy(state, params)
+    if jnp.shape(quantity) != shape:
+        raise ValueError(
+            f"a MABIM policy must return order quantities of shape {shape}, "
+            f"got {jnp.shape(quantity)}"
+        )
+    quantity = jnp.maximum(jnp.floor(quantity.astype(env.dtype)), 0.0)
+    return env.simulate_day(state, quantity, params)
+
+
+def episode_trace(
+    env: MabimEnv, policy: Policy, params: MabimParams, start: jax.Array, length: int
+) -> dict[str, dict[str, jax.Array]]:
+    """The day-by-day account of one episode from data row ``start`` (warm-up included).
+
+    Returns ``{"components": {name: [length, W]}, "flows": {name: [length, W]}}``: every reward
+    component and every flow of :meth:`MabimEnv.simulate_day` (demand, sale, excess, ...) summed
+    over SKUs, per day and warehouse. Pure and jittable (``length`` must be static).
+    """
+    _, state = env.reset_to(start, params)
+
+    def day(state: MabimState, _: Any) -> tuple[MabimState, dict[str, dict[str, jax.Array]]]:
+        nxt, components, flows = _policy_day(env, policy, state, params)
+        sums = {
+            "components": {k: v.sum(axis=1) for k, v in components.items()},
+            "flows": {k: v.sum(axis=1) for k, v in flows.items()},
+        }
+        return nxt, sums
+
+    _, days = jax.lax.scan(day, state, None, length=length)
+    return days
+
+
+def trace(
+    env: MabimEnv, policy: Policy, split: str = "test", *, key: jax.Array | None = None
+) -> dict[str, Any]:
+    """:func:`episode_trace` of one episode of a split as plain lists (JSON-ready): ``{"split",
+    "days", "return", "reward": [[W] per day], "components": {name: [[W] per day]}, "flows":
+    {...}}`` (``reward``: the net reward per day and warehouse, in float64)."""
+    params = env.default_params(split)
+    length = int(params.horizon)
+    run = jax.jit(functools.partial(episode_trace, env, policy, length=length))
+    days = jax.device_get(run(params, _episode_start(params, key)))
+    as_lists = {
+        part: {k: np.asarray(v, dtype=np.float64).tolist() for k, v in days[part].items()}
+        for part in ("components", "flows")
+    }
+    reward = net_reward({k: np.asarray(v, np.float64) for k, v in days["components"].items()})
+    return {
+        "split": split,
+        "days": length,
+        "return": float(reward.sum()),
+        "reward": reward.tolist(),
+        **as_lists,
+    }
 
 
 def _split_of(env: MabimEnv, params: MabimParams) -> str:

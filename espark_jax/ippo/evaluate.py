@@ -27,6 +27,7 @@ def make_evaluate(
     length: int,
     num_envs: int,
     mask_fns: Sequence[MaskFn] | None = None,
+    trace: bool = False,
 ) -> Callable:
     """Build ``evaluate(params, key, env_params, greedy) -> dict`` for K learners (``[K, ...]``).
 
@@ -37,6 +38,12 @@ def make_evaluate(
     The result holds ``return`` ``[K, E]`` (episode reward summed over agents),
     ``group_return`` ``[K, E, G]`` and ``components`` ``{name: [K, E, G]}`` (episode sums per agent
     group, ``G = spec.n_groups``). Pure; jit it.
+
+    With ``trace`` it adds ``trace``: per-step sums per group of the reward
+    (``reward [T, K, E, G]``), of every component and of every flow the environment reports in
+    ``info["flows"]`` with one value per agent (MABIM: demand, sale, excess, ...;
+    ``{name: [T, K, E, G]}``), and ``action_counts [K, E, G, A]`` (how often each action was
+    taken over the episode). Steps after ``done`` count as zero.
     """
     spec = env.spec
     group_onehot = jnp.asarray(
@@ -55,7 +62,7 @@ def make_evaluate(
         step_env = kmap(jax.vmap(env.step, (0, 0, 0, None)), (None, 0, 0, None))
 
         def step(carry, step_key):
-            state, obs, alive, reward_sum, comp_sum = carry
+            state, obs, alive, reward_sum, comp_sum = carry[:5]
             k_act, k_env, k_mask = jax.random.split(step_key, 3)
             logits, _ = kmap(apply_fn)(params, obs)
             mask = None
@@ -70,18 +77,39 @@ def make_evaluate(
             reward_sum = reward_sum + reward * w
             comp_sum = {n: comp_sum[n] + info["components"][n] * w for n in names}
             alive = alive & ~jnp.asarray(done, bool)
-            return (state, obs, alive, reward_sum, comp_sum), None
+            if not trace:
+                return (state, obs, alive, reward_sum, comp_sum), None
+            counts = carry[5] + jnp.einsum(
+                "kena,ng->kega",
+                jax.nn.one_hot(action, spec.n_actions) * w[..., None],
+                group_onehot,
+            )
+            flows = {
+                f: jnp.reshape(v, (n_k, num_envs, -1)) * w
+                for f, v in info.get("flows", {}).items()
+                if np.prod(jnp.shape(v)[2:]) == spec.n_agents
+            }
+            daily = {
+                "reward": (reward * w) @ group_onehot,
+                "components": {n: (info["components"][n] * w) @ group_onehot for n in names},
+                "flows": {f: v.astype(jnp.float32) @ group_onehot for f, v in flows.items()},
+            }
+            return (state, obs, alive, reward_sum, comp_sum, counts), daily
 
         zeros = jnp.zeros((n_k, num_envs, spec.n_agents), jnp.float32)
         init = (state, obs, jnp.ones((n_k, num_envs), bool), zeros, {n: zeros for n in names})
-        (_, _, _, reward_sum, comp_sum), _ = jax.lax.scan(
-            step, init, jax.random.split(k_run, length)
-        )
-        return {
+        if trace:
+            init += (jnp.zeros((n_k, num_envs, spec.n_groups, spec.n_actions), jnp.float32),)
+        final, daily = jax.lax.scan(step, init, jax.random.split(k_run, length))
+        reward_sum, comp_sum = final[3], final[4]
+        out = {
             "return": jnp.sum(reward_sum, axis=-1),
             "group_return": reward_sum @ group_onehot,
             "components": {n: comp_sum[n] @ group_onehot for n in names},
         }
+        if trace:
+            out["trace"] = {**daily, "action_counts": final[5]}
+        return out
 
     return evaluate
 
