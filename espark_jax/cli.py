@@ -32,7 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``espark`` console script."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ValueError as err:
+        from envs_jax.mabim.data import MabimDataError
+
+        if isinstance(err, MabimDataError):  # a missing or malformed data file: one line
+            raise SystemExit(f"espark {args.command}: {err}") from None
+        raise
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from espark_jax.cli_args import pick_names, require_scenario
+from espark_jax.cli_args import add_mabim_options, mabim_env_kwargs, pick_names, require_scenario
 
 # the names of envs_jax.mabim.baselines.BASELINES (kept here so that `espark --help` does not
 # import jax)
@@ -65,11 +65,9 @@ def add_baselines_parser(sub: Any) -> None:
         help="SUMO: simulation seeds, one episode each (default %(default)s)",
     )
     p.add_argument(
-        "--data-dir", help="MABIM data directory in the original layout (default: synthetic data)"
-    )
-    p.add_argument(
         "--json", help="also write the full results (components per warehouse, fitted parameters)"
     )
+    add_mabim_options(p)
     p.set_defaults(func=cmd_baselines)
 
 
@@ -116,6 +114,7 @@ def cmd_baselines(args: argparse.Namespace) -> int:
 
     family = args.scenario.split("/", 1)[0]
     require_scenario("espark baselines", args.scenario)
+    env_kwargs = mabim_env_kwargs(args, "espark baselines")  # before any array is made
     if family == "sumo":
         from envs_jax.sumo.baselines import FixedTime, MaxPressure, evaluate
 
@@ -124,12 +123,18 @@ def cmd_baselines(args: argparse.Namespace) -> int:
         controllers = {"fixed-time": FixedTime(), "max-pressure": MaxPressure()}
         with envs_jax.make(args.scenario, n_envs=min(len(seeds), 3)) as env:
             results = {n: evaluate(env, controllers[n], seeds) for n in names}
-        table = sumo_table(results)
+        table, about = sumo_table(results), {}
     elif family == "mabim":
         from envs_jax.mabim.baselines import run_baseline
 
         names = _selected(args.only, MABIM_BASELINES)
-        env = envs_jax.make(args.scenario, **({"data_dir": args.data_dir} if args.data_dir else {}))
+        env = envs_jax.make(args.scenario, **env_kwargs)
+        about = {
+            "precision": env.config.precision,
+            "data_source": env.spec.data_source,
+            "data_files": env.data_files,
+        }
+        print(f"{env.spec.name}: {env.config.precision}, data {env.spec.data_source}")
         results = {}
         for n in names:
             results[n] = run_baseline(env, n, key=jax.random.key(args.seed), split=args.split)
@@ -147,7 +152,9 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     print(table)
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"scenario": args.scenario, "results": results}, indent=2, default=str)
+            json.dumps(
+                {"scenario": args.scenario, **about, "results": results}, indent=2, default=str
+            )
             + "\n"
         )
         print(f"wrote {args.json}")

@@ -9,7 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from espark_jax.cli_args import add_distributed_args, join_job
+from espark_jax.cli_args import (
+    add_distributed_args,
+    add_mabim_options,
+    join_job,
+    mabim_env_kwargs,
+    use_precision,
+)
 from espark_jax.cli_llm import (
     PROVIDER_HELP,
     add_llm_args,
@@ -112,10 +118,8 @@ def add_run_parser(sub: Any) -> None:
         default="code",
         help="RL formulation in the prompts: environment source code or natural language",
     )
-    p.add_argument(
-        "--data-dir", help="MABIM data directory in the original layout (default: synthetic data)"
-    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_mabim_options(p)
     add_llm_args(p)
     add_distributed_args(p)
     p.set_defaults(func=cmd_run)
@@ -133,7 +137,7 @@ def add_report_parser(sub: Any) -> None:
 def _config_from_args(args: argparse.Namespace) -> Any:
     from espark_jax.search_config import SearchConfig
 
-    env_kwargs = {"data_dir": args.data_dir} if args.data_dir else {}
+    env_kwargs = mabim_env_kwargs(args, "espark run")
     overrides = dict(
         scenario=args.scenario,
         k=args.k,
@@ -196,6 +200,7 @@ def execute_run(
     if not job.primary:
         cfg = SearchConfig(**cfg)
     # built once for the whole run; fails fast on an unknown scenario or bad data
+    use_precision(cfg.env_kwargs)  # a resumed or swept run: 64-bit JAX before any array
     env = make_env(cfg.scenario, cfg.n_learners, cfg.num_envs, **cfg.env_kwargs)
     try:
         check_env(env.spec)
@@ -215,6 +220,7 @@ def execute_run(
                         "announcement": announcement,
                         "scenario": cfg.scenario,
                         "data_source": env.spec.data_source,
+                        "data_files": getattr(env, "data_files", []),
                         "prompt_hashes": prompt_hashes(),
                         "processes": job.count,
                     },

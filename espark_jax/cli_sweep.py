@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from espark_jax.cli_args import pick_names, require_scenario
+from espark_jax.cli_args import add_mabim_options, mabim_env_kwargs, pick_names, require_scenario
 
 # variant name -> SearchConfig overrides (the paper's ablations)
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -70,6 +70,7 @@ def add_sweep_parser(sub: Any) -> None:
     p.add_argument("--lr", type=float, help="Adam learning rate of the learners")
     p.add_argument("--sweep-dir", help="where the runs go (default runs/sweep-<scenario>-<preset>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_mabim_options(p)
     p.add_argument("--prices", metavar="FILE", help="price table JSON for the LLM cost column")
     g = p.add_argument_group("executor (default: one run after another in this process)")
     g.add_argument(
@@ -111,6 +112,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, Any]]:
         steps=int(args.steps) if args.steps is not None else None,
         num_envs=args.num_envs,
         lr=args.lr,
+        env_kwargs=mabim_env_kwargs(args, "espark sweep"),
     )
     try:
         return [

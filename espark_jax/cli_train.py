@@ -18,7 +18,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from espark_jax.cli_args import add_distributed_args, join_job, require_scenario
+from espark_jax.cli_args import (
+    add_distributed_args,
+    add_mabim_options,
+    join_job,
+    mabim_env_kwargs,
+    require_scenario,
+    use_precision,
+)
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoint"
@@ -67,10 +74,8 @@ def add_train_parser(sub: Any) -> None:
         "--eval-every", type=int, help="updates between evaluations (default: 10 checkpoints)"
     )
     p.add_argument("--eval-split", default="validation", help="split of the periodic evaluation")
-    p.add_argument(
-        "--data-dir", help="MABIM data directory in the original layout (default: synthetic data)"
-    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_mabim_options(p)
     add_distributed_args(p)
     p.set_defaults(func=cmd_train)
 
@@ -79,6 +84,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train, evaluate the selected learner on validation and test, save checkpoint and results
     (in a multi-process job every process trains; process 0 writes and prints)."""
     primary = join_job(args, "espark train")
+    env_kwargs = mabim_env_kwargs(args, "espark train")  # before any array is made
     import jax
 
     from espark_jax import ippo
@@ -89,7 +95,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     require_scenario("espark train", args.scenario)
     family = family_of(args.scenario)
-    env_kwargs = {"data_dir": args.data_dir} if args.data_dir else {}
     masks = [m.strip() for m in args.mask.split(",") if m.strip()]
     num_envs = args.num_envs or family.num_envs
     env = make_env(args.scenario, len(masks), num_envs, **env_kwargs)
@@ -127,6 +132,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "steps": args.steps,
         "train_config": trainer.config.to_dict(),
         "data_source": env.spec.data_source,
+        "data_files": getattr(env, "data_files", []),
         "versions": package_versions(),
         "command": " ".join(sys.argv),
     }
@@ -204,6 +210,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "pass the --out directory of 'espark train'"
         )
     config = json.loads((root / CONFIG_FILE).read_text())
+    use_precision(config.get("env_kwargs", {}))
     env = make_env(config["scenario"], 1, args.num_envs, **config.get("env_kwargs", {}))
     # one learner; a host scenario runs it on num-envs simulations
     cfg = dataclasses.replace(ippo.TrainConfig(**config["train_config"]), num_envs=args.num_envs)

@@ -33,7 +33,8 @@ class ReferenceMabim:
         overflow_cost_ratio=0.5,
     ):
         """price/cost: [W, T, N]; demand: [T, N] (tail); vlt/init_stock: [W, N]; capacity: [W];
-        start: data row of day 0; horizon: D."""
+        start: data row of day 0; horizon: D. The cost settings: one number, or one per warehouse
+        (the original's per-warehouse shared_data)."""
         self.W, _, self.N = price.shape
         self.L, self.D = lookback, horizon
         days = self.L + self.D
@@ -45,9 +46,16 @@ class ReferenceMabim:
         self.action_values = (
             None if action_values is None else np.asarray(action_values, dtype=np.float64)
         )
-        self.uoc, self.volume = unit_order_cost, volume
-        self.holding = basic_holding_cost + unit_storage_cost * volume
-        self.backlog_ratio, self.overflow = backlog_ratio, overflow_cost_ratio
+
+        def per_warehouse(x):
+            return np.broadcast_to(np.asarray(x, dtype=np.float64), (self.W,)).reshape(-1, 1)
+
+        self.uoc, self.volume = per_warehouse(unit_order_cost), per_warehouse(volume)
+        self.holding = per_warehouse(basic_holding_cost) + per_warehouse(unit_storage_cost) * (
+            self.volume
+        )
+        self.backlog_ratio = per_warehouse(backlog_ratio)
+        self.overflow = per_warehouse(overflow_cost_ratio)
         shape = (self.W, days, self.N)
         self.demand = np.zeros(shape)
         self.demand[self.W - 1] = demand[rows, :]
@@ -98,7 +106,7 @@ class ReferenceMabim:
             arrived = self.arrived[w, d]
             self.in_transit[w, d] -= arrived
             total = sum(arrived)
-            free = self.capacity[w] - np.sum(self.in_stock[w, d] * self.volume)
+            free = self.capacity[w] - np.sum(self.in_stock[w, d] * self.volume[w])
             ratio = min(free / total, 1.0) if total > 0 else 0
             accept = np.floor(arrived * ratio)
             self.excess[w, d] = arrived - accept

@@ -1,4 +1,4 @@
-"""MABIM data: a loader for the original data directory layout and a seeded synthetic generator.
+"""MABIM data: the tables of a scenario and the loader of the original data directory layout.
 
 The original MABIM (``VictorYXL/ReplenishmentEnv``) reads, from ``data/sku2778/``:
 
@@ -13,9 +13,13 @@ The original MABIM (``VictorYXL/ReplenishmentEnv``) reads, from ``data/sku2778/`
 The large daily files are not redistributable here; :mod:`envs_jax.mabim.synthetic` writes
 look-alike files (same names, layout and value types) or produces the same numbers in memory. The
 small real files (SKU lists, lead times, initial stock) are bundled in ``envs_jax/mabim/data/``
-(Apache-2.0, see
-``NOTICE.md`` there). Every result must say which data it was computed on: see
-:attr:`MabimTables.source`.
+(Apache-2.0, see ``NOTICE.md`` there). Every result must say which data it was computed on: see
+:attr:`MabimTables.source`; :attr:`MabimTables.files` lists the files read, with their hashes.
+
+A scenario reads only the tables it names. With a data directory, a SKU list or info file missing
+there is taken from the bundled copy and the fallback is announced once
+(:class:`~envs_jax.mabim.files.MabimDataWarning`); nothing else falls back. Files are cached per
+path while their modification stamp is unchanged (:mod:`envs_jax.mabim.files`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,32 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-BUNDLED_DIR = Path(__file__).parent / "data"
+from envs_jax.mabim.files import (
+    BUNDLED_DIR,
+    DataFile,
+    MabimDataError,
+    announce,
+    is_file_name,
+    read_cached,
+)
+from envs_jax.mabim.sku_lists import (
+    check_sku_ids,
+    data_lines,
+    load_sku_list,
+    must_exist,
+    read_sku_list,
+    sku_list_path,
+)
+
+__all__ = [
+    "BUNDLED_DIR",
+    "MabimDataError",
+    "check_sku_ids",
+    "load_sku_list",
+    "read_sku_list",
+    "sku_list_path",
+]
+
 FIRST_DATE = _dt.date(2018, 7, 1)
 LAST_DATE = _dt.date(2021, 10, 30)
 N_DAYS = (LAST_DATE - FIRST_DATE).days + 1  # 1218
@@ -38,10 +67,17 @@ N_SKUS_TOTAL = 2778
 PRICE_TABLES = ("store1", "store2", "store3", "super_vendor")
 INFO_STORES = ("store1", "store2", "store3")
 DEMAND_FILE = "sku2778.demand.csv"
-
-
-class MabimDataError(ValueError):
-    """A MABIM data file is missing or malformed; the message names the file and the fix."""
+# per-SKU columns the original would take from an info file instead of the shared settings
+STATE_COLUMNS = (
+    "selling_price",
+    "procurement_cost",
+    "demand",
+    "volume",
+    "unit_order_cost",
+    "basic_holding_cost",
+    "backlog_ratio",
+    "overflow_cost_ratio",
+)
 
 
 def price_file(table: str) -> str:
@@ -86,6 +122,7 @@ class MabimTables:
         init_stock: store name -> ``[N]`` initial stock.
         vlt: store name -> ``[N]`` lead time (days) into that store.
         source: a label for reports, e.g. ``"synthetic(seed=0)"`` or ``"real:/path/to/sku2778"``.
+        files: the files read (SKU list, daily tables, info files), with their hashes.
     """
 
     dates: tuple[_dt.date, ...]
@@ -95,6 +132,7 @@ class MabimTables:
     init_stock: dict[str, np.ndarray]
     vlt: dict[str, np.ndarray]
     source: str
+    files: tuple[DataFile, ...] = ()
 
     @classmethod
     def from_arrays(
@@ -149,81 +187,60 @@ class MabimTables:
 
 
 # ----------------------------------------------------------------------------------------------
-# SKU lists and static info
+# Static info (SKU lists: envs_jax.mabim.sku_lists)
 # ----------------------------------------------------------------------------------------------
 
 
-def _data_lines(path: Path) -> list[str]:
-    if not path.is_file():
-        raise MabimDataError(f"MABIM data file not found: {path}")
-    return [
-        ln for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")
-    ]
-
-
-def read_sku_list(
-    name_or_path: str | os.PathLike[str], data_dir: str | os.PathLike[str] | None = None
-) -> tuple[str, ...]:
-    """Read a SKU list: a bundled name (``"sku100"``), a file in ``data_dir``, or a path.
-
-    The file has ``#`` comment lines, then a ``SKU`` header, then one id per line.
-    """
-    candidates = []
-    p = Path(name_or_path)
-    if p.suffix == ".csv":
-        candidates.append(p)
-    else:
-        fname = f"{name_or_path}.sku_list.csv"
-        if data_dir is not None:
-            candidates.append(Path(data_dir) / fname)
-            candidates.append(Path(data_dir).parent / fname)
-        candidates.append(BUNDLED_DIR / fname)
-    path = next((c for c in candidates if c.is_file()), None)
-    if path is None:
-        bundled = sorted(f.name.split(".")[0] for f in BUNDLED_DIR.glob("*.sku_list.csv"))
+def _parse_info(path: Path, raw: bytes) -> dict[str, tuple[float, float]]:
+    reader = csv.DictReader(io.StringIO("\n".join(data_lines(raw))))
+    fields = [f.strip() for f in reader.fieldnames or []]
+    if not {"SKU", "init_stock", "vlt"} <= set(fields):
         raise MabimDataError(
-            f"SKU list {str(name_or_path)!r} not found (looked in "
-            f"{', '.join(str(c) for c in candidates)}); bundled lists: {', '.join(bundled)}"
+            f"{path}: expected columns SKU,init_stock,vlt, found {','.join(fields)}"
         )
-    lines = _data_lines(path)
-    if not lines or lines[0].strip() != "SKU":
-        raise MabimDataError(f"{path}: a SKU list needs a 'SKU' header line before the ids")
-    ids = tuple(ln.strip() for ln in lines[1:])
-    if not ids:
-        raise MabimDataError(f"{path}: the SKU list is empty")
-    if len(set(ids)) != len(ids):
-        raise MabimDataError(f"{path}: the SKU list repeats ids")
-    return ids
-
-
-def read_info(path: Path, sku_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Read ``SKU,init_stock,vlt`` for the given SKUs; returns ``(init_stock [N], vlt [N])``."""
-    lines = _data_lines(path)
-    reader = csv.DictReader(io.StringIO("\n".join(lines)))
-    need = {"SKU", "init_stock", "vlt"}
-    if reader.fieldnames is None or not need <= set(reader.fieldnames):
+    per_sku = [f for f in fields if f in STATE_COLUMNS]
+    if per_sku:
         raise MabimDataError(
-            f"{path}: expected columns SKU,init_stock,vlt, found "
-            f"{','.join(reader.fieldnames or [])}"
+            f"{path}: per-SKU {', '.join(per_sku)} columns are not supported (the original "
+            "would use them instead of the shared settings); remove them"
         )
     table: dict[str, tuple[float, float]] = {}
     for row in reader:
+        row = {k.strip(): v for k, v in row.items() if k is not None}
         try:
             table[row["SKU"]] = (float(row["init_stock"]), float(row["vlt"]))
         except (TypeError, ValueError):
             raise MabimDataError(
                 f"{path}: non-numeric init_stock/vlt for {row.get('SKU')!r}"
             ) from None
+    return table
+
+
+def _select_info(
+    path: Path, table: dict[str, tuple[float, float]], sku_ids: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
     missing = [s for s in sku_ids if s not in table]
     if missing:
         raise MabimDataError(
             f"{path}: the SKU list names unknown SKUs {', '.join(missing[:5])}"
             + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         )
-    arr = np.array([table[s] for s in sku_ids], dtype=np.float64)
+    arr = np.array([table[s] for s in sku_ids], dtype=np.float64).reshape(-1, 2)
     if (arr < 0).any():
         raise MabimDataError(f"{path}: init_stock and vlt must be non-negative")
-    return arr[:, 0], arr[:, 1]
+    return arr[:, 0].copy(), arr[:, 1].copy()
+
+
+def load_info(path: Path, sku_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray, DataFile]:
+    """``(init_stock [N], vlt [N], file read)`` from a ``SKU,init_stock,vlt`` file."""
+    must_exist(path)
+    table, record = read_cached(path, "info", _parse_info)
+    return (*_select_info(path, table, sku_ids), record)
+
+
+def read_info(path: Path, sku_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``SKU,init_stock,vlt`` for the given SKUs; returns ``(init_stock [N], vlt [N])``."""
+    return load_info(path, sku_ids)[:2]
 
 
 def sku_index(sku_id: str) -> int:
@@ -238,22 +255,13 @@ def sku_index(sku_id: str) -> int:
 # ----------------------------------------------------------------------------------------------
 
 
-def read_wide_csv(path: Path, sku_ids: Sequence[str]) -> tuple[tuple[_dt.date, ...], np.ndarray]:
-    """Read a wide ``Date,SKU...`` CSV and select columns; returns ``(dates, values [T, N])``.
-
-    Rows must be consecutive days; values must be numbers. Errors name the file and the problem.
-    """
-    if not path.is_file():
-        raise MabimDataError(
-            f"MABIM data file not found: {path}. Point --data-dir at a directory with the original "
-            f"ReplenishmentEnv/data/sku2778 files, or write synthetic ones with "
-            f"envs_jax.mabim.synthetic.write_synthetic_dir(DIR)"
-        )
-    with path.open() as fh:
-        lines = [ln for ln in fh if ln.strip() and not ln.startswith("#")]
+def _parse_wide(
+    path: Path, raw: bytes, sku_ids: Sequence[str]
+) -> tuple[tuple[_dt.date, ...], np.ndarray]:
+    lines = [ln for ln in raw.decode("utf-8").splitlines() if ln.strip() and not ln.startswith("#")]
     if not lines:
         raise MabimDataError(f"{path}: the file has no rows")
-    header = lines[0].rstrip("\r\n").split(",")
+    header = lines[0].split(",")
     if header[0].strip() != "Date":
         raise MabimDataError(f"{path}: the first column must be 'Date', found {header[0]!r}")
     col = {name.strip(): i for i, name in enumerate(header)}
@@ -269,7 +277,7 @@ def read_wide_csv(path: Path, sku_ids: Sequence[str]) -> tuple[tuple[_dt.date, .
     rows: list[list[float]] = []
     # rows are counted among the non-comment lines, the header being row 1
     for lineno, ln in enumerate(lines[1:], start=2):
-        parts = ln.rstrip("\r\n").split(",")
+        parts = ln.split(",")
         if len(parts) != len(header):
             raise MabimDataError(
                 f"{path}: row {lineno} has {len(parts)} fields, the header has {len(header)}"
@@ -294,7 +302,7 @@ def read_wide_csv(path: Path, sku_ids: Sequence[str]) -> tuple[tuple[_dt.date, .
                 f"{path}: dates must be consecutive days, found {format_date(a)} then "
                 f"{format_date(b)}"
             )
-    values = np.asarray(rows, dtype=np.float64)
+    values = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(idx))
     if not np.isfinite(values).all():
         raise MabimDataError(f"{path}: values must be finite numbers")
     if (values < 0).any():
@@ -303,7 +311,33 @@ def read_wide_csv(path: Path, sku_ids: Sequence[str]) -> tuple[tuple[_dt.date, .
             f"{path}: values must be non-negative, found {values[r, c]:g} for {sku_ids[c]} on "
             f"{format_date(dates[r])}"
         )
+    values.setflags(write=False)  # shared through the cache
     return tuple(dates), values
+
+
+def load_wide_csv(
+    path: Path, sku_ids: Sequence[str]
+) -> tuple[tuple[_dt.date, ...], np.ndarray, DataFile]:
+    """``(dates, values [T, N], file read)`` of a wide ``Date,SKU...`` CSV, columns ``sku_ids``.
+
+    Rows must be consecutive days; values must be numbers. Errors name the file and the problem.
+    """
+    if not path.is_file():
+        raise MabimDataError(
+            f"MABIM data file not found: {path}. Point --data-dir at a directory with the original "
+            f"ReplenishmentEnv/data/sku2778 files, or write synthetic ones with "
+            f"envs_jax.mabim.synthetic.write_synthetic_dir(DIR)"
+        )
+    ids = tuple(sku_ids)
+    (dates, values), record = read_cached(
+        path, ("wide", ids), lambda p, raw: _parse_wide(p, raw, ids)
+    )
+    return dates, values, record
+
+
+def read_wide_csv(path: Path, sku_ids: Sequence[str]) -> tuple[tuple[_dt.date, ...], np.ndarray]:
+    """``(dates, values [T, N])`` of a wide CSV (see :func:`load_wide_csv`)."""
+    return load_wide_csv(path, sku_ids)[:2]
 
 
 def _is_number(text: str) -> bool:
@@ -314,36 +348,62 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def table_path(data_dir: str | os.PathLike[str], entry: str) -> Path:
+    """The file of a price-table entry: a table name (``store2`` ->
+    ``sku2778.store2.selling_price.csv``) or a file name / path, in ``data_dir``."""
+    return Path(data_dir) / (entry if is_file_name(entry) else price_file(entry))
+
+
+def info_path(data_dir: str | os.PathLike[str], store: str, entry: str | None = None) -> Path:
+    """A store's info file in ``data_dir`` (``entry``: a file name or path; None:
+    ``sku2778.<store>.info.csv``); a standard one missing there is the bundled copy (announced)."""
+    name = entry or info_file(store)
+    path, bundled = Path(data_dir) / name, BUNDLED_DIR / name
+    if not path.is_file() and name == info_file(store) and bundled.is_file():
+        announce(f"MABIM data: {path} not found; using the bundled copy {bundled}")
+        return bundled
+    return path
+
+
 def load_real(
     data_dir: str | os.PathLike[str],
     sku_ids: Sequence[str],
     tables: Iterable[str] = PRICE_TABLES,
     stores: Iterable[str] = INFO_STORES,
+    demand_file: str = DEMAND_FILE,
+    info_files: Sequence[str] | None = None,
 ) -> MabimTables:
-    """Load a MABIM data directory (original layout) for the given SKUs.
+    """Load a MABIM data directory (original layout) for the given SKUs: only what is named.
 
     Args:
-        data_dir: directory holding ``sku2778.demand.csv``, the selling-price tables and the
+        data_dir: directory holding the demand file, the selling-price tables and the
             ``*.info.csv`` files (the original ``ReplenishmentEnv/data/sku2778``, or one written
-            by :func:`envs_jax.mabim.synthetic.write_synthetic_dir`). Info files missing there
-            are taken from the bundled copies.
+            by :func:`envs_jax.mabim.synthetic.write_synthetic_dir`). A standard info file
+            missing there is taken from the bundled copy, announced once.
         sku_ids: SKU columns to load.
-        tables: price tables needed (default: all four).
+        tables: price tables needed: names (``store1`` ... ``super_vendor``) or file names.
         stores: stores whose static info is needed.
+        demand_file: the tail demand file (a file name in ``data_dir`` or a path).
+        info_files: per store, its info file (None: ``sku2778.<store>.info.csv``).
     """
     d = Path(data_dir)
     if not d.is_dir():
         raise MabimDataError(f"--data-dir {d} is not a directory")
-    dates, demand = read_wide_csv(d / DEMAND_FILE, sku_ids)
+    dates, demand, demand_rec = load_wide_csv(d / demand_file, sku_ids)
+    files = [demand_rec]
     prices = {}
-    for t in tables:
-        pdates, prices[t] = read_wide_csv(d / price_file(t), sku_ids)
+    for t in dict.fromkeys(tables):
+        pdates, prices[t], rec = load_wide_csv(table_path(d, t), sku_ids)
+        files.append(rec)
         if pdates != dates:
-            raise MabimDataError(f"{d / price_file(t)}: dates differ from {DEMAND_FILE}")
+            raise MabimDataError(f"{table_path(d, t)}: dates differ from {d / demand_file}")
+    stores = tuple(stores)
+    entries = tuple(info_files) if info_files is not None else (None,) * len(stores)
+    if len(entries) != len(stores):
+        raise MabimDataError(f"info_files needs one entry per store {stores}, got {entries}")
     init_stock, vlt = {}, {}
-    for s in stores:
-        path = d / info_file(s)
-        init_stock[s], vlt[s] = read_info(
-            path if path.is_file() else BUNDLED_DIR / info_file(s), sku_ids
-        )
-    return MabimTables(dates, tuple(sku_ids), demand, prices, init_stock, vlt, f"real:{d}")
+    for s, entry in zip(stores, entries):
+        init_stock[s], vlt[s], rec = load_info(info_path(d, s, entry), sku_ids)
+        files.append(rec)
+    unique = tuple(dict.fromkeys(files))
+    return MabimTables(dates, tuple(sku_ids), demand, prices, init_stock, vlt, f"real:{d}", unique)

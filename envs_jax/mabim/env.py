@@ -105,6 +105,11 @@ class MabimEnv:
 
     # ------------------------------------------------------------------ set-up
 
+    @property
+    def data_files(self) -> list[dict[str, Any]]:
+        """The files the scenario's data came from (``path``, ``sha256``, ``bytes`` each)."""
+        return [f.to_dict() for f in self.tables.files]
+
     def default_params(self, split: str = "train") -> MabimParams:
         """Device arrays for a split (``train``, ``validation``, ``test``); cached per split."""
         if split not in SPLITS:

@@ -36,11 +36,11 @@ class MabimParams:
     vlt: jax.Array
     vlt_onehot: jax.Array  # [W, V, N]: 1 where pipeline slot == vlt
     capacity: jax.Array  # [W]
-    volume: jax.Array  # [N]
+    volume: jax.Array  # [W, N]
     holding_cost: jax.Array  # [W, N] per unit per day
     unit_order_cost: jax.Array  # [W, N]
-    backlog_ratio: jax.Array  # scalar
-    overflow_cost_ratio: jax.Array  # scalar
+    backlog_ratio: jax.Array  # [W, 1]
+    overflow_cost_ratio: jax.Array  # [W, 1]
     action_values: jax.Array  # [A]
     lookback: jax.Array  # [W, N] filled with L: a runtime divisor, see window.demand_mean
     start_lo: jax.Array  # int32 scalar
@@ -106,9 +106,13 @@ def build_params(
     init_stock = np.stack([tabs.init_stock[s] for s in cfg.warehouses])
     slots = int(vlt.max()) + 1
     onehot = (np.arange(slots)[None, :, None] == vlt[:, None, :]).astype(np.float64)
-    volume = np.full(N, cfg.volume)
-    storage = np.asarray(cfg.unit_storage_cost, dtype=np.float64).reshape(-1, 1)
-    holding = np.broadcast_to(cfg.basic_holding_cost + storage * volume[None, :], (W, N))
+
+    def per_warehouse(values: tuple[float, ...]) -> np.ndarray:
+        return np.asarray(values, dtype=np.float64).reshape(W, 1)
+
+    volume = np.broadcast_to(per_warehouse(cfg.volume), (W, N))
+    storage = per_warehouse(cfg.unit_storage_cost)
+    holding = per_warehouse(cfg.basic_holding_cost) + storage * volume
 
     def as_f(x: object) -> jax.Array:
         return jnp.asarray(np.asarray(x, dtype=np.float64), dtype=dtype)
@@ -123,9 +127,9 @@ def build_params(
         capacity=as_f(cfg.capacity),
         volume=as_f(volume),
         holding_cost=as_f(holding),
-        unit_order_cost=as_f(np.full((W, N), cfg.unit_order_cost)),
-        backlog_ratio=as_f(cfg.backlog_ratio),
-        overflow_cost_ratio=as_f(cfg.overflow_cost_ratio),
+        unit_order_cost=as_f(np.broadcast_to(per_warehouse(cfg.unit_order_cost), (W, N))),
+        backlog_ratio=as_f(per_warehouse(cfg.backlog_ratio)),
+        overflow_cost_ratio=as_f(per_warehouse(cfg.overflow_cost_ratio)),
         action_values=as_f(cfg.action_values),
         lookback=as_f(np.full((W, N), cfg.lookback)),
         start_lo=jnp.int32(lo),

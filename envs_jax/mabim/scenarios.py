@@ -13,13 +13,16 @@
 
 Every factory accepts ``data_dir`` (a directory in the original layout; default: synthetic data),
 ``seed`` (of the synthetic data), ``precision``, ``continuous`` and any other
-:class:`~envs_jax.mabim.config.MabimConfig` field as keyword overrides.
+:class:`~envs_jax.mabim.config.MabimConfig` field as keyword overrides (:func:`configure`); an
+original MABIM YAML config gives such overrides through
+:func:`envs_jax.mabim.original.read_original_config`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from pathlib import Path
 from typing import Any, Callable
 
 from envs_jax.core import register
@@ -30,15 +33,31 @@ from envs_jax.mabim.env import MabimEnv
 
 
 @functools.lru_cache(maxsize=16)
-def _tables(sku_ids: tuple[str, ...], data_dir: str | None, seed: int) -> mdata.MabimTables:
-    if data_dir is None:
-        return synthetic.synthetic_tables(sku_ids, seed)
-    return mdata.load_real(data_dir, sku_ids)
+def _synthetic(sku_ids: tuple[str, ...], seed: int) -> mdata.MabimTables:
+    return synthetic.synthetic_tables(sku_ids, seed)
+
+
+def _check_synthetic(config: MabimConfig) -> None:
+    tables = (*config.price_tables, *config.cost_tables)
+    if (
+        not set(tables) <= set(mdata.PRICE_TABLES)
+        or not set(config.warehouses) <= set(mdata.INFO_STORES)
+        or config.demand_file != mdata.DEMAND_FILE
+        or config.info_files is not None
+    ):
+        raise ValueError(
+            f"{config.name}: synthetic data has the tables {', '.join(mdata.PRICE_TABLES)} and "
+            f"the stores {', '.join(mdata.INFO_STORES)} only; pass data_dir to read other files"
+        )
 
 
 def build(config: MabimConfig) -> MabimEnv:
-    """Load (or generate) the data a config needs and build the environment."""
-    ids = mdata.read_sku_list(config.sku_list, config.data_dir)
+    """Load (or generate) the data a config needs (only the files it names) and build the
+    environment; ``env.data_files`` lists the files read."""
+    data_dir = None if config.data_dir is None else str(config.data_dir)
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise mdata.MabimDataError(f"--data-dir {data_dir} is not a directory")
+    ids, sku_file = mdata.load_sku_list(config.sku_list, data_dir)
     if config.n_skus is not None:
         if config.n_skus > len(ids):
             raise ValueError(
@@ -46,36 +65,40 @@ def build(config: MabimConfig) -> MabimEnv:
                 f"{len(ids)} SKUs"
             )
         ids = ids[: config.n_skus]
-    data_dir = None if config.data_dir is None else str(config.data_dir)
-    return MabimEnv(config, _tables(tuple(ids), data_dir, config.seed))
+    if data_dir is None:
+        _check_synthetic(config)
+        tables = _synthetic(tuple(ids), config.seed)
+    else:
+        tables = mdata.load_real(
+            data_dir,
+            ids,
+            tables=(*config.price_tables, *config.cost_tables),
+            stores=config.warehouses,
+            demand_file=config.demand_file,
+            info_files=config.info_files,
+        )
+    files = tuple(dict.fromkeys(f for f in (sku_file, *tables.files) if f is not None))
+    return MabimEnv(config, dataclasses.replace(tables, files=files))
 
 
-def _factory(base: MabimConfig) -> Callable[..., MabimEnv]:
+def configure(scenario: str, /, **overrides: Any) -> MabimConfig:
+    """The config that registered MABIM scenario ``scenario`` builds with these keyword overrides
+    (checked; no data read; ``name`` renames it). ``TypeError`` names an unknown option."""
+    base = ALL_SCENARIOS[scenario]
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(MabimConfig)}
+    if unknown:
+        valid = ", ".join(f.name for f in dataclasses.fields(MabimConfig) if f.name != "name")
+        raise TypeError(
+            f"{base.name}: unknown option(s) {', '.join(sorted(unknown))}; valid options: {valid}"
+        )
+    return dataclasses.replace(base, **overrides)
+
+
+def _factory(name: str) -> Callable[..., MabimEnv]:
     def make(**overrides: Any) -> MabimEnv:
-        unknown = set(overrides) - {f.name for f in dataclasses.fields(MabimConfig)}
-        if unknown:
-            valid = ", ".join(f.name for f in dataclasses.fields(MabimConfig) if f.name != "name")
-            raise TypeError(
-                f"{base.name}: unknown option(s) {', '.join(sorted(unknown))}; "
-                f"valid options: {valid}"
-            )
-        if "capacity" in overrides:
-            overrides["capacity"] = _capacity(base, overrides["capacity"])
-        return build(dataclasses.replace(base, **overrides))
+        return build(configure(name, **overrides))
 
     return make
-
-
-def _capacity(base: MabimConfig, value: Any) -> tuple[float, ...]:
-    """A capacity override: one number for every warehouse, or one per warehouse."""
-    try:
-        if isinstance(value, (tuple, list)):
-            return tuple(float(c) for c in value)
-        return (float(value),) * len(base.warehouses)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"{base.name}: capacity must be a number or one number per warehouse, got {value!r}"
-        ) from None
 
 
 PAPER_SCENARIOS: dict[str, MabimConfig] = {}
@@ -111,6 +134,8 @@ SMALL_SCENARIOS: dict[str, MabimConfig] = {
     ),
 }
 
+ALL_SCENARIOS: dict[str, MabimConfig] = {**PAPER_SCENARIOS, **SMALL_SCENARIOS}
+
 _DESCRIPTIONS = {
     "standard": "1 warehouse, capacity #SKU x 100",
     "2-echelons": "2 warehouses in a chain, capacity #SKU x 100 each",
@@ -119,7 +144,7 @@ _DESCRIPTIONS = {
     "lowest": "1 warehouse, capacity #SKU x 25",
 }
 
-for _name, _cfg in {**PAPER_SCENARIOS, **SMALL_SCENARIOS}.items():
+for _name, _cfg in ALL_SCENARIOS.items():
     _kind = _name.split("/", 1)[1].rsplit("-", 1)[0]
     _desc = _DESCRIPTIONS.get(_kind, f"small test scenario, {len(_cfg.warehouses)} warehouse(s)")
-    register(_name, _factory(_cfg), f"MABIM {_desc}")
+    register(_name, _factory(_name), f"MABIM {_desc}")

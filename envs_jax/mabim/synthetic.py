@@ -26,8 +26,8 @@ from envs_jax.mabim.data import (
     MabimTables,
     format_date,
     info_file,
+    load_info,
     price_file,
-    read_info,
     sku_index,
 )
 
@@ -106,26 +106,39 @@ def synthetic_tables(
         demand[:, j] = dj
         for t in PRICE_TABLES:
             prices[t][:, j] = pj[t]
-    init_stock, vlt = {}, {}
+    init_stock, vlt, files = {}, {}, []
     for s in stores:
-        init_stock[s], vlt[s] = read_info(BUNDLED_DIR / info_file(s), sku_ids)
+        init_stock[s], vlt[s], record = load_info(BUNDLED_DIR / info_file(s), sku_ids)
+        files.append(record)
     dates = tuple(FIRST_DATE + _dt.timedelta(days=i) for i in range(N_DAYS))
     return MabimTables(
-        dates, tuple(sku_ids), demand, prices, init_stock, vlt, f"synthetic(seed={seed})"
+        dates,
+        tuple(sku_ids),
+        demand,
+        prices,
+        init_stock,
+        vlt,
+        f"synthetic(seed={seed})",
+        tuple(files),
     )
 
 
 def write_synthetic_dir(
-    out_dir: str | os.PathLike[str], seed: int = 0, n_skus: int = N_SKUS_TOTAL
+    out_dir: str | os.PathLike[str],
+    seed: int = 0,
+    n_skus: int = N_SKUS_TOTAL,
+    sku_ids: Sequence[str] | None = None,
 ) -> Path:
-    """Write the five daily CSVs (and copies of the info files) in the original layout.
+    """Write the five daily CSVs, copies of the info files and of the bundled SKU lists (the
+    original ``data/sku2778`` layout).
 
     The same seed gives byte-identical files. ``n_skus`` < 2778 writes only the first columns
-    (for quick tests); the SKU columns keep their ids, so lists of small ids still resolve.
+    (for quick tests), ``sku_ids`` only those columns; the columns keep their ids, so lists of
+    those ids still resolve.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ids = [f"SKU{i}" for i in range(n_skus)]
+    ids = list(sku_ids) if sku_ids is not None else [f"SKU{i}" for i in range(n_skus)]
     tabs = synthetic_tables(ids, seed)
     date_col = [format_date(d) for d in tabs.dates]
 
@@ -146,4 +159,6 @@ def write_synthetic_dir(
         write(out / price_file(t), tabs.prices[t], None)
     for s in INFO_STORES:
         (out / info_file(s)).write_bytes((BUNDLED_DIR / info_file(s)).read_bytes())
+    for sku_list in BUNDLED_DIR.glob("*.sku_list.csv"):
+        (out / sku_list.name).write_bytes(sku_list.read_bytes())
     return out

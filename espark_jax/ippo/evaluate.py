@@ -81,7 +81,7 @@ def make_evaluate(
                 return (state, obs, alive, reward_sum, comp_sum), None
             counts = carry[5] + jnp.einsum(
                 "kena,ng->kega",
-                jax.nn.one_hot(action, spec.n_actions) * w[..., None],
+                jax.nn.one_hot(action, spec.n_actions, dtype=acc) * w[..., None],
                 group_onehot,
             )
             flows = {
@@ -96,10 +96,12 @@ def make_evaluate(
             }
             return (state, obs, alive, reward_sum, comp_sum, counts), daily
 
-        zeros = jnp.zeros((n_k, num_envs, spec.n_agents), jnp.float32)
+        # sums in the widest float: exact returns of a float64 environment (64-bit JAX)
+        acc = jax.dtypes.canonicalize_dtype(jnp.float64)
+        zeros = jnp.zeros((n_k, num_envs, spec.n_agents), acc)
         init = (state, obs, jnp.ones((n_k, num_envs), bool), zeros, {n: zeros for n in names})
         if trace:
-            init += (jnp.zeros((n_k, num_envs, spec.n_groups, spec.n_actions), jnp.float32),)
+            init += (jnp.zeros((n_k, num_envs, spec.n_groups, spec.n_actions), acc),)
         final, daily = jax.lax.scan(step, init, jax.random.split(k_run, length))
         reward_sum, comp_sum = final[3], final[4]
         out = {

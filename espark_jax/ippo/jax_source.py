@@ -48,6 +48,7 @@ def _vmap2(fn: Callable, in_axes: tuple) -> Callable:
 def reset_envs(env: Any, keys: jax.Array, env_params: Any) -> EnvBatch:
     """Reset ``K x E`` environments (``keys [K, E, 2]``)."""
     obs, state = _vmap2(env.reset, (0, None))(keys, env_params)
+    obs = obs.astype(jnp.float32)  # the learners work in float32, a float64 environment included
     return EnvBatch(state=state, obs=obs, episode_return=jnp.zeros(keys.shape[:2], jnp.float32))
 
 
@@ -102,6 +103,7 @@ def make_rollout(
             obs, state, reward, done, _ = _vmap2(env.step, (0, 0, 0, None))(
                 env_keys, envs.state, action, env_params
             )
+            obs, reward = obs.astype(jnp.float32), reward.astype(jnp.float32)
             done = jnp.asarray(done, bool)
             ep_ret = envs.episode_return + invariant_sum(reward, axis=-1)
             ret_sum = ret_sum + jnp.where(done, ep_ret, 0.0)  # [K, E]; reduced once at the end
