@@ -1,7 +1,7 @@
 """Candidates from Claude through the official ``anthropic`` SDK.
 
 The SDK (2.x: httpx2, no temperature) does its own retries. K requests run concurrently, request
-0 first so that the prompt cache is warm (:func:`~espark_jax.llm.remote.answer_concurrently`).
+0 first so that the prompt cache is warm (:class:`~espark_jax.llm.remote.RemoteProvider`).
 Rate-limit / overload / server / connection / timeout failures and malformed replies after the
 SDK's retries become a per-slot :attr:`LLMResponse.error`; authentication, permission,
 bad-request, not-found and payment errors abort the run with :class:`LLMConfigError`.
@@ -10,16 +10,10 @@ bad-request, not-found and payment errors abort the run with :class:`LLMConfigEr
 from __future__ import annotations
 
 import os
-import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
-from espark_jax.llm.base import LLMConfigError, LLMRequest, LLMResponse, SlotResult
-from espark_jax.llm.remote import (
-    DEFAULT_MAX_CONCURRENCY,
-    answer_concurrently,
-    config_error,
-    one_line,
-)
+from espark_jax.llm.base import LLMConfigError, LLMRequest, LLMResponse
+from espark_jax.llm.remote import DEFAULT_MAX_CONCURRENCY, RemoteProvider, config_error
 
 DEFAULT_GENERATOR_MODEL = "claude-sonnet-4-6"
 DEFAULT_CHECKER_MODEL = "claude-haiku-4-5"
@@ -42,7 +36,7 @@ def api_key_present(environ: Mapping[str, str] | None = None) -> bool:
     return any(env.get(k) for k in KEY_VARS)
 
 
-class AnthropicProvider:
+class AnthropicProvider(RemoteProvider):
     """Candidates from Claude through the official SDK.
 
     Args:
@@ -58,7 +52,6 @@ class AnthropicProvider:
     """
 
     name = "anthropic"
-    remote = True  # paid: --resume answers recorded requests from their records
 
     def __init__(
         self,
@@ -80,14 +73,16 @@ class AnthropicProvider:
             raise LLMConfigError(
                 "the anthropic provider needs the SDK: pip install 'espark-jax[llm]'"
             ) from None
+        super().__init__(
+            generator_model,
+            checker_model,
+            max_tokens=max_tokens,
+            checker_max_tokens=checker_max_tokens,
+            timeout=timeout,
+            max_concurrency=max_concurrency,
+            base_url=base_url,
+        )
         self._sdk = anthropic
-        self.generator_model = generator_model
-        self.checker_model = checker_model
-        self.max_tokens = int(max_tokens)
-        self.checker_max_tokens = int(checker_max_tokens)
-        self.max_concurrency = max(1, int(max_concurrency))
-        self.timeout = float(timeout)
-        self.base_url = base_url
         if client is None:
             kwargs: dict[str, Any] = {"max_retries": int(max_retries), "timeout": self.timeout}
             if api_key is not None:
@@ -114,39 +109,17 @@ class AnthropicProvider:
             anthropic.APIResponseValidationError,
         )
 
-    def describe(self) -> dict:
-        """Manifest entry."""
-        return {
-            "name": self.name,
-            "label": self.label,
-            "generator_model": self.generator_model,
-            "checker_model": self.checker_model,
-            "base_url": self.base_url,
-            "max_concurrency": self.max_concurrency,
-            "sdk_version": getattr(self._sdk, "__version__", "?"),
-        }
-
-    def _call(self, request: LLMRequest) -> LLMResponse:
-        model = self.checker_model if request.role == "checker" else self.generator_model
-        max_tokens = self.checker_max_tokens if request.role == "checker" else self.max_tokens
-        start = time.perf_counter()
+    def _send(self, request: LLMRequest, model: str, limit: int) -> LLMResponse:
         try:
             msg = self.client.messages.create(
                 model=model,
-                max_tokens=max_tokens,
+                max_tokens=limit,
                 system=[
                     {"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}
                 ],
                 messages=list(request.messages),
                 timeout=self.timeout,
             )
-        except self._abort as err:
-            raise LLMConfigError(_config_message(err, model)) from None
-        except self._slot_errors as err:
-            return LLMResponse("", model, {}, time.perf_counter() - start, one_line(err), {})
-        except ValueError as err:  # a body that is not JSON
-            error = f"MalformedReply: {one_line(err, 200)}"
-            return LLMResponse("", model, {}, time.perf_counter() - start, error, {})
         except TypeError as err:  # the SDK raises this before any I/O when no credential is found
             if "authentication" in str(err).lower():
                 raise LLMConfigError(
@@ -156,34 +129,21 @@ class AnthropicProvider:
             raise
         raw = msg.model_dump(mode="json") if hasattr(msg, "model_dump") else {}
         if not isinstance(getattr(msg, "content", None), list):
-            error = "MalformedReply: the server's reply has no content list"
-            return LLMResponse("", model, {}, time.perf_counter() - start, error, raw)
+            return LLMResponse(
+                "", model, {}, 0.0, "MalformedReply: the server's reply has no content list", raw
+            )
         text = "".join(
             getattr(b, "text", "") for b in msg.content if getattr(b, "type", "") == "text"
         )
-        return LLMResponse(
-            text,
-            str(getattr(msg, "model", model)),
-            _usage(getattr(msg, "usage", None)),
-            time.perf_counter() - start,
-            None,
-            raw,
-        )
+        usage = _usage(getattr(msg, "usage", None))
+        return LLMResponse(text, str(getattr(msg, "model", model)), usage, 0.0, None, raw)
 
-    def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResponse]:
-        """Send all requests: the first alone (it writes the prompt cache), the rest concurrently.
-
-        Raises:
-            LLMConfigError: on an authentication, permission, bad-request, not-found or payment
-                error (pending requests are cancelled).
-        """
-        return answer_concurrently(self._call, requests, self.max_concurrency)
-
-    def tell(self, iteration: int, results: Sequence[SlotResult]) -> None:
-        """No-op: the LLM learns from the feedback prompt instead."""
+    def _config_message(self, err: BaseException, model: str) -> str:
+        return config_message(err, model)
 
 
-def _config_message(err: BaseException, model: str) -> str:
+def config_message(err: BaseException, model: str) -> str:
+    """The one-line abort message for an Anthropic status error, with its fix."""
     fixes = {
         401: "set a valid ANTHROPIC_API_KEY or use --provider template",
         403: "the key lacks permission for this model or API; use another key or model",

@@ -17,16 +17,10 @@ prompt tokens, ``output_tokens`` = completion tokens.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Mapping, Sequence
 
-from espark_jax.llm.base import LLMConfigError, LLMRequest, LLMResponse, SlotResult
-from espark_jax.llm.remote import (
-    DEFAULT_MAX_CONCURRENCY,
-    answer_concurrently,
-    config_error,
-    one_line,
-)
+from espark_jax.llm.base import LLMConfigError, LLMRequest, LLMResponse
+from espark_jax.llm.remote import DEFAULT_MAX_CONCURRENCY, RemoteProvider, config_error, one_line
 
 DEFAULT_GENERATOR_MODEL = "gpt-4.1"
 DEFAULT_CHECKER_MODEL = "gpt-4.1-mini"
@@ -91,7 +85,7 @@ def served_models(base_url: str, api_key: str | None = None, timeout: float = 30
         ) from None
 
 
-class OpenAIProvider:
+class OpenAIProvider(RemoteProvider):
     """Candidates from an OpenAI-compatible Chat Completions endpoint.
 
     Args:
@@ -109,7 +103,6 @@ class OpenAIProvider:
     """
 
     name = "openai"
-    remote = True  # paid or self-hosted: --resume answers recorded requests from their records
 
     def __init__(
         self,
@@ -127,12 +120,16 @@ class OpenAIProvider:
         client: Any = None,
     ) -> None:
         openai = _sdk()
+        super().__init__(
+            generator_model,
+            checker_model,
+            max_tokens=max_tokens,
+            checker_max_tokens=checker_max_tokens,
+            timeout=timeout,
+            max_concurrency=max_concurrency,
+            base_url=base_url,
+        )
         self._sdk = openai
-        self.generator_model, self.checker_model = generator_model, checker_model
-        self.base_url = base_url
-        self.max_tokens, self.checker_max_tokens = int(max_tokens), int(checker_max_tokens)
-        self.timeout = float(timeout)
-        self.max_concurrency = max(1, int(max_concurrency))
         self.token_limit_param = token_limit_param or (
             "max_tokens" if base_url else "max_completion_tokens"
         )
@@ -144,12 +141,12 @@ class OpenAIProvider:
         if client is None:
             client = openai.OpenAI(
                 api_key=api_key or PLACEHOLDER_KEY,
-                base_url=base_url or None,
+                base_url=self.base_url,
                 max_retries=int(max_retries),
                 timeout=self.timeout,
             )
         self.client = client
-        where = f" at {base_url}" if base_url else ""
+        where = f" at {self.base_url}" if self.base_url else ""
         self.label = f"LLM ({generator_model}{where})"
         self._abort = (
             openai.AuthenticationError,
@@ -168,63 +165,31 @@ class OpenAIProvider:
 
     def describe(self) -> dict:
         """Manifest entry."""
-        return {
-            "name": self.name,
-            "label": self.label,
-            "generator_model": self.generator_model,
-            "checker_model": self.checker_model,
-            "base_url": self.base_url,
-            "max_concurrency": self.max_concurrency,
-            "token_limit_param": self.token_limit_param,
-            "sdk_version": getattr(self._sdk, "__version__", "?"),
-        }
+        return {**super().describe(), "token_limit_param": self.token_limit_param}
 
-    def _call(self, request: LLMRequest) -> LLMResponse:
-        checker = request.role == "checker"
-        model = self.checker_model if checker else self.generator_model
-        limit = {self.token_limit_param: self.checker_max_tokens if checker else self.max_tokens}
-        start = time.perf_counter()
-        try:
-            reply = self.client.chat.completions.create(
-                model=model,
-                messages=chat_messages(request.system, request.messages),
-                timeout=self.timeout,
-                **limit,
-            )
-        except self._abort as err:
-            raise LLMConfigError(_config_message(err, model)) from None
-        except self._slot_errors as err:
-            return LLMResponse("", model, {}, time.perf_counter() - start, one_line(err), {})
-        except ValueError as err:  # a body that is not JSON
-            error = f"MalformedReply: {one_line(err, 200)}"
-            return LLMResponse("", model, {}, time.perf_counter() - start, error, {})
-        elapsed = time.perf_counter() - start
+    def _send(self, request: LLMRequest, model: str, limit: int) -> LLMResponse:
+        reply = self.client.chat.completions.create(
+            model=model,
+            messages=chat_messages(request.system, request.messages),
+            timeout=self.timeout,
+            **{self.token_limit_param: limit},
+        )
         raw = reply.model_dump(mode="json") if hasattr(reply, "model_dump") else {}
+        usage = chat_usage(getattr(reply, "usage", None))
         choices = getattr(reply, "choices", None) or []
-        message = getattr(choices[0], "message", None) if choices else None
-        text = getattr(message, "content", None)
+        text = getattr(getattr(choices[0], "message", None), "content", None) if choices else None
         if not isinstance(text, str):
             why = "no choices" if not choices else "no message content"
             error = f"MalformedReply: the server's reply has {why}"
-            return LLMResponse("", model, chat_usage(reply.usage), elapsed, error, raw)
-        return LLMResponse(
-            text, str(reply.model or model), chat_usage(reply.usage), elapsed, None, raw
-        )
+            return LLMResponse("", model, usage, 0.0, error, raw)
+        return LLMResponse(text, str(reply.model or model), usage, 0.0, None, raw)
 
-    def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResponse]:
-        """Send all requests: the first alone (it fills a prefix cache), the rest concurrently.
-
-        Raises:
-            LLMConfigError: on an authentication, permission, bad-request, not-found or
-                unprocessable-request error (pending requests are cancelled).
-        """
-        return answer_concurrently(self._call, requests, self.max_concurrency)
-
-    def tell(self, iteration: int, results: Sequence[SlotResult]) -> None:
-        """No-op: the LLM learns from the feedback prompt instead."""
+    def _config_message(self, err: BaseException, model: str) -> str:
+        return config_message(err, model)
 
 
-def _config_message(err: BaseException, model: str) -> str:
+def config_message(err: BaseException, model: str) -> str:
+    """The one-line abort message for an OpenAI status error, with its fix."""
     fixes = {
         401: "set a valid OPENAI_API_KEY (or the key the server expects)",
         403: "the key lacks permission for this model; use another key or model",

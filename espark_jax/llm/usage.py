@@ -237,13 +237,14 @@ def run_usage(run_dir: str | os.PathLike, extra_prices: Mapping | None = None) -
 
 
 def format_tokens(summary: Mapping[str, Any] | None) -> str:
-    """``in / out (cached)`` token counts for a table cell ("-" without records)."""
+    """``in / out`` token counts, plus cache reads and writes when there were any, for a table
+    cell ("-" without records)."""
     if not summary:
         return "-"
     t = summary["tokens"]
-    cached = t["cache_read_input_tokens"] + t["cache_creation_input_tokens"]
+    read, write = t["cache_read_input_tokens"], t["cache_creation_input_tokens"]
     text = f"{t['input_tokens']:,} / {t['output_tokens']:,}"
-    return text + (f" ({cached:,} cached)" if cached else "")
+    return text + (f" (cache read {read:,}, write {write:,})" if read or write else "")
 
 
 def format_cost(summary: Mapping[str, Any] | None) -> str:
