@@ -138,7 +138,7 @@ def mabim_env_kwargs(args: Any, command: str) -> dict[str, Any]:
     require_scenario(command, args.scenario)
     if not str(args.scenario).startswith("mabim/"):
         raise SystemExit(
-            f"{command}: {', '.join(given)} apply to MABIM scenarios only, not {args.scenario}"
+            f"{command}: only MABIM scenarios take {', '.join(given)}, not {args.scenario}"
         )
     kw: dict[str, Any] = {}
     if args.mabim_config:
