@@ -2,7 +2,8 @@
 
 Each subcommand lives in its own module: ``train`` / ``eval`` in :mod:`espark_jax.cli_train`,
 ``run`` / ``report`` (the eSpark loop) in :mod:`espark_jax.cli_search`, ``baselines`` in
-:mod:`espark_jax.cli_baselines`, ``sweep`` in :mod:`espark_jax.cli_sweep`.
+:mod:`espark_jax.cli_baselines`, ``sweep`` in :mod:`espark_jax.cli_sweep`, ``table`` in
+:mod:`espark_jax.cli_table`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from espark_jax import cli_baselines, cli_search, cli_sweep, cli_train
+from espark_jax import cli_baselines, cli_search, cli_sweep, cli_table, cli_train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_search.add_report_parser(sub)
     cli_baselines.add_baselines_parser(sub)
     cli_sweep.add_sweep_parser(sub)
+    cli_table.add_table_parser(sub)
     return parser
 
 

@@ -1,12 +1,19 @@
-"""``espark sweep``: the paper's ablations over seeds, one run directory each, resumable.
+"""``espark sweep``: the paper's ablations and pruning baselines over scenarios and seeds.
 
-Every (variant, seed) pair is one ``espark run`` in ``<sweep-dir>/<variant>-s<seed>``. Running the
-same command again skips finished runs and resumes interrupted ones, so a killed sweep loses
-nothing. At the end the runs are compared (``espark report``) and summarised per variant in
-``<sweep-dir>/summary.md``.
+Every (variant, seed) pair is one ``espark run`` in ``<sweep-dir>/<variant>-s<seed>`` (with
+``--scenarios``: ``<sweep-dir>/<scenario>-<variant>-s<seed>``). The pruning-baseline variants
+(``random``, ``ss-pruning``, ``upbound``; SUMO: ``random``, ``maxpressure-pruning``) train plain
+IPPO under that built-in mask for the steps of one eSpark candidate
+(:mod:`espark_jax.pruning_run`); a variant that does not apply to a scenario's family is skipped
+there. Running the same command again skips finished runs and resumes interrupted ones, so a
+killed sweep loses nothing. At the end the runs are compared (``espark report``) and summarised
+per variant in ``<sweep-dir>/summary.md``, and the paper's tables and figures are written into
+the sweep directory (``espark table``).
 
     espark sweep --preset quick --variants full,no-retention,no-reward-factors --seeds 0,1
     espark sweep --scenario mabim/lower-100 --preset paper --variants full,template,lang --seeds 0,1
+    espark sweep --scenarios mabim/standard-100,mabim/lowest-100 \\
+        --variants template,random,ss-pruning,upbound --seeds 0,1
     espark sweep --executor ray --address HEAD:6379 --gpus-per-run 1 --seeds 0,1,2
 
 With ``--executor ray`` every run is a Ray task with its resource request, retried from its run
@@ -23,6 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from espark_jax.cli_args import add_mabim_options, mabim_env_kwargs, pick_names, require_scenario
+from espark_jax.pruning_run import PRUNING_VARIANTS, builtin_mask_name
+
+DEFAULT_SCENARIO = "mabim/standard-100"
 
 # variant name -> SearchConfig overrides (the paper's ablations)
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -43,8 +53,11 @@ def add_sweep_parser(sub: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--scenario", help=f"registered scenario (default {DEFAULT_SCENARIO})")
     p.add_argument(
-        "--scenario", default="mabim/standard-100", help="registered scenario (default %(default)s)"
+        "--scenarios",
+        metavar="A,B,...",
+        help="several scenarios, comma-separated; run directories are named after the scenario",
     )
     p.add_argument(
         "--preset",
@@ -55,7 +68,8 @@ def add_sweep_parser(sub: Any) -> None:
     p.add_argument(
         "--variants",
         default="full,no-retention,no-reward-factors",
-        help=f"comma-separated, from: {', '.join(VARIANTS)} (default %(default)s)",
+        help=f"comma-separated, from: {', '.join(VARIANTS)}; pruning baselines: "
+        f"{', '.join(PRUNING_VARIANTS)} (default %(default)s)",
     )
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default %(default)s)")
     p.add_argument(
@@ -93,38 +107,80 @@ def add_sweep_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_sweep)
 
 
-def plan(args: argparse.Namespace) -> list[tuple[str, Any]]:
-    """``[(run directory name, SearchConfig)]`` for every (variant, seed), with one-line errors."""
+def scenarios(args: argparse.Namespace) -> list[str]:
+    """The sweep's scenarios (``--scenarios``, else ``--scenario``), each checked."""
+    if args.scenarios is not None and args.scenario is not None:
+        raise SystemExit("espark sweep: give --scenario or --scenarios, not both")
+    if args.scenarios is None:
+        names = [args.scenario or DEFAULT_SCENARIO]
+    else:
+        names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
+        if not names:
+            raise SystemExit(
+                "espark sweep: --scenarios names no scenario; e.g. mabim/tiny,mabim/small-20"
+            )
+    for name in names:
+        require_scenario("espark sweep", name)
+    return names
+
+
+def _slug(scenario: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", scenario.split("/", 1)[-1])
+
+
+def plan(args: argparse.Namespace) -> list[tuple[str, Any, str | None]]:
+    """``[(run directory name, SearchConfig, pruning variant or None)]`` for every (scenario,
+    variant, seed), with one-line errors; prints the pruning variants a scenario skips."""
     from espark_jax.search import SearchConfig
 
-    variants = pick_names(args.variants, VARIANTS, "variant", "espark sweep")
+    variants = pick_names(args.variants, [*VARIANTS, *PRUNING_VARIANTS], "variant", "espark sweep")
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
         raise SystemExit(
             f"espark sweep: --seeds expects integers separated by commas, got {args.seeds!r}"
         ) from None
-    common = dict(
-        scenario=args.scenario,
-        provider=args.provider,
-        k=args.k,
-        iterations=args.iterations,
-        steps=int(args.steps) if args.steps is not None else None,
-        num_envs=args.num_envs,
-        lr=args.lr,
-        env_kwargs=mabim_env_kwargs(args, "espark sweep"),
-    )
-    try:
-        return [
-            (
-                f"{v}-s{seed}",
-                SearchConfig.from_preset(args.preset, **{**common, **VARIANTS[v], "seed": seed}),
+    names = scenarios(args)
+    for v in (v for v in variants if v in PRUNING_VARIANTS):
+        if not any(builtin_mask_name(v, scen) for scen in names):
+            families = ", ".join(PRUNING_VARIANTS[v])
+            raise SystemExit(
+                f"espark sweep: pruning variant {v} applies to {families} scenarios only, "
+                f"none of {', '.join(names)}"
             )
-            for v in variants
-            for seed in seeds
-        ]
-    except ValueError as err:
-        raise SystemExit(f"espark sweep: {err}") from None
+    out = []
+    for scen in names:
+        common = dict(
+            scenario=scen,
+            provider=args.provider,
+            k=args.k,
+            iterations=args.iterations,
+            steps=int(args.steps) if args.steps is not None else None,
+            num_envs=args.num_envs,
+            lr=args.lr,
+            env_kwargs=mabim_env_kwargs(
+                argparse.Namespace(**{**vars(args), "scenario": scen}), "espark sweep"
+            ),
+        )
+        prefix = f"{_slug(scen)}-" if args.scenarios is not None else ""
+        for v in variants:
+            if v in PRUNING_VARIANTS and not builtin_mask_name(v, scen):
+                print(f"sweep: {v} does not apply to {scen}: skipped there")
+                continue
+            # a pruning baseline has no LLM and no control learner
+            over = VARIANTS.get(v, {"provider": "none", "control": False})
+            for seed in seeds:
+                try:
+                    cfg = SearchConfig.from_preset(args.preset, **{**common, **over, "seed": seed})
+                except ValueError as err:
+                    raise SystemExit(f"espark sweep: {err}") from None
+                out.append((f"{prefix}{v}-s{seed}", cfg, v if v in PRUNING_VARIANTS else None))
+    return out
+
+
+def _default_dir(names: list[str], preset: str) -> Path:
+    joined = "+".join(_slug(n) for n in names)
+    return Path(f"runs/sweep-{joined if len(joined) <= 60 else f'{len(names)}-scenarios'}-{preset}")
 
 
 def _differences(recorded: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
@@ -139,18 +195,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from espark_jax.runs import RunDir
     from espark_jax.sweep_executors import SweepError, SweepRun, make_executor
 
-    require_scenario("espark sweep", args.scenario)
     prices = read_prices(args.prices, "espark sweep")
     runs = plan(args)
     executor = make_executor(
         args.executor, args.address, args.cpus_per_run, args.gpus_per_run, args.retries
     )
-    root = Path(
-        args.sweep_dir
-        or f"runs/sweep-{re.sub(r'[^A-Za-z0-9._-]+', '-', args.scenario)}-{args.preset}"
-    )
+    root = Path(args.sweep_dir) if args.sweep_dir else _default_dir(scenarios(args), args.preset)
     todo = []
-    for i, (name, cfg) in enumerate(runs, 1):
+    for i, (name, cfg, pruning) in enumerate(runs, 1):
         path = root / name
         if (path / "results.json").is_file():
             print(f"sweep {i}/{len(runs)}: {name}: finished earlier: skipped")
@@ -165,12 +217,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                     f"({'; '.join(diff)}); "
                     "use another --sweep-dir or the same options"
                 )
-        todo.append(SweepRun(i, name, path, wanted))
+        todo.append(SweepRun(i, name, path, wanted, pruning))
     try:
         executor.run(todo, root, len(runs), progress=not args.no_progress)
     except SweepError as err:
         raise SystemExit(f"espark sweep: {err}") from None
-    dirs = [root / name for name, _ in runs]
+    dirs = [root / name for name, _, _ in runs]
     text = (
         "## Runs\n\n" + results_table(dirs, prices) + "\n\n" + total_line(dirs, prices) + "\n\n"
         "## Per variant\n\n" + variant_table(dirs) + "\n"
@@ -178,4 +230,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     (root / "summary.md").write_text(text)
     print("\n" + text)
     print(f"summary: {root / 'summary.md'}")
+    _paper_tables(root)
     return 0
+
+
+def _paper_tables(root: Path) -> None:
+    """Write the paper's tables and figures of the sweep (``espark table``) and print Table 1."""
+    from espark_jax.cli_table import write_paper
+    from espark_jax.report_tables import to_markdown
+
+    tables, paths = write_paper(root)
+    print("\n" + to_markdown(tables[0]))
+    print(
+        f"paper tables and figures ({len(paths)} files): {root / 'tables.md'}; espark table {root}"
+    )

@@ -1,7 +1,7 @@
 """Paper-style tables and figures from run directories.
 
-* :func:`loop_figure`: the summary figure of one eSpark run (candidate scores per iteration with
-  the best-so-far line, and the final test-split reward components per agent group).
+* :func:`loop_figure`: the summary figure of one run (:mod:`espark_jax.report_figures`, which
+  also draws the paper's figures of a sweep; the paper's tables: :mod:`espark_jax.report_tables`).
 * :func:`results_table`: one row per run (scenario, provider, ablation flags, test return and
   components), as Markdown, for comparing runs and ablations.
 * :func:`variant_table`: one row per (scenario, provider, variant): mean ± std of the test return
@@ -11,70 +11,11 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
-
-def loop_figure(run_path: str | Path, results: dict[str, Any]) -> Path:
-    """Write ``summary.png`` for a run and return its path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    run_path = Path(run_path)
-    iters = results["iterations"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    best_so_far = []
-    for h in iters:
-        xs = [h["iteration"]] * len(h["scores"])
-        ys = [s if s is not None else math.nan for s in h["scores"]]
-        colours = ["tab:red" if k in h["fallbacks"] else "tab:blue" for k in range(len(ys))]
-        ax1.scatter(xs, ys, c=colours, s=18, alpha=0.7)
-        best_so_far.append(h["best_score"])
-    ax1.plot([h["iteration"] for h in iters], best_so_far, "k-o", label="selected (best of K)")
-    ax1.set_xlabel("iteration")
-    ax1.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax1.set_ylabel("selection score (validation return, no masks)")
-    ax1.set_title("candidates per iteration (red: all-ones fallback)")
-    ax1.legend(loc="lower right")
-
-    comps = results["test"]["greedy"].get("components", {})
-    names = list(comps)
-    groups = sorted({g for c in comps.values() for g in c})
-    width = 0.8 / max(1, len(groups))
-    for gi, g in enumerate(groups):
-        vals = [comps[n].get(g, 0.0) or 0.0 for n in names]
-        ax2.bar([i + gi * width for i in range(len(names))], vals, width=width, label=g)
-    ax2.set_xticks([i + 0.4 - width / 2 for i in range(len(names))])
-    ax2.set_xticklabels(names, rotation=20)
-    ax2.set_title(
-        f"test split, greedy: return {results['test']['greedy'].get('return', float('nan')):,.0f}"
-    )
-    ax2.legend()
-    fig.suptitle(
-        f"{results['scenario']} - provider: {results['provider']} - data: {results['data_source']}"
-    )
-    fig.tight_layout()
-    out = run_path / "summary.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
-
-
-def _ablation(cfg: dict[str, Any]) -> str:
-    flags = []
-    if not cfg.get("retention", True):
-        flags.append("w/o retention")
-    if not cfg.get("checker", True):
-        flags.append("w/o checker")
-    if not cfg.get("reward_factors", True):
-        flags.append("w/o reward factors")
-    if cfg.get("formulation") == "lang":
-        flags.append("w/ lang")
-    return ", ".join(flags) or "full"
+from espark_jax.report_figures import loop_figure
+from espark_jax.report_tables import variant_label
 
 
 def results_table(run_dirs: Sequence[str | Path], prices: dict | None = None) -> str:
@@ -102,7 +43,7 @@ def results_table(run_dirs: Sequence[str | Path], prices: dict | None = None) ->
                 Path(d).name,
                 res["scenario"],
                 res["provider"],
-                _ablation(res["config"]),
+                variant_label(res),
                 greedy["return"],
                 comps,
                 res["data_source"],
@@ -173,7 +114,8 @@ def standing_table(results: dict[str, Any]) -> list[str]:
     def ratio(value: float) -> str:
         return f"{100 * change_ratio(value, ref):+.2f} %" if ref is not None else "-"
 
-    rows = [("eSpark (selected learner)", results["test"])]
+    first = f"IPPO under {results['mask']} mask" if results.get("pruning") else "eSpark"
+    rows = [(f"{first} (selected learner)", results["test"])]
     if control:
         rows.append(("IPPO (control, all-ones mask)", control))
     lines = [
@@ -198,7 +140,7 @@ def variant_table(run_dirs: Sequence[str | Path]) -> str:
     groups: dict[tuple[str, str, str], list[float]] = {}
     for d in run_dirs:
         res = json.loads((Path(d) / "results.json").read_text())
-        key = (res["scenario"], res["provider"], _ablation(res["config"]))
+        key = (res["scenario"], res["provider"], variant_label(res))
         groups.setdefault(key, []).append(float(res["test"]["greedy"]["return"]))
     lines = [
         "| scenario | provider | variant | test return (mean ± std) | runs |",
@@ -210,3 +152,12 @@ def variant_table(run_dirs: Sequence[str | Path]) -> str:
             f"| {len(vals)} |"
         )
     return "\n".join(lines)
+
+
+__all__ = [
+    "final_table",
+    "loop_figure",
+    "results_table",
+    "standing_table",
+    "variant_table",
+]

@@ -31,13 +31,15 @@ INSTALL_HINT = "pip install -e '.[cluster]'"
 
 @dataclasses.dataclass(frozen=True)
 class SweepRun:
-    """One run of a sweep: its place (1-based), name, directory and configuration
-    (``SearchConfig.to_dict()``)."""
+    """One run of a sweep: its place (1-based), name, directory, configuration
+    (``SearchConfig.to_dict()``) and, for a pruning-baseline run, its variant
+    (:mod:`espark_jax.pruning_run`)."""
 
     index: int
     name: str
     path: Path
     config: dict[str, Any]
+    pruning: str | None = None
 
 
 class SweepError(RuntimeError):
@@ -66,11 +68,14 @@ def run_one(
     *,
     progress: bool = True,
     quiet: bool = False,
+    pruning: str | None = None,
 ) -> dict[str, Any]:
     """Start run ``name`` in ``path`` or resume it there (when it holds a manifest); with
-    ``quiet`` its output goes to ``<root>/attempts/<name>.log``. Returns ``{"name", "attempt",
+    ``quiet`` its output goes to ``<root>/attempts/<name>.log``; with ``pruning`` it is that
+    pruning-baseline run (an unfinished one starts again). Returns ``{"name", "attempt",
     "resumed", "seconds", "host", "pid", "test_return"}`` (test return of the greedy policy)."""
     from espark_jax.cli_search import execute_run
+    from espark_jax.pruning_run import run_pruning
     from espark_jax.search_config import SearchConfig
 
     path = Path(path)
@@ -85,7 +90,9 @@ def run_one(
             out = stack.enter_context(open(log.with_suffix(".log"), "a", encoding="utf-8"))
             stack.enter_context(contextlib.redirect_stdout(out))
             stack.enter_context(contextlib.redirect_stderr(out))
-        if resumed:
+        if pruning:
+            results = run_pruning(SearchConfig(**config), pruning, path, progress=progress)
+        elif resumed:
             results = execute_run(None, path, resume=True, progress=progress)
         else:
             results = execute_run(SearchConfig(**config), path, resume=False, progress=progress)
@@ -108,15 +115,22 @@ class LocalExecutor:
         """Run them; the first failure propagates (the same command again resumes)."""
         for r in runs:
             print(f"\n=== sweep {r.index}/{total}: {r.name} ({r.path}) ===")
-            run_one(r.name, r.path, r.config, root, progress=progress)
+            run_one(r.name, r.path, r.config, root, progress=progress, pruning=r.pruning)
 
 
-def _ray_task(name: str, path: str, config: dict[str, Any], root: str, gpus: float) -> dict:
+def _ray_task(
+    name: str,
+    path: str,
+    config: dict[str, Any],
+    root: str,
+    gpus: float,
+    pruning: str | None = None,
+) -> dict:
     """One run as a Ray task (a fresh worker process: JAX is not imported yet)."""
     if 0 < gpus < 1:  # several runs share a GPU: none may take most of its memory
         os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 * gpus:.2f}")
     try:
-        return run_one(name, path, config, root, progress=False, quiet=True)
+        return run_one(name, path, config, root, progress=False, quiet=True, pruning=pruning)
     except SystemExit as err:  # a one-line input error: retrying cannot help
         return {"name": name, "error": str(err)}
 
@@ -189,7 +203,7 @@ class RayExecutor:
         )(_ray_task)
         pending = {
             task.options(name=f"espark-sweep:{r.name}").remote(
-                r.name, str(r.path), r.config, str(root), self.gpus
+                r.name, str(r.path), r.config, str(root), self.gpus, r.pruning
             ): r
             for r in runs
         }
