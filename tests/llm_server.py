@@ -18,6 +18,14 @@ import time
 from typing import Any, Callable
 
 CHECKER_MARK = "You review exploration functions"  # first words of the checker's system prompt
+LLM_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "OPENAI_API_KEY", "OPENAI_BASE_URL")
+
+
+def clear_llm_env(monkeypatch: Any) -> Any:
+    """Unset every variable that makes ``auto`` pick an LLM (keys and endpoints)."""
+    for var in LLM_ENV:
+        monkeypatch.delenv(var, raising=False)
+    return monkeypatch
 
 
 @dataclasses.dataclass

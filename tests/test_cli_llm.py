@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from llm_server import LLMTestServer, error
+from llm_server import LLMTestServer, clear_llm_env, error
 
 from espark_jax.cli import build_parser, main
 from espark_jax.cli_search import _config_from_args
@@ -25,9 +25,7 @@ TINY += ["--num-envs", "2", "--no-control", "--no-progress"]
 
 @pytest.fixture
 def no_keys(monkeypatch):
-    for var in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(var, raising=False)
-    return monkeypatch
+    return clear_llm_env(monkeypatch)
 
 
 def respond(seen):

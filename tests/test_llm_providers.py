@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 from llm_helpers import mabim_spec
-from llm_server import LLMTestServer
+from llm_server import LLMTestServer, clear_llm_env
 
 from espark_jax.llm import prompts as P
 from espark_jax.llm.providers import (
@@ -152,9 +152,7 @@ def test_recording_asks_offline_providers_again(info, tmp_path):
 
 @pytest.fixture
 def no_key(monkeypatch):
-    for var in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(var, raising=False)
-    return monkeypatch
+    return clear_llm_env(monkeypatch)
 
 
 def test_auto_without_any_setting_is_template(no_key):
