@@ -4,7 +4,8 @@ All K slots advance together: one provider call for every slot that needs the LL
 repair or review), then one sandboxed compile call for every reply waiting for it. A slot whose
 reply fails to compile gets repair prompts with the compiler's one-line reason; an LLM checker
 reviews compiled code and can send it back; a slot that still fails is ``failed`` (the loop
-trains it with the all-ones mask and records it as a fallback).
+trains it with the all-ones mask and records it as a fallback). A compiled slot's ``fn`` is the
+exported artefact the sandbox checked; checks recorded before (``recorded``) are reused.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from espark_jax.llm.prompts import (
     repair_messages,
 )
 from espark_jax.llm.providers import LLMRequest, LLMResponse, Provider
-from espark_jax.masks.compile import check_candidates
+from espark_jax.masks.compile import Recorded, check_candidates
+from espark_jax.masks.result import CheckLimits
 from espark_jax.masks.task import MaskTask
 from espark_jax.search_config import SearchConfig
 
@@ -64,8 +66,10 @@ def generate_candidates(
     feedback: str | None,
     best_code: str | None,
     samples: dict[str, np.ndarray] | None,
+    recorded: Recorded | None = None,
 ) -> list[Candidate]:
-    """Run the generate / compile / repair / check waves for all K slots of one iteration."""
+    """Run the generate / compile / repair / check waves for all K slots of one iteration
+    (``recorded``: earlier checks to reuse, see :func:`~espark_jax.masks.check_candidates`)."""
     cands = [
         Candidate(
             k,
@@ -110,6 +114,8 @@ def generate_candidates(
                 max_workers=cfg.check_workers,
                 samples=samples,
                 timeout_s=cfg.check_timeout_s,
+                limits=CheckLimits(learners=cfg.k, envs=cfg.num_envs),
+                recorded=recorded,
             )
             for c, res in zip(pending, results):
                 _after_compile(c, res, cfg)

@@ -10,13 +10,15 @@ Every process then runs the same program (SPMD): the K axis of the learner state
 environment axis when K is smaller than the device count) is sharded over the devices of all
 processes (:mod:`espark_jax.ippo.sharding`). Process 0, the *leader*, alone calls the LLM, runs
 the mask checks and writes the run directory and checkpoints (orbax, from that process only); the
-*followers* receive the checked candidates (:meth:`Job.share_candidates`: source text, compiled
-again in each process), the finished iterations and the learners to start from, and train in
-lockstep. A single process is a job of one, for which every step here is the identity.
+*followers* receive the checked candidates (:meth:`Job.share_candidates`: the exported
+artefacts, loaded in each process; no process executes candidate source), the finished
+iterations and the learners to start from, and train in lockstep. A single process is a job of
+one, for which every step here is the identity.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
@@ -27,7 +29,7 @@ import jax
 import numpy as np
 
 from espark_jax.candidates import Candidate
-from espark_jax.masks.compile import load_mask_fn
+from espark_jax.masks.export import load_exported
 from espark_jax.masks.task import MaskTask
 from espark_jax.runs import BEST, RunDir
 
@@ -280,17 +282,14 @@ class Job:
     def share_candidates(
         self, make: Callable[[], Sequence[Candidate]], task: MaskTask
     ) -> list[Candidate]:
-        """Process 0's checked candidates (``make()``) in every process; accepted code is
-        compiled again in each (:func:`~espark_jax.masks.load_mask_fn`), process 0 included,
-        so every process traces the same mask functions."""
+        """Process 0's checked candidates (``make()``) in every process: the others load the
+        exported artefacts process 0 holds (:func:`~espark_jax.masks.load_exported`, hash
+        checked), so every process runs the same checked mask functions."""
         if not self.multi:
             return list(make())
         records = self.lead(make, encode=lambda cands: [_record(c) for c in cands])
         if not self.primary:
             return [_candidate(r, task) for r in records]
-        for c in records:
-            if c.ok:
-                c.fn = load_mask_fn(c.code, task)
         return list(records)
 
 
@@ -298,12 +297,16 @@ _FIELDS = ("slot", "code", "check", "stats", "verdict", "repairs", "state", "rea
 
 
 def _record(c: Candidate) -> dict[str, Any]:
-    return {**{f: getattr(c, f) for f in _FIELDS}, "ok": c.ok}
+    artefact = base64.b64encode(c.fn.data).decode() if c.ok else None
+    sha = c.fn.sha256 if c.ok else None
+    return {**{f: getattr(c, f) for f in _FIELDS}, "ok": c.ok, "artefact": artefact, "sha": sha}
 
 
 def _candidate(record: dict[str, Any], task: MaskTask) -> Candidate:
     c = Candidate(record["slot"], prompt=None, **{f: record[f] for f in _FIELDS[1:]})
-    c.fn = load_mask_fn(c.code, task) if record["ok"] else None
+    if record["ok"]:
+        data = base64.b64decode(record["artefact"])
+        c.fn = load_exported(data, task, digest=record["sha"])
     return c
 
 

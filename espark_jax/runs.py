@@ -6,7 +6,10 @@ Layout of ``runs/<name>/``::
     run.jsonl              one JSON line per event (iterations, final evaluation)
     iter_XX/
       cand_KK/             generator.json, repair_rN.json, checker.json (LLM records = replay
-                           data), code.py, check.json (verdict + mask statistics), metrics.json
+                           data), code.py, check.json (verdict + mask statistics, the export's
+                           hash and check key, the sandbox's active protections),
+                           mask.jaxexport (the checked program as serialised jax.export bytes:
+                           what the trainer ran; --resume and replay reuse it), metrics.json
       metrics.jsonl        training / evaluation lines of the K learners
       summary.json         written last: scores, best slot, feedback -> the iteration is done
       best/                orbax checkpoint of the best learner (params + optimizer state)
@@ -29,7 +32,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 
@@ -39,6 +42,7 @@ MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 BEST = "best"
 CONTROL = "control"
+ARTEFACT = "mask.jaxexport"
 
 
 class RunDirError(RuntimeError):
@@ -99,6 +103,40 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write a binary file atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def recorded_checks(
+    roots: Sequence[str | os.PathLike],
+) -> Callable[[str], tuple[Mapping[str, Any], bytes] | None]:
+    """A lookup of the accepted checks recorded under ``roots`` (run directories: this run, a
+    replayed one) by check key (``compile.stats.export.key`` of each ``check.json``): the
+    recorded result and its artefact bytes, for :func:`espark_jax.masks.check_candidates`."""
+    index: dict[str, tuple[Mapping[str, Any], Path]] = {}
+    for root in roots:
+        for path in sorted(Path(root).glob("iter_*/cand_*/check.json")):
+            try:
+                result = json.loads(path.read_text(encoding="utf-8")).get("compile") or {}
+            except (OSError, ValueError, AttributeError):
+                continue
+            key = ((result.get("stats") or {}).get("export") or {}).get("key")
+            if result.get("ok") and key and (path.parent / ARTEFACT).is_file():
+                index.setdefault(key, (result, path.parent / ARTEFACT))
+
+    def lookup(key: str) -> tuple[Mapping[str, Any], bytes] | None:
+        hit = index.get(key)
+        return None if hit is None else (hit[0], hit[1].read_bytes())
+
+    return lookup
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -225,11 +263,23 @@ class RunDir:
                     (cand / name).unlink()
 
     # ------------------------------------------------------------------ candidate records
-    def write_check(self, iteration: int, slot: int, code: str | None, check: dict) -> None:
-        """A candidate's checked code (``code.py``, when there is code) and ``check.json``."""
+    def write_check(
+        self,
+        iteration: int,
+        slot: int,
+        code: str | None,
+        check: dict,
+        artefact: bytes | None = None,
+    ) -> None:
+        """A candidate's checked code (``code.py``, when there is code), its exported artefact
+        (:data:`ARTEFACT`, when it passed) and ``check.json``."""
         d = self.cand_dir(iteration, slot)
         if code:
             write_text(d / "code.py", code.rstrip("\n") + "\n")
+        if artefact is not None:
+            write_bytes(d / ARTEFACT, artefact)
+        elif (d / ARTEFACT).exists():
+            (d / ARTEFACT).unlink()
         write_json(d / "check.json", check)
 
     def read_code(self, iteration: int, slot: int) -> str | None:

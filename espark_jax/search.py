@@ -3,7 +3,8 @@
 One iteration is six named steps of :class:`Search`::
 
     generate  prompts -> provider -> K replies, compiled in the sandbox, repaired, reviewed
-    check     K mask functions (a slot that failed trains with the all-ones mask: a fallback)
+    check     K mask functions, the sandbox's exported artefacts (mask.jaxexport); a slot that
+              failed trains with the all-ones mask: a fallback
     train     K learners (retention: all start from the previous best) in ONE jitted program
     select    selection score = mean evaluation return (no masks) over the last checkpoints
     record    checkpoint of the best learner, per-candidate metrics, feedback, summary.json
@@ -36,7 +37,7 @@ from espark_jax.llm.providers import Provider, SlotResult
 from espark_jax.llm.recording import RecordingProvider
 from espark_jax.masks.safe import MaskFn, all_ones
 from espark_jax.masks.task import MaskTask
-from espark_jax.runs import CONTROL, RunDir, write_json
+from espark_jax.runs import CONTROL, RunDir, recorded_checks, write_json
 from espark_jax.search_config import PRESETS, SearchConfig, load_config, train_config
 from espark_jax.traces import final_traces, write_traces
 
@@ -79,6 +80,9 @@ class Search:
         run = self.job.share_run(run)
         self.cfg, self.run, self.progress, self.log = cfg, run, progress, log
         self.provider = RecordingProvider(provider, run.path)
+        # checks recorded here (--resume) or in the replayed run are reused with their artefacts
+        replayed = getattr(provider, "run_dir", None) if provider.name == "replay" else None
+        self.check_roots = [run.path] + ([replayed] if replayed is not None else [])
         self._owns_env = env is None
         if env is None:
             env = make_env(cfg.scenario, cfg.n_learners, cfg.num_envs, **cfg.env_kwargs)
@@ -117,6 +121,7 @@ class Search:
             feedback=carry.feedback,
             best_code=carry.best_code,
             samples=self.samples,
+            recorded=recorded_checks(self.check_roots),
         )
         return self.job.share_candidates(make, self.task)
 
@@ -130,7 +135,8 @@ class Search:
                 "verdict": c.verdict,
                 "compile": c.check,
             }
-            self.run.write_check(it, c.slot, c.code, check)
+            artefact = c.fn.data if c.ok else None  # the exported mask the trainer runs
+            self.run.write_check(it, c.slot, c.code, check, artefact)
         fallbacks = [c.slot for c in cands if not c.ok]
         if fallbacks:
             self.log(

@@ -23,8 +23,9 @@ from espark_jax.masks import (
     Rejected,
     apply_mask_fn,
     check_in_process,
+    ArtefactError,
     extract_program,
-    load_mask_fn,
+    load_exported,
     safe_mask,
     sample_contexts,
     validate_source,
@@ -537,7 +538,7 @@ def test_fig21_hand_computed_case() -> None:
     fields["total_stock"] = np.array([55.0, 20.0], np.float32)
     fields["total_in_transit"] = np.array([15.0, 0.0], np.float32)
     ctx = MaskContext(fields)
-    fn_ = load_mask_fn(extract_program(FIG21_NUMPY), TASK)
+    fn_ = check_in_process(FIG21_NUMPY, TASK).fn
     mask = np.asarray(jax.jit(fn_)(ctx, jnp.asarray(TASK.action_values, dtype=jnp.float32)))
     mult = np.asarray(TASK.action_values)
     # warehouse 0, SKU 0: room 30 units, order floor(10 m) <= 30  <=>  m <= 3.0 (3.16 -> 31 units)
@@ -644,16 +645,24 @@ def test_extraction_rules() -> None:
     )
 
 
-def test_load_mask_fn_revalidates() -> None:
-    with pytest.raises(Rejected, match="open is not allowed"):
-        load_mask_fn(fn(f"f = open('x')\nreturn {ONES}"), TASK)
-    good = load_mask_fn(
-        fn("return jnp.zeros((2, 3, 34))"), TASK
-    )  # safe: empty rows become all-allowed
+def test_load_exported_verifies_the_artefact() -> None:
+    result = check_in_process(fn("return jnp.zeros((2, 3, 34)).at[0, 0, 0].set(1.0)"), TASK)
+    assert result.ok, result.reason
+    data, digest = result.artefact, result.stats["export"]["sha256"]
+    good = load_exported(data, TASK, digest=digest, x64=False)
     out = good(
         MaskContext({f.name: jnp.zeros(f.shape, f.dtype) for f in TASK.fields}), jnp.zeros(34)
     )
-    assert out.dtype == jnp.bool_ and bool(out.all())
+    assert out.dtype == jnp.bool_ and out[0, 0].tolist() == [True] + [False] * 33
+    assert bool(out[1].all() and out[0, 1:].all())  # safe: empty rows become all-allowed
+    with pytest.raises(ArtefactError, match="SHA-256 is not the recorded"):
+        load_exported(data[:-1] + bytes([data[-1] ^ 1]), TASK, digest=digest)
+    with pytest.raises(ArtefactError, match="exported with jax_enable_x64=True"):
+        load_exported(data, TASK, x64=True)
+    with pytest.raises(ArtefactError, match="cannot be deserialised"):
+        load_exported(b"not an artefact", TASK)
+    with pytest.raises(ArtefactError, match="inputs are not the task's context fields"):
+        load_exported(data, SUMO)
 
 
 def test_safe_mask_casts_and_fills_empty_rows() -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from mask_tasks import mabim_task
 
-import espark_jax.masks.compile as compile_mod
+import espark_jax.masks.checks as checks_mod
 from envs_jax.core import MaskContext
 from espark_jax.masks import check_candidates, compile_mask
 from espark_jax.masks.sandbox import _PACKAGE_ROOT, _result_from_reply
@@ -44,7 +44,7 @@ MEMORY_HOG = (
     f"    return {ONES}\n"
 )
 TIMEOUT_S = 60.0
-MEMORY_MB = 1536
+MEMORY_MB = 2048  # the JAX CPU backend alone reserves about 1.5 GB of address space
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +66,14 @@ def batch(tmp_path_factory):
     recorded = {f.name: rng.uniform(0, 10, (2, 5, *f.shape)).astype(f.dtype) for f in TASK.fields}
     recorded["capacity"] = np.full_like(recorded["capacity"], 1e5)
     executed: list[str] = []
-    real_exec = compile_mod.exec_program
+    real_exec = checks_mod.exec_program
     patch = pytest.MonkeyPatch()
 
     def spy(module: ast.Module, task):
         executed.append(ast.unparse(module))
         return real_exec(module, task)
 
-    patch.setattr(compile_mod, "exec_program", spy)
+    patch.setattr(checks_mod, "exec_program", spy)  # the only caller, in the child
     try:
         results = check_candidates(
             texts, TASK, max_workers=2, samples=recorded, timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB
@@ -92,7 +92,7 @@ def test_results_come_back_in_order(batch) -> None:
         assert r.fn is None and r.reason and "\n" not in r.reason
 
 
-def test_good_candidate_is_compiled_in_the_parent(batch) -> None:
+def test_good_candidate_is_loaded_in_the_parent(batch) -> None:
     good = batch["results"][0]
     assert good.ok and good.fn is not None and good.code.startswith("import numpy as np")
     assert (
@@ -110,9 +110,8 @@ def test_good_candidate_is_compiled_in_the_parent(batch) -> None:
     assert out[1].sum(axis=-1).tolist() == [2, 2, 2]  # multipliers 0 and 0.16 (floor(0.64) = 0)
 
 
-def test_parent_never_executes_failed_code(batch) -> None:
-    assert len(batch["executed"]) == 1, batch["executed"]
-    assert "np.floor" in batch["executed"][0]
+def test_parent_never_executes_candidate_code(batch) -> None:
+    assert batch["executed"] == []  # not even the accepted program: the parent loads its artefact
     for path in batch["targets"].values():
         assert not path.exists(), f"{path} was written"
 

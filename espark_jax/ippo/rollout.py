@@ -4,6 +4,7 @@ Layout: learner-level arrays carry a leading ``K`` axis, environment-level array
 agent-level arrays ``[K, E, n_agents, ...]``. :func:`apply_masks` applies the K mask functions,
 each to its own learner's contexts (stacked at trace time; when all K are the same object, one
 function is vmapped over ``K x E``), with a PRNG key added as ``ctx.key`` (:data:`RNG_FIELD`);
+a function marked ``batched = True`` (an exported LLM mask) is called on the batched contexts;
 :func:`policy_step` samples actions of K learners under their masks. The transitions, masks
 included, are the buffer the PPO update reads, so the update never depends on the masks.
 """
@@ -59,7 +60,8 @@ def apply_masks(
     """Masks of K learners x E environments, ``[K, E, n_agents, A]`` bool.
 
     Args:
-        mask_fns: K functions ``f(ctx, action_space) -> [*agent_shape, A]`` (one environment).
+        mask_fns: K functions ``f(ctx, action_space) -> [*agent_shape, A]`` (one environment;
+            with ``batched = True``: ``[B, ...]`` contexts -> ``[B, *agent_shape, A]``).
         ctx: mask contexts with leaves ``[K, E, ...]``.
         keys: ``[K, E, 2]`` PRNG keys added to the contexts as ``ctx.key``.
         action_space: ``[A]`` numeric action values.
@@ -69,25 +71,34 @@ def apply_masks(
     target = tuple(agent_shape) + (n_actions,)
     ctx = ctx.replace(**{RNG_FIELD: keys})
 
-    def one(fn: MaskFn) -> Callable:
+    def one(fn: MaskFn, lead: tuple[int, ...] = ()) -> Callable:
         def run(c: MaskContext) -> jax.Array:
             out = jnp.asarray(fn(c, action_space))
             try:
-                out = jnp.broadcast_to(out, target)
+                out = jnp.broadcast_to(out, lead + target)
             except ValueError:
                 name = getattr(fn, "mask_name", getattr(fn, "__name__", "mask function"))
                 raise ValueError(
                     f"{name} returned shape {out.shape}; it must return "
                     f"[*agent_shape, A] = {target}"
                 ) from None
-            return (out != 0).reshape(-1, n_actions)
+            return (out != 0).reshape(*lead, -1, n_actions)
 
         return run
 
-    if all(fn is mask_fns[0] for fn in mask_fns):
-        return kmap(jax.vmap(one(mask_fns[0])))(ctx)
+    n_k, n_envs = jax.tree_util.tree_leaves(ctx)[0].shape[:2]
+
+    def per_env(fn: MaskFn) -> Callable:  # [E, ...] contexts -> [E, n_agents, A]
+        return one(fn, (n_envs,)) if getattr(fn, "batched", False) else jax.vmap(one(fn))
+
+    first = mask_fns[0]
+    if all(fn is first for fn in mask_fns):
+        if not getattr(first, "batched", False):
+            return kmap(jax.vmap(one(first)))(ctx)
+        flat = jax.tree_util.tree_map(lambda x: x.reshape(n_k * n_envs, *x.shape[2:]), ctx)
+        return one(first, (n_k * n_envs,))(flat).reshape(n_k, n_envs, -1, n_actions)
     per_k = [
-        jax.vmap(one(fn))(jax.tree_util.tree_map(lambda x, k=k: x[k], ctx))
+        per_env(fn)(jax.tree_util.tree_map(lambda x, k=k: x[k], ctx))
         for k, fn in enumerate(mask_fns)
     ]
     return jnp.stack(per_k)

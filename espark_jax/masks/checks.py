@@ -9,8 +9,14 @@ Stages in order (the first failure is the result):
 3. ``abstract``: one array output of shape ``(*agent_shape, n_actions)`` and a bool/int/float
    dtype; at most ``max_equations`` equations (sub-jaxprs included) and
    ``max_intermediate_elements`` per intermediate (checked before anything is allocated); no
-   callback/while/infeed primitives; ``vmap(vmap(fn))`` works.
-4. ``values``: on random, zero, extreme (and recorded) contexts the output is finite and 0/1;
+   callback/while/infeed primitives.
+4. ``export``: traced under the trainer's calling convention (``vmap`` over a symbolic batch
+   axis, the run's x64 flag) and serialised with ``jax.export``
+   (:mod:`espark_jax.masks.export`); the bytes are deserialised and verified as the trainer
+   will, and every later check runs THAT artefact.
+5. ``cost``: XLA's cost analysis of the compiled artefact: FLOPs and bytes per environment step
+   within the budget per agent (:class:`~espark_jax.masks.result.CheckLimits`).
+6. ``values``: on random, zero, extreme (and recorded) contexts the output is finite and 0/1;
    statistics for feedback; rejected when too many agents have no allowed action.
 
 :func:`check_in_process` runs all of this in the current process; it is meant for the sandbox
@@ -31,9 +37,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs_jax.core import MaskContext
+from espark_jax.masks.export import Convention, ExportedMask, export_mask, load_exported, sha256
 from espark_jax.masks.restricted import exec_program
 from espark_jax.masks.result import CheckLimits, MaskCheckResult, Rejected, SandboxViolation
-from espark_jax.masks.safe import MaskFn, safe_mask
+from espark_jax.masks.safe import MaskFn
 from espark_jax.masks.static import extract_program, validate_source
 from espark_jax.masks.task import MaskTask, normalize_samples, sample_contexts
 
@@ -206,9 +213,25 @@ def abstract_check(fn: MaskFn, task: MaskTask, limits: CheckLimits) -> dict[str,
             f"at most {limits.max_equations} are allowed",
             "vectorise instead of unrolling Python loops",
         )
-    batched = jax.vmap(jax.vmap(fn, in_axes=(0, None)), in_axes=(0, None))
+    return {
+        "equations": n_eqns,
+        "max_intermediate": int(biggest),
+        "out_dtype": str(out.dtype),
+        "primitives": sorted(prims),
+    }
+
+
+def export_check(
+    fn: MaskFn, task: MaskTask, convention: Convention
+) -> tuple[ExportedMask, dict[str, Any]]:
+    """Export ``fn`` under the calling convention; the loaded artefact and its ``export`` facts.
+
+    Raises:
+        Rejected: stage ``abstract`` when the program cannot be traced for any number of
+            environments (``vmap`` over a symbolic batch axis).
+    """
     try:
-        vout = jax.eval_shape(batched, task.abstract_context((2, 3)), act)
+        data = export_mask(fn, task, convention)
     except Exception as err:
         rej = rejection_from_error(err, "abstract")
         raise Rejected(
@@ -217,19 +240,44 @@ def abstract_check(fn: MaskFn, task: MaskTask, limits: CheckLimits) -> dict[str,
             "do not depend on the exact shapes beyond the documented ones; "
             "avoid Python conversions",
         ) from None
-    vshape = getattr(vout, "shape", None)
-    if vshape != (2, 3, *expected):
-        raise Rejected(
-            "abstract",
-            f"under vmap the mask has shape {vshape}, expected {(2, 3, *expected)}",
-            "do not mix axes with reshape/ravel across agents; index axes relative to the end (-1)",
-        )
-    return {
-        "equations": n_eqns,
-        "max_intermediate": int(biggest),
-        "out_dtype": str(out.dtype),
-        "primitives": sorted(prims),
-    }
+    digest = sha256(data)
+    loaded = load_exported(data, task, digest=digest, x64=convention.x64)
+    facts = {"sha256": digest, "bytes": len(data), **convention.to_dict(), "jax": jax.__version__}
+    return loaded, facts
+
+
+def cost_check(compiled: Any, batch: int, task: MaskTask, limits: CheckLimits) -> dict[str, Any]:
+    """XLA's cost estimate of ``compiled`` (the artefact on ``batch`` environments) per
+    environment step, checked against the per-agent budgets scaled to the run.
+
+    Raises:
+        Rejected: stage ``cost``, naming the estimate and the budget.
+    """
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):  # older jaxlibs: one dict per program
+        cost = cost[0] if cost else {}
+    agents = math.prod(task.agent_shape)
+    k, e = limits.learners, limits.envs
+    facts: dict[str, Any] = {"agents": agents, "learners": k, "envs": e}
+    for key, what, limit in (
+        ("flops", "FLOPs", limits.max_flops_per_agent),
+        ("bytes accessed", "bytes accessed", limits.max_bytes_per_agent),
+    ):
+        per_env = float((cost or {}).get(key, 0.0)) / max(batch, 1)
+        name = key.split()[0]
+        facts[f"{name}_per_env"] = round(per_env, 1)
+        facts[f"{name}_budget_per_env"] = limit * agents
+        if per_env > limit * agents:
+            raise Rejected(
+                "cost",
+                f"the mask needs {per_env:.3g} {what} per environment step ({per_env * k * e:.3g}"
+                f" for K x E = {k} x {e} environments), over the budget of {limit:g} {what} per "
+                f"agent ({limit * agents * k * e:.3g} for {k} x {e} environments x {agents} "
+                "agents)",
+                "compute less per step: no large matrix products, outer products or sorts over "
+                "big axes; keep intermediates about the size of the mask",
+            )
+    return facts
 
 
 def _row_stats(rows: np.ndarray) -> dict[str, Any]:
@@ -243,12 +291,13 @@ def _row_stats(rows: np.ndarray) -> dict[str, Any]:
 
 
 def value_check(
-    fn: MaskFn,
+    fn: ExportedMask,
     task: MaskTask,
     limits: CheckLimits,
     recorded: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Run ``fn`` on sample contexts and check the values; returns the mask statistics.
+    """Compile the artefact ``fn`` on sample contexts, check its cost (:func:`cost_check`, before
+    it runs), run it and check the values; returns the mask statistics (``cost`` included).
 
     Contexts: ``random`` (``limits.n_random``), ``zeros``, ``extreme`` and, when given,
     ``recorded`` (already normalised, see :func:`normalize_samples`). Statistics over all agent
@@ -258,7 +307,7 @@ def value_check(
 
     Raises:
         Rejected: stage ``values`` (NaN/inf, values other than 0/1, nothing allowed almost
-            everywhere), ``trace`` or ``memory`` for run-time errors.
+            everywhere), ``cost``, ``trace`` or ``memory`` for run-time errors.
     """
     kinds = sample_contexts(task, limits.n_random, limits.seed)
     if recorded is not None:
@@ -271,9 +320,14 @@ def value_check(
     names = list(kinds)
     sizes = [next(iter(kinds[k].values())).shape[0] for k in names]
     stacked = {f.name: np.concatenate([kinds[k][f.name] for k in names]) for f in task.fields}
-    run = jax.jit(jax.vmap(fn, in_axes=(0, None)))
+    args = (MaskContext(stacked), jnp.asarray(task.action_space()))
     try:
-        out = np.asarray(run(MaskContext(stacked), jnp.asarray(task.action_space())))
+        compiled = jax.jit(fn.raw).lower(*args).compile()
+    except Exception as err:
+        raise rejection_from_error(err, "trace") from None
+    cost = cost_check(compiled, sum(sizes), task, limits)
+    try:
+        out = np.asarray(compiled(*args))
     except Exception as err:
         raise rejection_from_error(err, "trace") from None
     bounds = np.cumsum([0, *sizes])
@@ -297,6 +351,7 @@ def value_check(
     stats = _row_stats(all_rows)
     stats["allowed_rate"] = [round(float(r), 4) for r in all_rows.mean(axis=0)]
     stats["by_kind"] = {k: _row_stats(r) for k, r in rows.items()}
+    stats["cost"] = cost
     judged = "recorded" if "recorded" in rows else "all"
     frac = (
         stats["by_kind"]["recorded"]["none_allowed_frac"]
@@ -319,14 +374,18 @@ def check_in_process(
     *,
     samples: Mapping[str, Any] | None = None,
     limits: CheckLimits | None = None,
+    convention: Convention | None = None,
 ) -> MaskCheckResult:
-    """Run every check in THIS process and return the result (``fn`` set when ok).
+    """Run every check in THIS process and return the result (``fn`` and ``artefact`` set when
+    ok: the exported mask that passed the checks, and its bytes).
 
     Only for the sandbox child and for tests: the trainer's process uses
     :func:`espark_jax.masks.compile.compile_mask`, which runs this in a child process first.
-    ``samples`` are recorded contexts (field -> ``[batch..., *shape]``).
+    ``samples`` are recorded contexts (field -> ``[batch..., *shape]``); ``convention`` is the
+    trainer's (default: this process's, see :class:`~espark_jax.masks.export.Convention`).
     """
     limits = limits or CheckLimits()
+    convention = convention or Convention.current()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     code = ""
@@ -340,8 +399,11 @@ def check_in_process(
         facts = abstract_check(raw, task, limits)
         timings["abstract"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        stats = value_check(raw, task, limits, recorded)
-        timings["values"] = time.perf_counter() - t2
+        fn, facts["export"] = export_check(raw, task, convention)
+        timings["export"] = time.perf_counter() - t2
+        t3 = time.perf_counter()
+        stats = value_check(fn, task, limits, recorded)
+        timings["values"] = time.perf_counter() - t3
     except Exception as err:  # a Rejected, or anything else from exec (not expected after checks)
         return MaskCheckResult.from_rejection(
             rejection_from_error(err, "trace"),
@@ -351,8 +413,9 @@ def check_in_process(
         )
     stats.update(facts)
     stats["timings"] = _rounded(timings)
+    seconds = time.perf_counter() - t0
     return MaskCheckResult(
-        True, "ok", code=code, stats=stats, seconds=time.perf_counter() - t0, fn=safe_mask(raw)
+        True, "ok", code=code, stats=stats, seconds=seconds, fn=fn, artefact=fn.data
     )
 
 

@@ -1,51 +1,84 @@
-"""The compile entry point: LLM replies in, checked jnp mask functions (or one-line reasons) out.
+"""The compile entry point: LLM replies in, checked and exported mask functions (or reasons) out.
 
 :func:`check_candidates` checks K replies in sandboxed children (:mod:`espark_jax.masks.sandbox`,
-which run the pipeline of :mod:`espark_jax.masks.checks`) and compiles only the accepted ones in
-this process with :func:`load_mask_fn`: the same text, extracted and statically validated again,
-executed in the restricted namespace and wrapped with :func:`~espark_jax.masks.safe.safe_mask`.
-Text that failed in a child is never executed here. :func:`compile_mask` does it for one reply.
+which run the pipeline of :mod:`espark_jax.masks.checks`). A child exports every accepted
+program with ``jax.export`` under this process's calling convention; this process only
+deserialises and verifies that artefact (:func:`~espark_jax.masks.export.load_exported`) and
+never executes, compiles or even parses the candidate's Python text. A reply whose check was
+recorded before (same code, task, limits, samples, convention and JAX version: :func:`check_key`)
+is answered from the record and its artefact without checking again (``--resume``, replay).
+:func:`compile_mask` does it for one reply.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import hashlib
+import json
+from typing import Any, Callable, Mapping, Sequence
 
-from espark_jax.masks.restricted import exec_program
+import jax
+
+from espark_jax.masks.export import ArtefactError, Convention, load_exported
 from espark_jax.masks.result import CheckLimits, MaskCheckResult, Rejected
-from espark_jax.masks.safe import MaskFn, safe_mask
 from espark_jax.masks.sandbox import check_in_children
-from espark_jax.masks.static import extract_program, validate_source
-from espark_jax.masks.task import MaskTask
+from espark_jax.masks.static import extract_program
+from espark_jax.masks.task import MaskTask, normalize_samples
+
+#: ``lookup(key) -> (recorded result dict, artefact bytes)`` or None: earlier checks to reuse.
+Recorded = Callable[[str], "tuple[Mapping[str, Any], bytes] | None"]
 
 
-def load_mask_fn(code: str, task: MaskTask) -> MaskFn:
-    """Re-validate code that passed the sandbox, exec it here and wrap it with ``safe_mask``.
+def check_key(
+    code: str,
+    task: MaskTask,
+    limits: CheckLimits,
+    convention: Convention,
+    samples: Mapping[str, Any] | None = None,
+) -> str:
+    """The hash that names one check: everything its verdict and artefact depend on."""
+    h = hashlib.sha256()
+    meta = {
+        "code": code,
+        "task": task.to_dict(),
+        "limits": limits.to_dict(),
+        "convention": convention.to_dict(),
+        "jax": jax.__version__,
+    }
+    h.update(json.dumps(meta, sort_keys=True).encode())
+    if samples is not None:
+        for name, arr in sorted(normalize_samples(task, samples).items()):
+            h.update(f"{name}:{arr.dtype}:{arr.shape}".encode())
+            h.update(arr.tobytes())
+    return h.hexdigest()
 
-    Raises:
-        Rejected: (a ``ValueError``) when the code does not pass the static checks.
-    """
-    return safe_mask(exec_program(validate_source(code, task), task))
 
-
-def _compile_accepted(text: str, task: MaskTask, result: MaskCheckResult) -> MaskCheckResult:
-    """Compile an accepted candidate in this process: same text, static validation again, exec."""
+def load_accepted(result: MaskCheckResult, task: MaskTask) -> MaskCheckResult:
+    """Set ``fn`` of an accepted result from its artefact (hash and x64 flag as recorded);
+    an artefact that cannot be loaded turns the result into a ``sandbox`` rejection."""
     if not result.ok:
         return result
-    code = extract_program(text, task.function_name)
+    export = result.stats.get("export") or {}
     try:
-        result.fn = load_mask_fn(code, task)
-    except Rejected as rej:  # cannot normally happen: the child ran the same validation
+        result.fn = load_exported(
+            result.artefact or b"", task, digest=export.get("sha256"), x64=export.get("x64")
+        )
+    except ArtefactError as err:
         return MaskCheckResult.rejected(
-            rej.stage,
-            f"parent re-validation failed: {rej.message}",
-            rej.hint,
-            code,
+            "sandbox",
+            f"the checked program's artefact is unusable: {err}",
+            "this is a checker error, not necessarily the candidate's",
+            result.code,
             result.stats,
             result.seconds,
         )
-    result.code = code
     return result
+
+
+def _key(text: str, task: MaskTask, *args: Any) -> str | None:
+    try:
+        return check_key(extract_program(text, task.function_name), task, *args)
+    except Rejected:  # no code: nothing to look up (the child says why)
+        return None
 
 
 def check_candidates(
@@ -57,14 +90,18 @@ def check_candidates(
     timeout_s: float = 60.0,
     memory_mb: int = 3072,
     limits: CheckLimits | None = None,
+    recorded: Recorded | None = None,
 ) -> list[MaskCheckResult]:
     """Check K candidates concurrently in sandboxed children (at most ``max_workers`` at once).
 
     ``samples`` are recorded contexts (field -> ``[batch..., *shape]``) added to the value checks;
-    ``timeout_s`` and ``memory_mb`` apply to each candidate. Results come in input order: accepted
-    ones with ``fn`` compiled in this process, the others with ``fn=None`` and a one-line
-    ``reason`` for the LLM. ``seconds`` is the candidate's own check time (its ``stats`` hold
-    ``timings`` per stage and ``child_startup_s``).
+    ``timeout_s`` and ``memory_mb`` apply to each candidate; ``recorded`` looks up earlier checks
+    by :func:`check_key` (their artefacts are reused, marked ``stats["export"]["reused"]``).
+    Results come in input order: accepted ones with ``fn`` (the exported mask, loaded here),
+    ``artefact`` and ``stats["export"]`` (hash, key, x64, platforms), the others with
+    ``fn=None`` and a one-line ``reason`` for the LLM. ``seconds`` is the candidate's own check
+    time (its ``stats`` hold ``timings`` per stage, ``child_startup_s`` and the active
+    protections, ``sandbox``).
 
     Raises:
         ValueError: bad arguments (worker count, timeout, memory, samples that do not match the
@@ -72,8 +109,31 @@ def check_candidates(
     """
     texts = list(texts)
     limits = limits or CheckLimits()
-    results = check_in_children(texts, task, samples, limits, max_workers, timeout_s, memory_mb)
-    return [_compile_accepted(text, task, r) for text, r in zip(texts, results)]
+    convention = Convention.current()
+    keys = [_key(t, task, limits, convention, samples) for t in texts]
+    results: list[MaskCheckResult | None] = [None] * len(texts)
+    for i, key in enumerate(keys):
+        hit = recorded(key) if recorded is not None and key is not None else None
+        if hit is not None:
+            results[i] = MaskCheckResult.from_dict(hit[0])
+            results[i].artefact = hit[1]
+            results[i].stats.setdefault("export", {})["reused"] = True
+    todo = [i for i, r in enumerate(results) if r is None]
+    fresh = check_in_children(
+        [texts[i] for i in todo],
+        task,
+        samples,
+        limits,
+        max_workers,
+        timeout_s,
+        memory_mb,
+        convention,
+    )
+    for i, result in zip(todo, fresh):
+        if result.ok:
+            result.stats.setdefault("export", {})["key"] = keys[i]
+        results[i] = result
+    return [load_accepted(r, task) for r in results if r is not None]
 
 
 def compile_mask(
@@ -85,11 +145,11 @@ def compile_mask(
     memory_mb: int = 3072,
     limits: CheckLimits | None = None,
 ) -> MaskCheckResult:
-    """Check one LLM response in a sandboxed child and, when it passes, compile it here.
+    """Check one LLM response in a sandboxed child and, when it passes, load its artefact here.
 
-    Returns a :class:`~espark_jax.masks.result.MaskCheckResult`; ``result.fn`` is the
-    ``safe_mask``-wrapped function ``fn(ctx, action_space) -> bool[*agent_shape, n_actions]``
-    for one environment, or None.
+    Returns a :class:`~espark_jax.masks.result.MaskCheckResult`; ``result.fn`` is the exported
+    mask ``fn(ctx, action_space) -> bool[*batch, *agent_shape, n_actions]`` (any leading batch
+    axes, none for one environment), or None.
     """
     return check_candidates(
         [text],

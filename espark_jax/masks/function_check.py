@@ -3,13 +3,15 @@
 :class:`FunctionChecker` walks one top-level function and rejects what the rules of
 :mod:`espark_jax.masks.rules` forbid, plus what needs the function's scope: unknown or rebound
 names, helpers used as values, loops that are not over literal ranges or unroll too far, unknown
-``ctx`` fields and out-of-range literal indices into context fields. Nothing here runs the code.
+``ctx`` fields, out-of-range literal indices into context fields, text anywhere but as an argument
+of a jnp function or array method, and keyword names outside the allow-list. Every node is visited
+once, so the check is linear in the program's size. Nothing here runs the code.
 """
 
 from __future__ import annotations
 
 import ast
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
 from espark_jax.masks.rules import (
     ALLOWED_BUILTINS,
@@ -19,10 +21,12 @@ from espark_jax.masks.rules import (
     DANGEROUS_NAMES,
     MAX_LOOP_STEPS,
     MAX_UNROLL,
+    TEXT_BUILTINS,
     WHERE_HINT,
     check_binop,
     check_constant,
     check_jnp_member,
+    check_keyword,
     check_node_type,
     closest,
     int_literal,
@@ -48,7 +52,8 @@ class FunctionChecker:
     Args:
         fn: the function.
         task: what the program is compiled against (context fields, action count).
-        helpers: names of all top-level functions of the program (callable, never values).
+        helpers: the program's top-level functions (callable, never values) and their
+            parameter names.
         ctx_names: parameter names in ``fn`` that hold the context.
         action_names: parameter names in ``fn`` that hold ``action_space``.
     """
@@ -57,7 +62,7 @@ class FunctionChecker:
         self,
         fn: ast.FunctionDef,
         task: MaskTask,
-        helpers: set[str],
+        helpers: Mapping[str, Sequence[str]],
         ctx_names: set[str],
         action_names: set[str],
     ) -> None:
@@ -67,10 +72,11 @@ class FunctionChecker:
         self.ctx_names = ctx_names
         self.action_names = action_names
         self.params = {a.arg for a in fn.args.args}
-        self.globals = set(ARRAY_MODULE_NAMES) | ALLOWED_BUILTINS | helpers
+        self.globals = set(ARRAY_MODULE_NAMES) | ALLOWED_BUILTINS | set(helpers)
         self.locals = set(self.params)
         self.calls: set[str] = set()
         self.call_funcs: set[int] = set()
+        self.text_args: set[int] = set()  # string literals passed to jnp functions / methods
 
     def run(self) -> None:
         """Check the whole body; afterwards :attr:`calls` names the helpers it calls.
@@ -198,6 +204,9 @@ class FunctionChecker:
             and it.args
             and not it.keywords
         ):
+            check_node_type(it)
+            self.call_funcs.add(id(it.func))
+            self._load_name(it.func)
             inner = [self._loop_steps(a, unroll) for a in it.args]
             steps = min(inner)
         if steps is None:
@@ -224,31 +233,47 @@ class FunctionChecker:
 
     # -- expressions
     def _expr(self, node: ast.AST, unroll: int) -> None:
-        for sub in ast.walk(node):
-            check_node_type(sub)
-            if isinstance(sub, ast.ListComp):
-                n = unroll
-                for gen in sub.generators:
-                    if gen.ifs:
-                        raise reject(
-                            gen.ifs[0], "`if` inside a comprehension is not allowed", WHERE_HINT
-                        )
-                    if gen.is_async:
-                        raise reject(sub, "async comprehensions are not allowed", "remove async")
-                    self._target(gen.target)
-                    n *= self._loop_steps(gen.iter, n)
-            elif isinstance(sub, ast.Call):
-                self._call(sub)
-            elif isinstance(sub, ast.Name):
-                self._load_name(sub)
-            elif isinstance(sub, ast.Attribute):
-                self._attribute(sub)
-            elif isinstance(sub, ast.Subscript):
-                self._subscript(sub)
-            elif isinstance(sub, ast.Constant):
-                check_constant(sub)
-            elif isinstance(sub, ast.BinOp):
-                check_binop(sub, sub.op, sub.left, sub.right)
+        """Check an expression; each node once (no re-walks: linear in the program's size)."""
+        check_node_type(node)
+        if isinstance(node, ast.ListComp):
+            self._comprehension(node, unroll)
+            return
+        if isinstance(node, ast.Call):
+            self._call(node, unroll)
+            return
+        if isinstance(node, ast.Attribute):
+            self._expr(node.value, unroll)  # the innermost bad attribute first (np.random)
+            self._attribute(node)
+            return
+        if isinstance(node, ast.Name):
+            self._load_name(node)
+        elif isinstance(node, ast.Subscript):
+            self._subscript(node)
+        elif isinstance(node, ast.Constant):
+            check_constant(node)
+            if isinstance(node.value, str) and id(node) not in self.text_args:
+                raise reject(
+                    node,
+                    "text is only allowed as an argument of a jnp function or array method "
+                    "(no string formatting, operations on strings or string variables)",
+                    "compute with arrays; pass dtype names and the like directly, "
+                    "e.g. x.astype('float32')",
+                )
+        elif isinstance(node, ast.BinOp):
+            check_binop(node, node.op, node.left, node.right)
+        for child in ast.iter_child_nodes(node):
+            self._expr(child, unroll)
+
+    def _comprehension(self, node: ast.ListComp, unroll: int) -> None:
+        n = unroll
+        for gen in node.generators:
+            if gen.ifs:
+                raise reject(gen.ifs[0], "`if` inside a comprehension is not allowed", WHERE_HINT)
+            if gen.is_async:
+                raise reject(node, "async comprehensions are not allowed", "remove async")
+            self._target(gen.target)
+            n *= self._loop_steps(gen.iter, n)
+        self._expr(node.elt, n)  # the element is evaluated n times
 
     def _name_ok(self, node: ast.Name) -> None:
         if node.id.startswith("__"):
@@ -287,18 +312,25 @@ class FunctionChecker:
                 "`jax` is not available; only jnp / np (an allow-listed jax.numpy) is",
                 "write jnp.<function> instead of jax.<module>.<function>",
             )
+        if name in TEXT_BUILTINS:
+            raise reject(
+                node,
+                f"{name}() is not allowed: mask programs may not turn values into text",
+                "compute with arrays; compare numbers, not their text",
+            )
         if name in ("math", "random", "os", "sys"):
             raise reject(
                 node, f"the module {name!r} is not available", "use jnp / np functions instead"
             )
-        available = sorted(self.locals | set(ARRAY_MODULE_NAMES) | self.helpers | ALLOWED_BUILTINS)
+        names = self.locals | set(ARRAY_MODULE_NAMES) | set(self.helpers) | ALLOWED_BUILTINS
+        available = sorted(names)
         raise reject(
             node,
             f"name {name!r} is not defined{closest(name, available)}",
             f"available names: {', '.join(available)}",
         )
 
-    def _call(self, node: ast.Call) -> None:
+    def _call(self, node: ast.Call, unroll: int) -> None:
         if isinstance(node.func, ast.Name):
             self.call_funcs.add(id(node.func))
             if node.func.id in self.helpers:
@@ -320,19 +352,26 @@ class FunctionChecker:
                         f"range() with {n} steps; at most {MAX_LOOP_STEPS} are allowed",
                         "vectorise with jnp operations (e.g. jnp.arange) instead",
                     )
+        func = node.func
+        self._expr(func, unroll)
+        helper = func.id if isinstance(func, ast.Name) and func.id in self.helpers else None
         for kw in node.keywords:
             if kw.arg is None:
                 raise reject(
                     node, "**kwargs in calls are not allowed", "pass keyword arguments explicitly"
                 )
+            check_keyword(kw, kw.arg, self.helpers[helper] if helper else None)
+        if isinstance(func, ast.Attribute) or (isinstance(func, ast.Name) and func.id == "float"):
+            for arg in (*node.args, *(kw.value for kw in node.keywords)):
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    self.text_args.add(id(arg))
+        for arg in node.args:
+            self._expr(arg, unroll)
+        for kw in node.keywords:
+            self._expr(kw.value, unroll)
 
     def _attribute(self, node: ast.Attribute) -> None:
-        if isinstance(node.value, ast.Attribute):
-            # report the innermost bad attribute first (np.random before .rand)
-            self._attribute(node.value)
-        if isinstance(node.value, ast.Name):
-            # an unknown module such as jax/math/os is the real problem
-            self._load_name(node.value)
+        """One attribute access (its base was checked already: an unknown module first)."""
         attr = node.attr
         if attr.startswith("_"):
             raise reject(

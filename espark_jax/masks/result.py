@@ -49,6 +49,11 @@ class CheckLimits:
         n_random: random sample contexts.
         max_recorded: recorded contexts used (evenly subsampled beyond this).
         seed: seed of the random contexts.
+        max_flops_per_agent: XLA's FLOPs estimate of one environment step's mask, per agent.
+        max_bytes_per_agent: XLA's estimate of the bytes one environment step's mask accesses,
+            per agent.
+        learners: K, the run's learners that apply masks (for the budget's message).
+        envs: E, environments per learner (for the budget's message).
     """
 
     max_equations: int = 4000
@@ -57,6 +62,10 @@ class CheckLimits:
     n_random: int = 16
     max_recorded: int = 256
     seed: int = 0
+    max_flops_per_agent: float = 1e6
+    max_bytes_per_agent: float = 1e6
+    learners: int = 1
+    envs: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -83,7 +92,10 @@ class MaskCheckResult:
         stats: mask statistics and check facts (see :func:`espark_jax.masks.checks.value_check`
             and :func:`espark_jax.masks.checks.abstract_check`).
         seconds: wall time of the whole check.
-        fn: the safe compiled function (parent process, only when ok), else None.
+        fn: the exported mask (an :class:`~espark_jax.masks.export.ExportedMask`, only when
+            ok), else None.
+        artefact: the serialised ``jax.export`` bytes of ``fn`` (only when ok); its hash and
+            facts are in ``stats["export"]``.
     """
 
     ok: bool
@@ -95,6 +107,7 @@ class MaskCheckResult:
     stats: dict[str, Any] = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
     fn: MaskFn | None = dataclasses.field(default=None, repr=False, compare=False)
+    artefact: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
     def rejected(
@@ -130,15 +143,16 @@ class MaskCheckResult:
         return cls.rejected(rej.stage, rej.message, rej.hint, code, stats, seconds)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (without ``fn``)."""
-        d = dataclasses.asdict(dataclasses.replace(self, fn=None))
+        """JSON-ready dict (without ``fn`` and ``artefact``)."""
+        d = dataclasses.asdict(dataclasses.replace(self, fn=None, artefact=None))
         d.pop("fn")
+        d.pop("artefact")
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "MaskCheckResult":
         """Inverse of :meth:`to_dict`."""
-        keys = {f.name for f in dataclasses.fields(cls)} - {"fn"}
+        keys = {f.name for f in dataclasses.fields(cls)} - {"fn", "artefact"}
         return cls(**{k: d[k] for k in keys if k in d})
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import difflib
 import math
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from espark_jax.masks.result import Rejected
 
@@ -90,6 +90,24 @@ swapaxes take transpose var append extend
 #: Builtins available to a mask program.
 ALLOWED_BUILTINS: frozenset[str] = frozenset(
     "range len min max abs float int bool enumerate zip round sum list tuple".split()
+)
+
+#: Builtins that turn values into text: never available (a traced value's text differs between
+#: the check and the trainer, so output computed from it could differ too).
+TEXT_BUILTINS: frozenset[str] = frozenset("str repr format ascii chr ord hex oct bin".split())
+
+#: Keyword-argument names a call may use: the public parameters of the allowed jnp functions,
+#: array methods and builtins, less placement, output and precision controls.
+KEYWORD_NAMES: frozenset[str] = frozenset(
+    """
+A M N a a1 a2 append arr array arrays assume_unique atol axes axis axis1 axis2 b bins choicelist
+condlist copy correction ddof decimals default descending destination dtype element endpoint
+equal_nan fill_value fp include_initial indices indices_are_sorted initial invert k keepdims kind
+left length m max mean method min minlength mode n nan ndigits neginf num offset order period
+posinf prepend promote_integers q repeats reps retstep returned right rtol shape shift side size
+sorter source stable start step stop test_elements total_repeat_length tup unique_indices v values
+weights where wrap_negative_indices x x1 x2
+""".split()
 )
 
 #: Builtins and module globals that a mask program may neither call nor define.
@@ -326,6 +344,25 @@ def check_binop(node: ast.AST, op: ast.operator, left: ast.AST, right: ast.AST) 
                     "sequence repetition like [0] * n is not allowed",
                     "use jnp.zeros(shape) / jnp.full(shape, value)",
                 )
+
+
+def check_keyword(node: ast.keyword, name: str, helper_params: Sequence[str] | None) -> None:
+    """Reject a keyword argument whose name is private or not allowed (``helper_params``: the
+    parameters of the user's helper being called, else None for jnp functions and methods)."""
+    if name.startswith("_"):
+        raise reject(
+            node,
+            f"the keyword argument {name}= is not allowed (private names are blocked)",
+            "pass only documented, public arguments",
+        )
+    allowed = KEYWORD_NAMES if helper_params is None else frozenset(helper_params)
+    if name not in allowed:
+        what = "this helper's parameters" if helper_params is not None else "the allowed keywords"
+        raise reject(
+            node,
+            f"the keyword argument {name}= is not allowed{closest(name, allowed)}",
+            f"use one of {what} or pass the value positionally",
+        )
 
 
 def check_jnp_member(node: ast.Attribute, module: str) -> None:

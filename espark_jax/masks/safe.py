@@ -1,9 +1,11 @@
 """What every mask function shares: its type, the all-ones mask and the one empty-row fallback.
 
 A mask function maps ONE environment's context to ``[*agent_shape, n_actions]`` 0/1 values. The
-trainer applies it under ``jax.vmap`` over environments. Wherever a mask leaves an agent with no
-allowed action, :func:`fallback_empty_rows` gives that agent its fallback row (all actions, or
-the environment's available actions): the paper's rule that such an agent is unmasked.
+trainer applies it under ``jax.vmap`` over environments, except a function marked
+``batched = True`` (an exported, checked LLM mask), which it calls once on the batched contexts.
+Wherever a mask leaves an agent with no allowed action, :func:`fallback_empty_rows` gives that
+agent its fallback row (all actions, or the environment's available actions): the paper's rule
+that such an agent is unmasked.
 """
 
 from __future__ import annotations
@@ -66,7 +68,10 @@ def apply_mask_fn(
     """Apply a mask function to a context with ``batch_dims`` leading batch axes on every field.
 
     ``action_space`` is shared by all environments. Returns ``[*batch, *agent_shape, n_actions]``.
+    A function with ``batched = True`` (an exported mask) takes the batched context as it is.
     """
+    if getattr(fn, "batched", False):
+        return fn(ctx, jnp.asarray(action_space))
     g: Callable[..., jax.Array] = fn
     for _ in range(batch_dims):
         g = jax.vmap(g, in_axes=(0, None))

@@ -4,21 +4,26 @@ Process layout for one call of :func:`check_in_children`::
 
     parent (trainer) --JSON lines--> zygote: `python -I`, minimal env, JAX_PLATFORMS=cpu,
                                      imports JAX once (no backend, one thread), then per candidate:
-                                       fork -> child: own session/process group, RLIMIT_AS,
-                                       empty temp cwd, stdout/stdin closed, JAX warm-up, audit-hook
-                                       tripwire (no file writes, processes, sockets, new packages),
-                                       check_in_process(...) -> one JSON result on a pipe
+                                       fork -> child: own session/process group, only its std
+                                       streams and result pipe, network namespace, uid nobody
+                                       (when root), empty temp cwd, RLIMIT_AS/CPU/FSIZE=0/NPROC/
+                                       NOFILE, JAX warm-up, audit-hook tripwire (no file writes,
+                                       processes, sockets, new packages),
+                                       check_in_process(...) -> result + artefact on a pipe
 
-The zygote and the children run :mod:`espark_jax.masks.zygote`; the zygote enforces each child's
-wall-clock timeout and runs at most ``max_workers`` children at once, and forking a pre-imported
-process saves the JAX import per candidate. This module starts the zygote, feeds it requests and
-turns its replies (results, timeouts, memory exhaustion, crashes) into
-:class:`~espark_jax.masks.result.MaskCheckResult` records. It never executes candidate code;
-compiling accepted code in the parent is :mod:`espark_jax.masks.compile`'s job.
+The zygote and the children run :mod:`espark_jax.masks.zygote` (protections:
+:mod:`espark_jax.masks.harden`); the zygote enforces each child's wall-clock timeout and runs at
+most ``max_workers`` children at once, and forking a pre-imported process saves the JAX import
+per candidate. This module starts the zygote, feeds it requests (with the trainer's calling
+convention: x64 flag and platform) and turns its replies (results with their exported artefact,
+timeouts, memory or CPU exhaustion, crashes) into :class:`~espark_jax.masks.result.MaskCheckResult`
+records. It never executes candidate code; loading the artefacts in the parent is
+:mod:`espark_jax.masks.compile`'s job.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import select
@@ -30,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from espark_jax.masks.export import Convention
 from espark_jax.masks.result import CheckLimits, MaskCheckResult
 from espark_jax.masks.static import extract_program
 from espark_jax.masks.task import MaskTask, save_samples
@@ -48,12 +54,12 @@ _OOM_MARKERS = (
 )
 
 
-def _zygote_env(workdir: str) -> dict[str, str]:
+def _zygote_env(home: str, workroot: str) -> dict[str, str]:
     return {
         "JAX_PLATFORMS": "cpu",
         "PATH": os.defpath,
-        "HOME": workdir,
-        "TMPDIR": workdir,
+        "HOME": home,
+        "TMPDIR": workroot,  # the children's working directories (reachable once they are nobody)
         "LANG": "C.UTF-8",
         "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
@@ -77,9 +83,20 @@ def _result_from_reply(
             code=code,
         )
     if reply.get("result"):
-        return MaskCheckResult.from_dict(reply["result"])
+        result = MaskCheckResult.from_dict(reply["result"])
+        if result.ok:
+            result.artefact = base64.b64decode(reply.get("artefact") or "")
+        return result
     stderr = str(reply.get("stderr", ""))
     stats = {"exit_status": reply.get("status"), "stderr_tail": stderr[-2000:]}
+    if reply.get("status") == -signal.SIGXCPU:
+        return MaskCheckResult.rejected(
+            "timeout",
+            "the check used up its CPU time limit (RLIMIT_CPU)",
+            "the code is too slow to trace: avoid huge Python numbers, long loops and big literals",
+            code,
+            stats,
+        )
     if any(m in stderr for m in _OOM_MARKERS):
         return MaskCheckResult.rejected(
             "memory",
@@ -105,7 +122,11 @@ def _run_zygote(
 
     Returns one reply per request, in request order.
     """
-    with tempfile.TemporaryDirectory(prefix="maskcheck-zygote-") as home:
+    with (
+        tempfile.TemporaryDirectory(prefix="maskcheck-zygote-") as home,
+        tempfile.TemporaryDirectory(prefix="maskcheck-work-") as workroot,
+    ):
+        os.chmod(workroot, 0o711)  # traversable, not listable: each child owns its own folder
         with open(os.path.join(home, "zygote.err"), "w+b") as err:
             proc = subprocess.Popen(
                 [sys.executable, "-I", "-c", _BOOT, _PACKAGE_ROOT],
@@ -113,7 +134,7 @@ def _run_zygote(
                 stdout=subprocess.PIPE,
                 stderr=err,
                 cwd=home,
-                env=_zygote_env(home),
+                env=_zygote_env(home, workroot),
                 start_new_session=True,
             )
             try:
@@ -181,16 +202,19 @@ def check_in_children(
     max_workers: int,
     timeout_s: float,
     memory_mb: int,
+    convention: Convention,
 ) -> list[MaskCheckResult]:
-    """The sandboxed children's verdicts on ``texts``, in order; nothing is compiled (``fn=None``).
+    """The sandboxed children's verdicts on ``texts``, in order; nothing is loaded (``fn=None``;
+    an accepted verdict carries its exported ``artefact`` bytes).
 
     At most ``max_workers`` children run at once, each under ``timeout_s`` and ``memory_mb``
-    (0: no limit). A verdict's ``seconds`` is the child's own check time, ``timeout_s`` for a
-    timeout, or the whole batch's time when the child sent nothing back.
+    (0: no limit), exporting under ``convention``. A verdict's ``seconds`` is the child's own
+    check time, ``timeout_s`` for a timeout, or the whole batch's time when the child sent
+    nothing back.
 
     Raises:
-        ValueError: a worker count, timeout or memory limit out of range, or ``samples`` that do
-            not match the task.
+        ValueError: a worker count, timeout or memory limit out of range, ``samples`` that do
+            not match the task, or a task with 64-bit fields in a run without x64.
     """
     if max_workers < 1:
         raise ValueError(f"max_workers must be >= 1, got {max_workers}")
@@ -198,6 +222,11 @@ def check_in_children(
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
     if memory_mb < 0:
         raise ValueError(f"memory_mb must be >= 0 (0 = no limit), got {memory_mb}")
+    if task.uses_x64 and not convention.x64:
+        raise ValueError(
+            f"{task.env_name or 'the mask task'} has 64-bit context fields; enable 64-bit JAX "
+            "(jax.config.update('jax_enable_x64', True)) before checking its masks"
+        )
     if not texts:
         return []
     with tempfile.TemporaryDirectory(prefix="maskcheck-samples-") as tmp:
@@ -214,6 +243,7 @@ def check_in_children(
                 "samples_path": samples_path,
                 "timeout_s": timeout_s,
                 "memory_mb": memory_mb,
+                "convention": convention.to_dict(),
             }
             for i, t in enumerate(texts)
         ]

@@ -143,7 +143,7 @@ def _validate(code: str, task: MaskTask) -> ast.Module:
     functions = _top_level_functions(tree, task)
     main = _main_function(functions, task)
     ctx_name, action_name = main.args.args[0].arg, main.args.args[1].arg
-    helpers = set(functions)
+    helpers = {name: tuple(a.arg for a in f.args.args) for name, f in functions.items()}
     graph: dict[str, set[str]] = {}
     for fn in functions.values():
         params = {a.arg for a in fn.args.args}

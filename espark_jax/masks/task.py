@@ -17,6 +17,9 @@ import numpy as np
 from envs_jax.core import EnvSpec, MaskContext
 
 _DTYPES = ("float32", "float64", "int32", "int64", "bool")
+#: dtype of ``action_space`` as the trainer passes it (``jax_source``, ``host_source``,
+#: ``evaluate``), x64 or not.
+ACTION_DTYPE = "float32"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,8 +171,8 @@ class MaskTask:
 
     @property
     def action_dtype(self) -> str:
-        """dtype of ``action_space`` (float64 when the context is 64-bit)."""
-        return "float64" if self.uses_x64 else "float32"
+        """dtype of ``action_space``: ``float32``, as the trainer passes it (x64 or not)."""
+        return ACTION_DTYPE
 
     def signature(self) -> str:
         """The required signature, e.g. ``def compute_mask(ctx, action_space)``."""

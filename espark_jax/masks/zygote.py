@@ -2,15 +2,19 @@
 
 The zygote (started by :mod:`espark_jax.masks.sandbox` as ``python -I`` with a minimal
 environment) imports JAX once, then reads JSON requests on stdin and forks one child per
-candidate. A child starts its own session, sets RLIMIT_AS, works in an empty temporary folder
-with stdin/stdout closed, warms JAX up, installs an audit-hook tripwire (no file writes,
-processes, sockets or imports of new packages) and runs
-:func:`~espark_jax.masks.checks.check_in_process`, writing one JSON result to a pipe. The zygote
-kills a child's process group at its deadline and answers one JSON line per finished child.
+candidate. A child starts its own session, keeps only its standard streams and result pipe,
+reads its inputs, takes the OS protections of :mod:`espark_jax.masks.harden` (network namespace,
+unprivileged uid, empty working directory, resource limits), warms JAX up, installs an
+audit-hook tripwire (no file writes, processes, sockets or imports of new packages) and runs
+:func:`~espark_jax.masks.checks.check_in_process` under the trainer's calling convention. It
+writes one JSON document to its result pipe: the result (with the protections that were active
+in ``stats["sandbox"]``) and the exported artefact (base64). The zygote kills a child's process
+group at its deadline and answers one JSON line per finished child, with its stderr tail.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
@@ -23,8 +27,12 @@ import time
 from typing import Any, Mapping
 
 from espark_jax.masks.checks import check_in_process
+from espark_jax.masks.export import Convention
+from espark_jax.masks.harden import RESULT_FD, drop_privileges, harden, isolate_fds
 from espark_jax.masks.result import CheckLimits, MaskCheckResult, SandboxViolation
 from espark_jax.masks.task import MaskTask, load_samples
+
+_STDERR_TAIL = 4000
 
 #: Audit events the tripwire refuses (prefixes): processes, file-system changes, network.
 _BLOCKED_PREFIXES = tuple(
@@ -37,7 +45,8 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
 def _warm_up() -> None:
-    """Start the CPU backend and compile once, so that the tripwire can forbid new imports."""
+    """Start the CPU backend, export a function and compile a call of the artefact once, so that
+    everything a check imports lazily is imported before the tripwire forbids new imports."""
     import jax
     import jax.numpy as jnp
 
@@ -45,7 +54,20 @@ def _warm_up() -> None:
         y = jnp.where(x > 0, jnp.floor(x), jnp.minimum(x, 1.0)).astype(bool)
         return jnp.logical_and(y, jnp.any(y, axis=-1, keepdims=True)).astype(jnp.float32)
 
-    jax.block_until_ready(jax.jit(jax.vmap(f))(jnp.ones((4, 2, 3))))
+    (b,) = jax.export.symbolic_shape("b")
+    arg = jax.ShapeDtypeStruct((b, 2, 3), jnp.float32)
+    exported = jax.export.export(jax.jit(jax.vmap(f)), platforms=("cpu",))(arg)
+    exported = jax.export.deserialize(exported.serialize())
+    jax.block_until_ready(jax.jit(exported.call)(jnp.ones((4, 2, 3))))
+
+
+def _preload() -> None:
+    """Import now what the checks import lazily, before the tripwire forbids new packages: the
+    parser's ``unicodedata`` (it normalises non-ASCII identifiers such as ``μ``) and the
+    ``flatbuffers`` of jax.export's serialiser."""
+    import unicodedata  # noqa: F401
+
+    import flatbuffers  # noqa: F401
 
 
 def _install_tripwire() -> None:
@@ -69,39 +91,33 @@ def _install_tripwire() -> None:
     sys.addaudithook(hook)
 
 
-def _candidate_child(request: Mapping[str, Any], workdir: str, result_fd: int) -> None:
-    """Body of a forked candidate process: limits, isolation, warm-up, tripwire, check, report."""
-    import resource
-
+def _candidate_child(request: Mapping[str, Any], workdir: str, result_fd: int, err_fd: int) -> None:
+    """Body of a forked candidate process: isolation, inputs, protections, warm-up, tripwire,
+    check, report."""
     os.setsid()
-    mem = int(request["memory_mb"]) * 2**20
-    if mem > 0:
-        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    os.chdir(workdir)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.dup2(devnull, 1)
-    err = os.open(os.path.join(workdir, "stderr.txt"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(err, 2)
+    sandbox = isolate_fds(result_fd, err_fd)
     t0 = time.perf_counter()
     try:
         import jax
 
         task = MaskTask.from_dict(request["task"])
-        if task.uses_x64:
-            jax.config.update("jax_enable_x64", True)
+        convention = Convention.from_dict(request["convention"])
+        jax.config.update("jax_enable_x64", convention.x64)
         samples = (
             load_samples(request["samples_path"], task) if request.get("samples_path") else None
         )
+        sandbox.update(harden(workdir, int(request["memory_mb"])))
         _warm_up()
+        drop_privileges(workdir, float(request["timeout_s"]), sandbox)
         _install_tripwire()
+        sandbox["audit_hook"] = True
         startup = time.perf_counter() - t0
         result = check_in_process(
             request["text"],
             task,
             samples=samples,
             limits=CheckLimits.from_dict(request.get("limits")),
+            convention=convention,
         )
         result.stats["child_startup_s"] = round(startup, 4)
         result.seconds = time.perf_counter() - t0
@@ -115,19 +131,32 @@ def _candidate_child(request: Mapping[str, Any], workdir: str, result_fd: int) -
             f"the checker failed: {type(exc).__name__}: {exc}".splitlines()[0],
             "this is a checker error, not necessarily the candidate's",
         )
-    data = json.dumps(result.to_dict()).encode()
+    result.stats["sandbox"] = sandbox
+    artefact = base64.b64encode(result.artefact).decode() if result.artefact else None
+    data = json.dumps({"result": result.to_dict(), "artefact": artefact}).encode()
     while data:
-        data = data[os.write(result_fd, data) :]
+        data = data[os.write(RESULT_FD, data) :]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # hashed by identity: several pipes map to one child
 class _Child:
     rid: int
     pid: int
     deadline: float
     workdir: str
+    result_fd: int
+    fds: set[int]
     buf: bytearray = dataclasses.field(default_factory=bytearray)
+    err: bytearray = dataclasses.field(default_factory=bytearray)
     timed_out: bool = False
+
+    def take(self, fd: int, chunk: bytes) -> None:
+        """Data from one of its pipes (the stderr tail is bounded)."""
+        if fd == self.result_fd:
+            self.buf.extend(chunk)
+        else:
+            self.err.extend(chunk)
+            del self.err[:-_STDERR_TAIL]
 
 
 def _send(msg: Mapping[str, Any]) -> None:
@@ -141,54 +170,53 @@ def _thread_count() -> int:
     return len(os.listdir(tasks)) if os.path.isdir(tasks) else 1
 
 
-def _fork_candidate(request: Mapping[str, Any]) -> tuple[_Child, int]:
-    """Fork one candidate process; returns its record and the read end of its result pipe."""
+def _fork_candidate(request: Mapping[str, Any]) -> _Child:
+    """Fork one candidate process; its record holds the read ends of its result and stderr
+    pipes."""
     if _thread_count() > 1:
         raise RuntimeError("the zygote has started threads; forking it would be unsafe")
     workdir = tempfile.mkdtemp(prefix="maskcheck-")
     rfd, wfd = os.pipe()
+    efd, ewfd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the candidate's process
         code = 0
         try:
             os.close(rfd)
-            _candidate_child(request, workdir, wfd)
+            os.close(efd)
+            _candidate_child(request, workdir, wfd, ewfd)
         except BaseException:
             code = 70
         finally:
             os._exit(code)
     os.close(wfd)
-    child = _Child(int(request["id"]), pid, time.monotonic() + float(request["timeout_s"]), workdir)
-    return child, rfd
+    os.close(ewfd)
+    deadline = time.monotonic() + float(request["timeout_s"])
+    return _Child(int(request["id"]), pid, deadline, workdir, rfd, {rfd, efd})
 
 
 def _finish_child(child: _Child) -> None:
     _, status = os.waitpid(child.pid, 0)
-    stderr = ""
-    try:
-        with open(os.path.join(child.workdir, "stderr.txt"), errors="replace") as fh:
-            stderr = fh.read()[-4000:]
-    except OSError:
-        pass
     shutil.rmtree(child.workdir, ignore_errors=True)
     try:
-        result = json.loads(child.buf.decode()) if child.buf else None
+        doc = json.loads(child.buf.decode()) if child.buf else {}
     except ValueError:
-        result = None
+        doc = {}
     _send(
         {
             "id": child.rid,
             "status": os.waitstatus_to_exitcode(status),
             "timed_out": child.timed_out,
-            "result": result,
-            "stderr": stderr,
+            "result": doc.get("result"),
+            "artefact": doc.get("artefact"),
+            "stderr": child.err.decode(errors="replace"),
         }
     )
 
 
 def _kill_overdue(children: Mapping[int, _Child], now: float) -> None:
     """SIGKILL the process group of every child past its deadline (once)."""
-    for child in children.values():
+    for child in set(children.values()):
         if child.timed_out or now < child.deadline:
             continue
         child.timed_out = True
@@ -204,8 +232,8 @@ def _start(line: bytes, children: dict[int, _Child]) -> None:
     """Fork the candidate of one request line, or answer at once when forking fails."""
     request = json.loads(line)
     try:
-        child, rfd = _fork_candidate(request)
-        children[rfd] = child
+        child = _fork_candidate(request)
+        children.update({fd: child for fd in child.fds})
     except Exception as exc:
         _send(
             {
@@ -220,13 +248,14 @@ def _start(line: bytes, children: dict[int, _Child]) -> None:
 
 def zygote_main() -> None:
     """The zygote: JSON requests on stdin, one JSON line per finished candidate on stdout."""
+    _preload()
     children: dict[int, _Child] = {}
     inbuf = b""
     stdin_open = True
     while stdin_open or children:
         now = time.monotonic()
         _kill_overdue(children, now)
-        waits = [c.deadline - now for c in children.values() if not c.timed_out]
+        waits = [c.deadline - now for c in set(children.values()) if not c.timed_out]
         fds = ([0] if stdin_open else []) + list(children)
         readable, _, _ = select.select(fds, [], [], max(0.0, min(waits)) if waits else None)
         for fd in readable:
@@ -238,7 +267,10 @@ def zygote_main() -> None:
                     line, inbuf = inbuf.split(b"\n", 1)
                     _start(line, children)
             elif chunk:
-                children[fd].buf.extend(chunk)
+                children[fd].take(fd, chunk)
             else:
                 os.close(fd)
-                _finish_child(children.pop(fd))
+                child = children.pop(fd)
+                child.fds.discard(fd)
+                if not child.fds:
+                    _finish_child(child)
