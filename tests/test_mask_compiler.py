@@ -18,12 +18,12 @@ from mask_tasks import contexts, mabim_spec, mabim_task, sumo_task
 
 from envs_jax.core import MaskContext
 from espark_jax.masks import (
+    ArtefactError,
     CheckLimits,
     MaskTask,
     Rejected,
     apply_mask_fn,
     check_in_process,
-    ArtefactError,
     extract_program,
     load_exported,
     safe_mask,
