@@ -97,20 +97,25 @@ def reference_baselines(
     return _cached(env, fingerprint, lambda: run(env, split, seed, episodes))
 
 
-def reference_traces(env: Any, split: str = "test", seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Day by day, the episodes of :func:`reference_baselines` (MABIM; empty for other families):
-    ``{name: {"return", "days", "components": {c: [[W] per day]}, "flows": {f: [[W] per day]}}}``
-    (the same fit, key and episode; :func:`envs_jax.mabim.baselines.trace_baseline`), cached."""
+def reference_traces(
+    env: Any, splits: tuple[str, ...] = ("test",), seed: int = 0
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Day by day, the episodes of :func:`reference_baselines` on each split (MABIM; empty for
+    other families): ``{split: {name: {"return", "days", "reward", "components", "flows"}}}``
+    (per day and warehouse; the same fit, key and episode, one fit for all splits:
+    :func:`envs_jax.mabim.baselines.trace_baseline`), cached."""
     if env.spec.name.split("/", 1)[0] != "mabim":
         return {}
     from envs_jax.mabim.baselines import trace_baseline
 
-    def run() -> dict[str, dict[str, Any]]:
+    def run() -> dict[str, dict[str, dict[str, Any]]]:
         key = jax.random.key(seed)
-        return {name: trace_baseline(env, name, key=key, split=split) for name in MABIM_REFERENCE}
+        by_name = {n: trace_baseline(env, n, key=key, splits=splits) for n in MABIM_REFERENCE}
+        return {s: {n: by_name[n][s] for n in MABIM_REFERENCE} for s in splits}
 
-    fingerprint = _fingerprint(env, split, seed, ("traces", *MABIM_REFERENCE), 1)
-    return _cached(env, fingerprint, run)
+    names = ("traces", *MABIM_REFERENCE)
+    parts = "".join(_fingerprint(env, s, seed, names, 1) for s in splits)
+    return _cached(env, hashlib.sha256(parts.encode()).hexdigest()[:24], run)
 
 
 def _cached(env: Any, fingerprint: str, compute: Callable[[], Any]) -> Any:

@@ -84,11 +84,21 @@ def learner_traces(
     return out
 
 
-def baseline_traces(env: Any, split: str, seed: int) -> dict[str, dict[str, Any]]:
-    """The reference baselines day by day in the trace format (no action counts)."""
+def baseline_traces(
+    env: Any, splits: tuple[str, ...], seed: int
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """The reference baselines day by day in the trace format (no action counts), per split:
+    ``{split: {name: trace}}`` (empty for families without traces)."""
+    return {
+        split: _baseline_traces(env, traces)
+        for split, traces in reference_traces(env, splits, seed).items()
+    }
+
+
+def _baseline_traces(env: Any, traces: dict[str, Any]) -> dict[str, dict[str, Any]]:
     groups = tuple(env.spec.group_names)
     out = {}
-    for name, tr in reference_traces(env, split, seed).items():
+    for name, tr in traces.items():
 
         def by_group(part: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
             return {n: _by_group(np.asarray(v, np.float64), groups) for n, v in part.items()}
@@ -111,6 +121,7 @@ def final_traces(
     ``traces.json`` (test split) and the reference baselines on the validation split (the
     split of the selection scores, for the learning curves)."""
     env, spec = trainer.env, trainer.spec
+    refs = baseline_traces(env, ("test", "validation"), seed)  # one fit for both splits
     traces = {
         "split": "test",
         "days": int(spec.episode_length["test"]),
@@ -118,9 +129,21 @@ def final_traces(
         "action_values": [float(a) for a in np.asarray(spec.action_values).reshape(-1)],
         "action_names": list(spec.action_names or ()),
         "policies": learner_traces(trainer, learners, key, "test", num_envs),
-        "baselines": baseline_traces(env, "test", seed),
+        "baselines": refs.get("test", {}),
     }
-    validation = reference_baselines(env, "validation", seed, num_envs)
+    if "validation" in refs:
+        validation = {
+            name: {
+                "return": tr["return"],
+                "components": {  # episode totals, as reference_baselines gives them
+                    c: float(sum(np.sum(v) for v in by_group.values()))
+                    for c, by_group in tr["daily"]["components"].items()
+                },
+            }
+            for name, tr in refs["validation"].items()
+        }
+    else:
+        validation = reference_baselines(env, "validation", seed, num_envs)
     return traces, validation
 
 

@@ -55,7 +55,7 @@ MABIM or eSpark papers.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -284,14 +284,16 @@ def trace_baseline(
     env: MabimEnv,
     name: str,
     key: jax.Array | None = None,
-    split: str = "test",
+    splits: Sequence[str] = ("test",),
     n_windows: int = N_WINDOWS,
-) -> dict[str, Any]:
-    """The same fitted policy and episode as :func:`run_baseline`, day by day: the dict of
-    :func:`envs_jax.mabim.episodes.trace` (components and flows per day and warehouse) plus
-    ``policy``."""
-    policy, _, eval_key = _fitted(env, name, key, split, n_windows)
-    return {"policy": name, **trace(env, policy, split, key=eval_key)}
+) -> dict[str, dict[str, Any]]:
+    """The fitted policy and episode of :func:`run_baseline` on each split, day by day, from one
+    fit: ``{split: trace}`` with the dicts of :func:`envs_jax.mabim.episodes.trace` (components
+    and flows per day and warehouse) plus ``policy``."""
+    if name == "sS_hindsight" and len(splits) > 1:
+        raise ValueError("sS_hindsight is fitted on its evaluation split: trace one split a call")
+    policy, _, eval_key = _fitted(env, name, key, splits[0], n_windows)
+    return {s: {"policy": name, **trace(env, policy, s, key=eval_key)} for s in splits}
 
 
 def _fitted(
