@@ -114,8 +114,9 @@ def standing_table(results: dict[str, Any]) -> list[str]:
     def ratio(value: float) -> str:
         return f"{100 * change_ratio(value, ref):+.2f} %" if ref is not None else "-"
 
-    first = f"IPPO under {results['mask']} mask" if results.get("pruning") else "eSpark"
-    rows = [(f"{first} (selected learner)", results["test"])]
+    pruning = results.get("pruning")
+    first = f"IPPO under the {results['mask']} mask" if pruning else "eSpark (selected learner)"
+    rows = [(first, results["test"])]
     if control:
         rows.append(("IPPO (control, all-ones mask)", control))
     lines = [

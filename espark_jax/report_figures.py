@@ -381,6 +381,8 @@ def write_figures(runs: Sequence[Any], out: str | Path, mode: str = "greedy") ->
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     for scenario, series in sorted(trace_series(runs, mode).items()):
+        if not series["methods"]:  # host (SUMO) runs keep no traces
+            continue
         paths += action_figure(scenario, series, out, mode)
         paths += daily_figure(scenario, series, out, mode)
     rows = observations(runs, mode)

@@ -290,11 +290,12 @@ def change_table(runs: Sequence[Run], mode: str = "greedy") -> Table:
 
 
 def sumo_tables(runs: Sequence[Run], mode: str = "greedy") -> list[Table]:
-    """Trip metrics (SUMO: delay, trip time, waiting time) per method and scenario; lower is
-    better. Empty without SUMO runs."""
+    """Trip metrics (SUMO: delay, trip time, waiting time; the vehicle counts are in
+    ``runs.csv`` only) per method and scenario; lower is better. Empty without SUMO runs."""
     rows = observations(runs, mode)
     out = []
-    for quantity in sorted({r["quantity"] for r in rows} - {"return"}):
+    present = {r["quantity"] for r in rows}
+    for quantity in (q for q in METRIC_LABELS if q in present):  # the paper's three
         values = per_seed(rows, quantity)
         scens = sorted({s for s, _, _ in values})
         label = METRIC_LABELS.get(quantity, quantity)
