@@ -152,3 +152,20 @@ class ReferenceMabim:
         """in_stock and in_transit after the last simulated day."""
         d = min(self._today(), self.L + self.D - 1)
         return self.in_stock[:, d], self.in_transit[:, d]
+
+
+def reference_of(params, start=None, **settings):
+    """A :class:`ReferenceMabim` over the arrays of a split's ``MabimParams`` (``start``: the data
+    row of day 0, default the split's first; ``settings``: ``action_values`` and cost settings)."""
+    start = int(params.start_lo) if start is None else int(start)
+    return ReferenceMabim(
+        np.asarray(params.price),
+        np.asarray(params.cost),
+        np.asarray(params.demand),
+        np.asarray(params.vlt),
+        np.asarray(params.init_stock),
+        np.asarray(params.capacity),
+        start,
+        int(params.horizon),
+        **settings,
+    )

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from mabim_reference import ReferenceMabim
+from mabim_reference import reference_of
 
 import envs_jax
 from envs_jax.mabim import baselines as B
@@ -219,16 +219,7 @@ def _reference_ss_scores(env: MabimEnv, params, S: np.ndarray, s: np.ndarray) ->
     start, D = int(params.start_lo), int(params.horizon)
     out = np.zeros((len(S), env.N))
     for g, (S_g, s_g) in enumerate(zip(S, s)):
-        ref = ReferenceMabim(
-            np.asarray(params.price),
-            np.asarray(params.cost),
-            np.asarray(params.demand),
-            np.asarray(params.vlt),
-            np.asarray(params.init_stock),
-            np.asarray(params.capacity),
-            start,
-            D,
-        )
+        ref = reference_of(params, start)
         for _ in range(D):
             stock, transit = ref.state()
             m = ref.demand_mean()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mabim_reference import ReferenceMabim
+from mabim_reference import reference_of
 
 from envs_jax.mabim.config import MULTIPLIERS_34, TOPOLOGIES, MabimConfig
 from envs_jax.mabim.data import FIRST_DATE, MabimTables
@@ -211,19 +211,7 @@ def run_both(tables, echelons, capacity, seed, split="train", clip=False, start_
     start = int(params.start_lo) + start_offset
     D = int(params.horizon)
     W, N = env.W, env.N
-    price = np.asarray(params.price)
-    cost = np.asarray(params.cost)
-    ref = ReferenceMabim(
-        price,
-        cost,
-        np.asarray(params.demand),
-        np.asarray(params.vlt),
-        np.asarray(params.init_stock),
-        np.asarray(params.capacity),
-        start,
-        D,
-        action_values=MULTIPLIERS_34,
-    )
+    ref = reference_of(params, start, action_values=MULTIPLIERS_34)
     _, state = jax.jit(env.reset_to)(jnp.int32(start), params)
     step = jax.jit(env.step)
     rng = np.random.default_rng(seed)

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from mabim_reference import ReferenceMabim
+from mabim_reference import reference_of
 
 import envs_jax
 from envs_jax.mabim import data as mdata
@@ -146,18 +146,7 @@ def test_per_warehouse_cost_settings_match_the_original_in_float64():
         holding = np.asarray(params.holding_cost)
         np.testing.assert_allclose(holding[:, 0], [0.001 + 0.002 * 1.0, 0.01 + 0.005 * 2.0])
         start, D = int(params.start_lo), int(params.horizon)
-        ref = ReferenceMabim(
-            np.asarray(params.price),
-            np.asarray(params.cost),
-            np.asarray(params.demand),
-            np.asarray(params.vlt),
-            np.asarray(params.init_stock),
-            np.asarray(params.capacity),
-            start,
-            D,
-            action_values=MULTIPLIERS_34,
-            **costs,
-        )
+        ref = reference_of(params, action_values=MULTIPLIERS_34, **costs)
         _, state = jax.jit(env.reset_to)(jnp.int32(start), params)
         step = jax.jit(env.step)
         rng = np.random.default_rng(3)
