@@ -14,6 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from espark_jax.ippo import counter_rng
 from espark_jax.masks.safe import fallback_empty_rows
 
 MASKED_LOGIT = -1e9
@@ -57,8 +58,12 @@ def kl(logits_p: jax.Array, logits_q: jax.Array, mask: jax.Array | None = None) 
 
 
 def sample(key: jax.Array, logits: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-    """Draw one action per row, ``[...]`` int32; never a disallowed action when any is allowed."""
-    return jax.random.categorical(key, masked_logits(logits, mask), axis=-1).astype(jnp.int32)
+    """Draw one action per row, ``[...]`` int32; never a disallowed action when any is allowed.
+
+    The Gumbel-max trick with noise from :mod:`espark_jax.ippo.counter_rng` (``key``: a raw
+    ``uint32[2]`` key)."""
+    z = masked_logits(logits, mask)
+    return jnp.argmax(z + counter_rng.gumbel(key, z.shape), axis=-1).astype(jnp.int32)
 
 
 def mode(logits: jax.Array, mask: jax.Array | None = None) -> jax.Array:
