@@ -82,7 +82,9 @@ def apply_masks(
                     f"{name} returned shape {out.shape}; it must return "
                     f"[*agent_shape, A] = {target}"
                 ) from None
-            return (out != 0).reshape(*lead, -1, n_actions)
+            # a mask that ignores its context (all-ones, upbound) would be a constant that XLA
+            # folds element by element at compile time, K x E x agents x A of them
+            return jax.lax.optimization_barrier((out != 0).reshape(*lead, -1, n_actions))
 
         return run
 
