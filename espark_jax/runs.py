@@ -15,7 +15,8 @@ Layout of ``runs/<name>/``::
       best/                orbax checkpoint of the best learner (params + optimizer state)
       control/             checkpoint of the plain IPPO control learner (when the run has one)
     results.json           final test-split evaluation of the surviving learner
-    summary.png            the loop summary figure
+    traces.json            the test episode day by day, for figures (espark_jax.traces)
+    summary.png            the loop summary figure (summary.csv: its numbers)
 
 Every file is written atomically (temporary file + rename), so a run killed at any moment leaves
 either the old or the new version of a file, and ``--resume`` trusts exactly the iterations whose

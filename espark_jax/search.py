@@ -302,7 +302,8 @@ class Search:
 
     def final_evaluation(self, carry: Carry, history: list[dict[str, Any]]) -> dict[str, Any]:
         """Evaluate the surviving learner and the control on the test split (no masks) beside
-        the family's reference baselines; write ``results.json`` and the summary figure."""
+        the family's reference baselines; write ``results.json``, ``traces.json`` (the test
+        episode day by day, :mod:`espark_jax.traces`) and the summary figure."""
         cfg = self.cfg
         key = jax.random.fold_in(self.root, FINAL_EVAL_FOLD)
 

@@ -10,24 +10,14 @@ import json
 import jax
 import numpy as np
 import pytest
+from test_cli_sweep import TINY as SWEEP_OPTIONS
 
 from espark_jax.cli import main
 from espark_jax.report_tables import Table, collect_runs, sumo_tables, to_latex, to_markdown
 
 SEEDS = (0, 1)
-TINY = [
-    "--provider",
-    "template",
-    "--k",
-    "2",
-    "--iterations",
-    "1",
-    "--steps",
-    "200",
-    "--num-envs",
-    "2",
-    "--no-progress",
-]
+TINY = SWEEP_OPTIONS[2:]  # the tiny sweep options without --scenario mabim/tiny
+assert SWEEP_OPTIONS[:2] == ["--scenario", "mabim/tiny"]
 
 
 def _csv(path):
