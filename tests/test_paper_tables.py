@@ -135,7 +135,6 @@ def test_figures_and_their_numbers(sweep, capsys):
         assert traces["baselines"][name]["return"] == pytest.approx(base["return"], rel=1e-9)
 
 
-@pytest.mark.slow
 def test_sweep_argument_errors_are_one_line(tmp_path):
     cases = [
         (["--scenario", "mabim/tiny", "--scenarios", "mabim/tiny"], "not both"),
