@@ -357,11 +357,15 @@ def check_keyword(node: ast.keyword, name: str, helper_params: Sequence[str] | N
         )
     allowed = KEYWORD_NAMES if helper_params is None else frozenset(helper_params)
     if name not in allowed:
-        what = "this helper's parameters" if helper_params is not None else "the allowed keywords"
+        what = (
+            f"the helper's parameters ({', '.join(helper_params)})"
+            if helper_params is not None
+            else "the documented keywords"
+        )
         raise reject(
             node,
             f"the keyword argument {name}= is not allowed{closest(name, allowed)}",
-            f"use one of {what} or pass the value positionally",
+            f"use {what} or pass the value positionally",
         )
 
 

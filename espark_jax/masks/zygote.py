@@ -58,7 +58,7 @@ def _warm_up() -> None:
     arg = jax.ShapeDtypeStruct((b, 2, 3), jnp.float32)
     exported = jax.export.export(jax.jit(jax.vmap(f)), platforms=("cpu",))(arg)
     exported = jax.export.deserialize(exported.serialize())
-    jax.block_until_ready(jax.jit(exported.call)(jnp.ones((4, 2, 3))))
+    jax.block_until_ready(jax.jit(exported.call)(jnp.ones((4, 2, 3), jnp.float32)))
 
 
 def _preload() -> None:
