@@ -3,6 +3,7 @@ replay."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -12,8 +13,9 @@ import numpy as np
 import pytest
 
 from espark_jax.llm.providers import LLMConfigError, LLMResponse, ReplayProvider, TemplateProvider
+from espark_jax.masks import compile as compile_mod
 from espark_jax.runs import RunDir, RunDirError
-from espark_jax.search import SearchConfig, run_search
+from espark_jax.search import Search, SearchConfig, run_search
 
 REPLAY_RUN = Path(__file__).parent / "data" / "replay_run"
 REPLAY_K = 2  # candidates per iteration in the recorded run (tests/data/make_replay_run.py)
@@ -154,6 +156,71 @@ def test_resume_after_interruption_matches_uninterrupted_run(template_run, tmp_p
     assert resumed["test"] == uninterrupted["test"]
     assert [h["scores"] for h in resumed["iterations"]] == [
         h["scores"] for h in uninterrupted["iterations"]
+    ]
+
+
+def count_checks(monkeypatch) -> list[str]:
+    """The texts sent to the sandbox from now on."""
+    checked: list[str] = []
+    real = compile_mod.check_in_children
+
+    def counting(texts, *args):
+        checked.extend(texts)
+        return real(texts, *args)
+
+    monkeypatch.setattr(compile_mod, "check_in_children", counting)
+    return checked
+
+
+@pytest.mark.slow
+def test_resume_reuses_the_recorded_artefacts(template_run, tmp_path, monkeypatch):
+    cfg, _, uninterrupted = template_run
+    run = new_run(tmp_path / "killed-in-training", cfg)
+    real_train = Search.train
+
+    def train(self, it, masks, carry):
+        if it == 2:
+            raise Interrupt("killed while training iteration 2")
+        return real_train(self, it, masks, carry)
+
+    monkeypatch.setattr(Search, "train", train)
+    with pytest.raises(Interrupt):
+        run_search(cfg, run, TemplateProvider("mabim", seed=0), progress=False, log=lambda s: None)
+    monkeypatch.setattr(Search, "train", real_train)
+    assert all((run.cand_dir(2, k) / "mask.jaxexport").is_file() for k in range(cfg.k))
+    checked = count_checks(monkeypatch)
+    resumed = run_search(
+        cfg,
+        RunDir.open(run.path),
+        TemplateProvider("mabim", seed=0),
+        progress=False,
+        log=lambda s: None,
+    )
+    assert checked == []  # iteration 2's replies were checked before: nothing is checked again
+    for k in range(cfg.k):
+        record = json.loads((run.cand_dir(2, k) / "check.json").read_text())["compile"]
+        assert record["stats"]["export"]["reused"] is True
+    assert resumed["test"] == uninterrupted["test"]
+    assert [h["scores"] for h in resumed["iterations"]] == [
+        h["scores"] for h in uninterrupted["iterations"]
+    ]
+
+
+@pytest.mark.slow
+def test_replay_reuses_the_replayed_runs_artefacts(template_run, tmp_path, monkeypatch):
+    cfg, source, original = template_run
+    replay_cfg = dataclasses.replace(cfg, provider=f"replay:{source.path}")
+    checked = count_checks(monkeypatch)
+    results = run_search(
+        replay_cfg,
+        new_run(tmp_path / "replay-of-template", replay_cfg),
+        ReplayProvider(source.path),
+        progress=False,
+        log=lambda s: None,
+    )
+    assert checked == []  # every replayed reply was checked in the source run
+    assert [h["scores"] for h in results["iterations"]] == [
+        h["scores"] for h in original["iterations"]
     ]
 
 
