@@ -88,6 +88,11 @@ def add_run_parser(sub: Any) -> None:
         help="Adam learning rate of the learners (paper and --preset paper: 5e-4; "
         "--preset quick: 1e-3)",
     )
+    p.add_argument(
+        "--mask-distill",
+        type=float,
+        help="weight pulling the unmasked policy into each candidate's mask (paper: 0)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="run name (default: scenario-provider-time)")
     p.add_argument(
@@ -145,6 +150,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         steps=int(args.steps) if args.steps is not None else None,
         num_envs=args.num_envs,
         lr=args.lr,
+        mask_distill=args.mask_distill,
         seed=args.seed,
         provider=args.provider,
         checker=not args.no_checker,

@@ -65,6 +65,8 @@ class SearchConfig:
         updates_per_chunk: PPO updates per jitted chunk.
         hidden: MLP widths.
         lr: Adam learning rate of the learners (paper: 5e-4).
+        mask_distill: weight of the term pulling the unmasked policy into the behaviour mask
+            (:class:`~espark_jax.ippo.ppo.PPOConfig` ``mask_distill_coef``; paper: 0).
         seed: seed of the learners, environments and the template search.
         provider: ``auto``, ``anthropic``, ``openai``, ``replay:DIR`` or ``template``.
         generator_model / checker_model: models (None: the provider's defaults).
@@ -96,6 +98,7 @@ class SearchConfig:
     updates_per_chunk: int = 10
     hidden: tuple[int, ...] = (64, 64)
     lr: float = 5e-4
+    mask_distill: float = 0.0
     seed: int = 0
     provider: str = "auto"
     generator_model: str | None = None
@@ -179,7 +182,7 @@ def train_config(cfg: SearchConfig, env: Any) -> tuple[TrainConfig, int]:
         eval_every=eval_every,
         eval_envs=cfg.eval_envs,
         select_last=cfg.select_last,
-        ppo=PPOConfig(lr=cfg.lr),
+        ppo=PPOConfig(lr=cfg.lr, mask_distill_coef=cfg.mask_distill),
     )
     return tc, updates
 

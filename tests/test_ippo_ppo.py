@@ -107,3 +107,38 @@ def test_kmap_matches_vmap_and_handles_shared_arguments():
         jax.tree_util.tree_map(np.testing.assert_allclose, out, ref)
     with pytest.raises(ValueError, match="disagree"):
         kmap(f, (0, None, 0))(a, b, c[:1])
+
+
+def test_mask_distillation_pulls_the_unmasked_policy_into_the_mask():
+    from espark_jax.ippo import distributions as dist
+
+    net = ActorCritic(n_actions=4, hidden=(8,))
+    params = init_params(net, jax.random.PRNGKey(2), 3)
+
+    def apply(p, o):
+        return net.apply({"params": p}, o)
+
+    rng = np.random.default_rng(3)
+    obs = jnp.asarray(rng.normal(size=(32, 3)), jnp.float32)
+    mask = jnp.broadcast_to(jnp.asarray([True, True, False, False]), (32, 4))
+    logits, value = apply(params, obs)
+    batch = {
+        "obs": obs,
+        "action": jnp.zeros(32, jnp.int32),
+        "log_prob": dist.log_prob(logits, mask, jnp.zeros(32, jnp.int32)),
+        "value": value,
+        "mask": mask,
+        "advantage": jnp.zeros(32),
+        "target": value,
+    }
+    cfg = PPOConfig(mask_distill_coef=0.5)
+    loss, aux = ppo_loss(params, apply, batch, cfg)
+    inside = np.asarray(jax.nn.softmax(logits, -1))[:, :2].sum(-1)  # by hand
+    np.testing.assert_allclose(aux["raw_mass_in_mask"], inside.mean(), rtol=1e-5)
+    np.testing.assert_allclose(loss, -0.5 * np.log(inside).mean(), rtol=1e-4, atol=1e-6)
+    grads = jax.grad(lambda p: ppo_loss(p, apply, batch, cfg)[0])(params)
+    stepped = jax.tree_util.tree_map(lambda p, g: p - 0.5 * g, params, grads)
+    after = np.asarray(jax.nn.softmax(apply(stepped, obs)[0], -1))[:, :2].sum(-1)
+    assert after.mean() > inside.mean()  # one gradient step moves mass into the mask
+    full = {**batch, "mask": jnp.ones((32, 4), bool)}
+    assert abs(float(ppo_loss(params, apply, full, cfg)[0])) < 1e-6  # nothing to distil

@@ -32,7 +32,14 @@ from espark_jax.ippo.rollout import Transition
 
 @dataclasses.dataclass(frozen=True)
 class PPOConfig:
-    """PPO hyper-parameters (defaults: the paper's Table 13; ``gae_lambda`` our choice)."""
+    """PPO hyper-parameters (defaults: the paper's Table 13; ``gae_lambda`` our choice).
+
+    ``mask_distill_coef`` weighs a term that pulls the *unmasked* policy's probability mass into
+    the behaviour mask (``-log sum_{a in mask} pi(a)``): masks act in training only, and actions
+    a mask never let the learner try keep untrained logits, which the raw policy evaluated
+    without masks may then pick. 0 (the paper) leaves them alone; the term is zero for the
+    all-ones mask, so plain IPPO is unchanged.
+    """
 
     lr: float = 5e-4
     adam_eps: float = 1e-5
@@ -44,8 +51,11 @@ class PPOConfig:
     max_grad_norm: float = 10.0
     update_epochs: int = 4
     num_minibatches: int = 4
+    mask_distill_coef: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.mask_distill_coef < 0:
+            raise ValueError("mask_distill_coef must be >= 0")
         if self.update_epochs < 1 or self.num_minibatches < 1:
             raise ValueError("update_epochs and num_minibatches must be >= 1")
         if not (0.0 < self.gamma <= 1.0 and 0.0 <= self.gae_lambda <= 1.0):
@@ -179,12 +189,19 @@ def ppo_loss(
     )
     entropy = mean(dist.entropy(logits, mask))
     loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+    extra = {}
+    if cfg.mask_distill_coef > 0:
+        raw = dist.log_probs(logits, None)  # the policy evaluation uses: no mask
+        inside = jax.nn.logsumexp(dist.masked_logits(raw, mask), axis=-1)  # log mass in mask
+        loss = loss - cfg.mask_distill_coef * mean(inside)
+        extra["raw_mass_in_mask"] = mean(jnp.exp(inside))
     aux = {
         "policy_loss": policy_loss,
         "value_loss": value_loss,
         "entropy": entropy,
         "approx_kl": mean((ratio - 1.0) - log_ratio),
         "clip_fraction": mean((jnp.abs(ratio - 1.0) > cfg.clip_eps).astype(jnp.float32)),
+        **extra,
     }
     return loss, aux
 
