@@ -187,15 +187,26 @@ def main() -> None:
         help="comma-separated scenarios (default %(default)s)",
     )
     ap.add_argument("--k", type=int, default=PAPER["k"])
-    ap.add_argument("--num-envs", type=int, default=32, help="environments per learner")
+    ap.add_argument(
+        "--num-envs",
+        default="32,16,8",
+        help="environments per learner, one per scenario (default %(default)s: about 50 k "
+        "agents per learner and step, so that K = 16 fits in 40 GB)",
+    )
     ap.add_argument("--hidden", default="64,64")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
     args = ap.parse_args()
     hidden = tuple(int(h) for h in args.hidden.split(","))
+    scenarios = [x.strip() for x in args.scenarios.split(",")]
+    envs = [int(e) for e in args.num_envs.split(",")]
+    if len(envs) == 1:
+        envs = envs * len(scenarios)
+    if len(envs) != len(scenarios):
+        raise SystemExit("paper_projection: give one --num-envs value, or one per scenario")
     rows = []
-    for scenario in args.scenarios.split(","):
-        rows.append(analyse(scenario.strip(), args.k, args.num_envs, hidden))
+    for scenario, num_envs in zip(scenarios, envs):
+        rows.append(analyse(scenario, args.k, num_envs, hidden))
         print(table(rows[-1:]).splitlines()[-1], flush=True)
     text = table(rows)
     print("\n" + text)
