@@ -49,9 +49,22 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, help="iterations to time (default: the preset's)")
     ap.add_argument("--provider", default="template")
     ap.add_argument("--out", help="results JSON (default results/iteration_time_<preset>.json)")
+    ap.add_argument("--no-control", action="store_true", help="no IPPO control learner")
+    ap.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="A/B mode: this tree (with and without the control learner) against commit REV, "
+        "each run in a fresh process, --rounds rounds interleaved",
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="A/B rounds (default %(default)s)")
     args = ap.parse_args()
+    if args.baseline:
+        compare(args)
+        return
 
     overrides = {"scenario": args.scenario, "provider": args.provider}
+    if args.no_control:
+        overrides["control"] = False
     if args.iterations:
         base = SearchConfig.from_preset(args.preset)
         # keep the per-iteration budget of the preset when timing fewer iterations
@@ -142,3 +155,63 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _summary(record: dict) -> dict[str, float]:
+    rows = record["rows"]
+    recompiles = [r["compile_s"] for r in rows if r["iteration"] > 1]
+    return {
+        "median_iteration_s": record["median_iteration_s_excl_llm"],
+        "median_recompile_s": statistics.median(recompiles) if recompiles else float("nan"),
+        "median_train_and_eval_s": statistics.median(r["train_and_eval_s"] for r in rows),
+    }
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Interleaved A/B runs of this script: this tree vs ``--baseline``, medians and ratios."""
+    from ab import ROOT, baseline_tree, interleave, run_json
+
+    old = baseline_tree(args.baseline)
+    common = ["--preset", args.preset, "--scenario", args.scenario, "--provider", args.provider]
+    if args.iterations:
+        common += ["--iterations", str(args.iterations)]
+    script = "benchmarks/iteration_time.py"
+    arms = {
+        f"baseline {args.baseline}": lambda: run_json(old, script, common),
+        "this tree, no control": lambda: run_json(ROOT, script, [*common, "--no-control"]),
+        "this tree, with control": lambda: run_json(ROOT, script, common),
+    }
+    got = interleave(args.rounds, arms)
+    summary = {
+        name: {k: statistics.median(_summary(r)[k] for r in runs) for k in _summary(runs[0])}
+        for name, runs in got.items()
+    }
+    base = summary[f"baseline {args.baseline}"]
+    print(f"\nA/B, {args.rounds} rounds, medians over rounds (each a median over iterations)")
+    print("| arm | s / iteration | recompile s / iteration | train + eval s | speed-up |")
+    print("|---|---:|---:|---:|---:|")
+    for name, s in summary.items():
+        ratio = base["median_iteration_s"] / s["median_iteration_s"]
+        print(
+            f"| {name} | {s['median_iteration_s']:.1f} | {s['median_recompile_s']:.1f} "
+            f"| {s['median_train_and_eval_s']:.1f} | {ratio:.2f}x |"
+        )
+    out = Path(args.out) if args.out else RESULTS / f"iteration_time_{args.preset}_ab.json"
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "iteration_time_ab",
+                "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+                "baseline": args.baseline,
+                "rounds": args.rounds,
+                "summary": summary,
+                "runs": got,
+                "device": device_info(),
+                "versions": package_versions(),
+                "load_avg": os.getloadavg(),
+                "date": time.strftime("%Y-%m-%d %H:%M"),
+            },
+            indent=1,
+        )
+    )
+    print(f"wrote {out}")
