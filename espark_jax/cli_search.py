@@ -86,7 +86,7 @@ def add_run_parser(sub: Any) -> None:
         "--lr",
         type=float,
         help="Adam learning rate of the learners (paper and --preset paper: 5e-4; "
-        "--preset quick: 1e-3)",
+        "--preset quick: 3e-3)",
     )
     p.add_argument(
         "--mask-distill",

@@ -320,11 +320,12 @@ def test_presets_and_learning_rate_reach_the_trainer():
 
     env = envs_jax.make("mabim/tiny")
     quick = SearchConfig.from_preset("quick", scenario="mabim/tiny")
-    assert (quick.k, quick.iterations, quick.lr) == (4, 3, 1e-3)
+    assert (quick.k, quick.iterations, quick.lr) == (4, 3, 3e-3)
     paper = SearchConfig.from_preset("paper", scenario="mabim/tiny", lr=2e-4)
     assert (paper.k, paper.iterations, paper.steps, paper.lr) == (16, 10, 5_020_000, 2e-4)
     tc, updates = train_config(quick, env)
-    assert tc.ppo.lr == 1e-3 and tc.num_envs == quick.num_envs
+    assert tc.ppo.lr == 3e-3 and tc.num_envs == quick.num_envs
+    assert (tc.ppo.update_epochs, tc.ppo.num_minibatches, tc.ppo.mask_distill_coef) == (1, 16, 0.3)
     episode = int(env.spec.episode_length["train"])
     assert updates == -(-quick.steps_per_iteration() // (episode * quick.num_envs))
     assert SearchConfig(**quick.to_dict()) == quick  # manifests round-trip, lr included
