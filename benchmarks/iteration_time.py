@@ -153,10 +153,6 @@ def main() -> None:
     print(f"wrote {out}")
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _summary(record: dict) -> dict[str, float]:
     rows = record["rows"]
     recompiles = [r["compile_s"] for r in rows if r["iteration"] > 1]
@@ -215,3 +211,7 @@ def compare(args: argparse.Namespace) -> None:
         )
     )
     print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
