@@ -79,13 +79,26 @@ def _analyse(fn: Any, *args: Any, donate: tuple[int, ...] = ()) -> dict[str, flo
     }
 
 
-def analyse(scenario: str, k: int, num_envs: int, hidden: tuple[int, ...]) -> dict[str, Any]:
-    """Cost and memory of the programs of one update at K learners x E environments."""
+def analyse(
+    scenario: str,
+    k: int,
+    num_envs: int,
+    hidden: tuple[int, ...],
+    ppo: ippo.PPOConfig | None = None,
+) -> dict[str, Any]:
+    """Cost and memory of the programs of one update at K learners x E environments (PPO
+    settings ``ppo``, default the paper's)."""
     env = envs_jax.make(scenario)
     spec = env.spec
     grid = [(S, s) for S in (4.0, 6.0, 8.0, 10.0) for s in (1.0, 2.0, 3.0, 4.0)]
     masks = [get_builtin_mask("ss-pruning", spec, S=S, s=s) for S, s in grid[:k]]
-    cfg = ippo.TrainConfig(num_envs=num_envs, hidden=hidden, reward_scale=1e-3, shard=False)
+    cfg = ippo.TrainConfig(
+        num_envs=num_envs,
+        hidden=hidden,
+        reward_scale=1e-3,
+        shard=False,
+        ppo=ppo or ippo.PPOConfig(),
+    )
     # a trainer with one environment per learner gives the state's structure cheaply
     small = ippo.make(env, dataclasses.replace(cfg, num_envs=1), masks)
     state = small.init(jax.random.PRNGKey(0))

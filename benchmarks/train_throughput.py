@@ -40,7 +40,7 @@ def worker(args: argparse.Namespace) -> dict:
     import jax
 
     import envs_jax
-    from espark_jax.ippo import TrainConfig, make
+    from espark_jax.ippo import PPOConfig, TrainConfig, make
     from espark_jax.masks.builtin import get_builtin_mask
 
     env = envs_jax.make(args.scenario)
@@ -58,9 +58,15 @@ def worker(args: argparse.Namespace) -> dict:
         "k": k,
         "num_envs": args.num_envs,
         "n_agents": spec.n_agents,
+        "ppo": ppo_overrides(args),
     }
     for fused in (False, True):
-        cfg = TrainConfig(num_envs=args.num_envs, updates_per_chunk=args.updates, fuse_chunk=fused)
+        cfg = TrainConfig(
+            num_envs=args.num_envs,
+            updates_per_chunk=args.updates,
+            fuse_chunk=fused,
+            ppo=PPOConfig(**ppo_overrides(args)),
+        )
         trainer = make(env, cfg, masks)
         learners = [
             trainer.init(jax.random.PRNGKey(i))
@@ -90,6 +96,12 @@ def worker(args: argparse.Namespace) -> dict:
         result["agent_steps_per_update"] = trainer.agent_steps_per_update() * learners_total
     result["peak_memory_bytes"], result["memory_kind"] = _peak_memory()
     return result
+
+
+def ppo_overrides(args: argparse.Namespace) -> dict:
+    """The PPO settings given on the command line (the rest stay PPOConfig's defaults)."""
+    pairs = (("update_epochs", args.update_epochs), ("num_minibatches", args.num_minibatches))
+    return {name: value for name, value in pairs if value is not None}
 
 
 def _peak_memory() -> tuple[int, str]:
@@ -133,6 +145,8 @@ def main() -> int:
         action="store_true",
         help="CPU-sized: 2 envs per learner, 1 update per chunk, 2 repeats",
     )
+    p.add_argument("--update-epochs", type=int, help="PPO epochs (default PPOConfig's)")
+    p.add_argument("--num-minibatches", type=int, help="PPO minibatches (default PPOConfig's)")
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--scenario", help=argparse.SUPPRESS)
@@ -163,6 +177,7 @@ def main() -> int:
                 str(args.updates),
                 "--repeats",
                 str(args.repeats),
+                *[f"--{k.replace('_', '-')}={v}" for k, v in ppo_overrides(args).items()],
             ]
             print(f"running {scenario} {mode} ...", flush=True)
             out = subprocess.run(cmd, capture_output=True, text=True)
