@@ -217,3 +217,66 @@ def _sku_list(text: str) -> str | list[str]:
     if text.endswith(".csv") or "/" in text:
         return str(Path(text).resolve())
     return text
+
+
+def add_network_args(p: Any, preset_defaults: bool = False) -> None:
+    """``--network``, ``--layer-norm``, ``--last-action``: the learners' policy network (with
+    ``preset_defaults`` they default to None: the preset decides)."""
+    p.add_argument(
+        "--network",
+        choices=["mlp", "gru"],
+        default=None if preset_defaults else "mlp",
+        help="policy network: mlp (actor and critic MLPs) or gru (FC -> GRU -> FC actor and "
+        "critic with a hidden state per agent, as the released eSpark code; default "
+        + ("the preset's" if preset_defaults else "mlp")
+        + ")",
+    )
+    off = None if preset_defaults else False
+    p.add_argument(
+        "--layer-norm",
+        action="store_true",
+        default=off,
+        help="--network gru: layer norm before the value head (the released critic)",
+    )
+    p.add_argument(
+        "--last-action",
+        action="store_true",
+        default=off,
+        help="--network gru: the actor also sees its previous action (the released o_la input)",
+    )
+
+
+def network_overrides(args: Any) -> dict[str, Any]:
+    """SearchConfig overrides of ``add_network_args(p, preset_defaults=True)``: an explicit
+    ``--network`` brings its default widths (:data:`~espark_jax.ippo.core.DEFAULT_HIDDEN`), and
+    ``--network mlp`` turns the GRU options off; None values leave the preset's."""
+    from espark_jax.ippo.core import DEFAULT_HIDDEN
+
+    out = {"layer_norm": args.layer_norm, "last_action": args.last_action}
+    if args.network is not None:
+        out.update(network=args.network, hidden=DEFAULT_HIDDEN[args.network])
+    if args.network == "mlp":
+        out.update(layer_norm=False, last_action=False)
+    return out
+
+
+def network_hidden(args: Any) -> tuple[int, ...]:
+    """The hidden widths of ``--hidden``, or the network's default (:data:`DEFAULT_HIDDEN`)."""
+    from espark_jax.ippo.core import DEFAULT_HIDDEN
+
+    if getattr(args, "hidden", None):
+        return parse_hidden(args.hidden)
+    return DEFAULT_HIDDEN[args.network]
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    """``"64,64"`` -> ``(64, 64)``; exits with a one-line message on anything else."""
+    try:
+        widths = tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise SystemExit(
+            f"--hidden expects positive widths separated by commas, e.g. 64,64; got {text!r}"
+        )
+    return widths

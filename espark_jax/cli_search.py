@@ -12,8 +12,10 @@ from typing import Any
 from espark_jax.cli_args import (
     add_distributed_args,
     add_mabim_options,
+    add_network_args,
     join_job,
     mabim_env_kwargs,
+    network_overrides,
     use_precision,
 )
 from espark_jax.cli_llm import (
@@ -93,6 +95,7 @@ def add_run_parser(sub: Any) -> None:
         type=float,
         help="weight pulling the unmasked policy into each candidate's mask (paper: 0)",
     )
+    add_network_args(p, preset_defaults=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="run name (default: scenario-provider-time)")
     p.add_argument(
@@ -151,6 +154,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         num_envs=args.num_envs,
         lr=args.lr,
         mask_distill=args.mask_distill,
+        **network_overrides(args),
         seed=args.seed,
         provider=args.provider,
         checker=not args.no_checker,

@@ -21,8 +21,10 @@ from typing import Any
 from espark_jax.cli_args import (
     add_distributed_args,
     add_mabim_options,
+    add_network_args,
     join_job,
     mabim_env_kwargs,
+    network_hidden,
     require_scenario,
     use_precision,
 )
@@ -67,8 +69,11 @@ def add_train_parser(sub: Any) -> None:
         help="reward multiplier before PPO (default: the scenario family's, MABIM 1e-3, SUMO 1e-2)",
     )
     p.add_argument(
-        "--hidden", default="64,64", help="hidden widths of actor and critic, e.g. 128,128"
+        "--hidden",
+        help="hidden widths of actor and critic, e.g. 128,128 (default: 64,64; --network gru: "
+        "one width, 128)",
     )
+    add_network_args(p)
     p.add_argument("--updates-per-chunk", type=int, default=5, help="updates per compiled chunk")
     p.add_argument(
         "--eval-every", type=int, help="updates between evaluations (default: 10 checkpoints)"
@@ -107,7 +112,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             num_envs=num_envs,
             num_updates=updates,
             updates_per_chunk=min(args.updates_per_chunk, updates),
-            hidden=parse_hidden(args.hidden),
+            hidden=network_hidden(args),
+            network=args.network,
+            layer_norm=args.layer_norm,
+            last_action=args.last_action,
             reward_scale=args.reward_scale,
             ppo=ippo.PPOConfig(lr=args.lr),
             eval_every=args.eval_every or max(1, updates // 10),
@@ -229,19 +237,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         write_json(Path(args.json), result)
     return 0
-
-
-def parse_hidden(text: str) -> tuple[int, ...]:
-    """``"64,64"`` -> ``(64, 64)``; exits with a one-line message on anything else."""
-    try:
-        widths = tuple(int(w) for w in text.split(",") if w.strip())
-    except ValueError:
-        widths = ()
-    if not widths or min(widths) < 1:
-        raise SystemExit(
-            f"--hidden expects positive widths separated by commas, e.g. 64,64; got {text!r}"
-        )
-    return widths
 
 
 def print_evaluation(result: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from espark_jax.families import family_of
 from espark_jax.ippo import PPOConfig, TrainConfig
+from espark_jax.ippo.core import check_network
 from espark_jax.runs import RunDir
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -67,7 +68,9 @@ class SearchConfig:
         select_last: checkpoints averaged by the selection score.
         eval_envs: environments per evaluation checkpoint.
         updates_per_chunk: PPO updates per jitted chunk.
-        hidden: MLP widths.
+        hidden: MLP widths (``network="gru"``: one width, the FC and GRU width).
+        network, layer_norm, last_action: the learners' policy network (``"mlp"`` or ``"gru"``)
+            and the GRU options (:class:`~espark_jax.ippo.core.TrainConfig`).
         lr: Adam learning rate of the learners (paper: 5e-4).
         update_epochs, num_minibatches: PPO passes over each batch and minibatches per pass.
         mask_distill: weight of the term pulling the unmasked policy into the behaviour mask
@@ -102,6 +105,9 @@ class SearchConfig:
     eval_envs: int = 8
     updates_per_chunk: int = 10
     hidden: tuple[int, ...] = (64, 64)
+    network: str = "mlp"
+    layer_norm: bool = False
+    last_action: bool = False
     lr: float = 5e-4
     update_epochs: int = 4
     num_minibatches: int = 4
@@ -150,6 +156,7 @@ class SearchConfig:
         if self.max_concurrency is not None and int(self.max_concurrency) < 1:
             raise ValueError(f"--max-concurrency must be >= 1, got {self.max_concurrency}")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        check_network(self.network, self.hidden, self.layer_norm, self.last_action)
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> "SearchConfig":
@@ -188,6 +195,9 @@ def train_config(cfg: SearchConfig, env: Any) -> tuple[TrainConfig, int]:
         num_updates=updates,
         updates_per_chunk=min(cfg.updates_per_chunk, eval_every),
         hidden=cfg.hidden,
+        network=cfg.network,
+        layer_norm=cfg.layer_norm,
+        last_action=cfg.last_action,
         eval_every=eval_every,
         eval_envs=cfg.eval_envs,
         select_last=cfg.select_last,

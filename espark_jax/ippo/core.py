@@ -27,7 +27,15 @@ class TrainConfig:
         num_steps: rollout length per update; 0 means the train episode length.
         num_updates: updates per learner done by :func:`espark_jax.ippo.train.train`.
         updates_per_chunk: updates per :meth:`Trainer.train_chunk` call (U).
-        hidden, activation: actor and critic MLP torsos.
+        network: ``"mlp"`` (separate actor and critic MLPs over each observation) or ``"gru"``
+            (actor and critic each FC -> GRU cell -> FC, a hidden state per agent carried
+            through the episode: :mod:`espark_jax.ippo.recurrent`, as the released eSpark code).
+        hidden, activation: the MLP torsos' widths and activation; for ``"gru"``, one width
+            (the FC and GRU width; the released code: 128), the FC layer is ReLU.
+        layer_norm: ``"gru"`` only: layer norm on the critic's GRU output before the value head
+            (where the released code's ``use_layer_norm`` acts; its actor has none).
+        last_action: ``"gru"`` only: the actor also sees its previous action one-hot (zeros at
+            an episode's start), as the released actor's ``o_la`` input.
         reward_scale: multiplier applied to rewards before PPO; ``None`` takes the scenario
             family's default (:mod:`espark_jax.families`), filled in by ``make``.
         ppo: PPO hyper-parameters.
@@ -46,8 +54,11 @@ class TrainConfig:
     num_steps: int = 0
     num_updates: int = 100
     updates_per_chunk: int = 5
+    network: str = "mlp"
     hidden: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
+    layer_norm: bool = False
+    last_action: bool = False
     reward_scale: float | None = None
     ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
     eval_every: int = 10
@@ -75,10 +86,33 @@ class TrainConfig:
         if isinstance(self.ppo, dict):  # from JSON
             object.__setattr__(self, "ppo", PPOConfig(**self.ppo))
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        check_network(self.network, self.hidden, self.layer_norm, self.last_action)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (inverse: ``TrainConfig(**d)``)."""
         return dataclasses.asdict(self)
+
+
+NETWORKS = ("mlp", "gru")
+"""The policy networks a :class:`TrainConfig` can name."""
+
+DEFAULT_HIDDEN = {"mlp": (64, 64), "gru": (128,)}
+"""Hidden widths the command line uses per network when ``--hidden`` is not given (GRU: the
+released code's ``hidden_dim``)."""
+
+
+def check_network(
+    network: str, hidden: tuple[int, ...], layer_norm: bool, last_action: bool
+) -> None:
+    """Raise a one-line ``ValueError`` naming the fix for an inconsistent network choice."""
+    if network not in NETWORKS:
+        raise ValueError(f"unknown network {network!r}; use --network mlp or --network gru")
+    if network == "mlp" and (layer_norm or last_action):
+        raise ValueError("--layer-norm and --last-action apply to --network gru only")
+    if network == "gru" and len(hidden) != 1:
+        raise ValueError(
+            f"--network gru takes one hidden width (FC and GRU), e.g. --hidden 128; got {hidden}"
+        )
 
 
 @flax.struct.dataclass

@@ -61,6 +61,10 @@ class Trainer:
         if config.reward_scale is None:
             raise ValueError("TrainConfig.reward_scale is None; build trainers with ippo.make")
         self.source, self.env, self.spec, self.config = source, source.env, source.env.spec, config
+        if config.network != "mlp":
+            raise ValueError(
+                f"network={config.network!r} is not available in this version; use mlp"
+            )
         self.network = ActorCritic(self.spec.n_actions, config.hidden, config.activation)
         self.optimizer = make_optimizer(config.ppo)
         self.apply_fn = lambda params, obs: self.network.apply({"params": params}, obs)
