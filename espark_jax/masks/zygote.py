@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import gc
 import json
 import os
 import select
@@ -45,8 +46,9 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
 def _warm_up() -> None:
-    """Start the CPU backend, export a function and compile a call of the artefact once, so that
-    everything a check imports lazily is imported before the tripwire forbids new imports."""
+    """Start the CPU backend, export a function and compile a call of the artefact once (on
+    abstract shapes: nothing runs), so that everything a check imports lazily is imported
+    before the tripwire forbids new imports."""
     import jax
     import jax.numpy as jnp
 
@@ -58,16 +60,19 @@ def _warm_up() -> None:
     arg = jax.ShapeDtypeStruct((b, 2, 3), jnp.float32)
     exported = jax.export.export(jax.jit(jax.vmap(f)), platforms=("cpu",))(arg)
     exported = jax.export.deserialize(exported.serialize())
-    jax.block_until_ready(jax.jit(exported.call)(jnp.ones((4, 2, 3), jnp.float32)))
+    jax.jit(exported.call).lower(jax.ShapeDtypeStruct((4, 2, 3), jnp.float32)).compile()
 
 
 def _preload() -> None:
-    """Import now what the checks import lazily, before the tripwire forbids new packages: the
-    parser's ``unicodedata`` (it normalises non-ASCII identifiers such as ``μ``) and the
-    ``flatbuffers`` of jax.export's serialiser."""
+    """Import in the zygote, once, what the checks import lazily: the parser's ``unicodedata``
+    (it normalises non-ASCII identifiers such as ``μ``), the ``flatbuffers`` of jax.export's
+    serialiser and ``scipy.linalg``, which calling an exported function loads for its LAPACK
+    kernels (importing it in every forked child would double the child's start-up). Pure
+    imports: the zygote stays single-threaded."""
     import unicodedata  # noqa: F401
 
     import flatbuffers  # noqa: F401
+    import scipy.linalg  # noqa: F401
 
 
 def _install_tripwire() -> None:
@@ -178,6 +183,9 @@ def _fork_candidate(request: Mapping[str, Any]) -> _Child:
     workdir = tempfile.mkdtemp(prefix="maskcheck-")
     rfd, wfd = os.pipe()
     efd, ewfd = os.pipe()
+    # the zygote's objects (JAX, SciPy) to the permanent generation: the child's collector
+    # then never walks them, which would copy every page of the inherited heap
+    gc.freeze()
     pid = os.fork()
     if pid == 0:  # the candidate's process
         code = 0
