@@ -1,0 +1,425 @@
+"""Sample efficiency of plain IPPO: test-split return vs environment steps, old vs new settings.
+
+For each scenario and arm, the seeds train as K parallel plain IPPO learners (all-ones masks,
+learner k initialised from ``PRNGKey(seed_k)``) in one trainer, with the quick preset's
+environments per learner and network. Training stops at each budget (environment steps per
+learner) to evaluate every learner on the test split without masks, greedy and sampled, then
+continues: one training per scenario and arm serves all budgets. Arms:
+
+* ``before``: the training settings before this round (the quick preset's old PPO settings:
+  Adam lr 1e-3, 4 epochs of 4 minibatches, no mask distillation), run on today's code;
+* ``after``: the quick preset as it is now (``espark_jax.search_config.PRESETS["quick"]``).
+
+Mask distillation is zero under the all-ones mask, so the arms differ in lr and minibatching.
+Base stock (static, dynamic) and (S, s) come from ``espark_jax.baselines.reference_baselines``
+on the same test split (the lines in every run's ``results.json``).
+
+    python benchmarks/sample_efficiency.py                       # the full benchmark
+    python benchmarks/sample_efficiency.py --smoke               # seconds, mabim/tiny, to /tmp
+    python benchmarks/sample_efficiency.py --scenarios mabim/lowest-100 --budgets 2e4 --seeds 0,1
+    python benchmarks/sample_efficiency.py --max-steps before=2e5   # the old settings to 2e5 too
+
+By default the ``before`` arm stops at 25,000 steps (``--max-steps``): its 4 epochs x 4
+minibatches make an update 2.5-4x as expensive as the quick preset's one epoch, and both arms to
+2e5 steps on three scenarios do not fit the benchmark's time on a 2-core CPU.
+
+Writes ``benchmarks/results/sample_efficiency.json`` (after every scenario x arm; ``--resume``
+keeps finished ones) and ``.png``, prints a table and refreshes the ``## IPPO sample efficiency``
+section of ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from readme_sections import write_readme_section  # noqa: E402
+
+import envs_jax  # noqa: E402
+from espark_jax import ippo  # noqa: E402
+from espark_jax.baselines import LABELS, reference_baselines  # noqa: E402
+from espark_jax.masks.safe import all_ones  # noqa: E402
+from espark_jax.runs import device_info, package_versions, write_json  # noqa: E402
+from espark_jax.search_config import PRESETS  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "sample_efficiency.json"
+SCENARIOS = ("mabim/standard-100", "mabim/lowest-100", "mabim/3-echelons-100")
+BUDGETS = (0, 10_000, 25_000, 50_000, 100_000, 200_000)
+MAX_STEPS = "before=25000"  # the old settings cost 2.5-4x per update: see the module doc
+ARMS = {
+    "before": dict(lr=1e-3, update_epochs=4, num_minibatches=4, mask_distill=0.0),
+    "after": {},
+}
+ARM_LABELS = {"before": "before (lr 1e-3, 4x4 minibatches)", "after": "after (quick preset)"}
+OR_LINES = ("base_stock_static", "base_stock_dynamic", "sS_static")
+EVAL_KEY = 10_000
+HEADING = "## IPPO sample efficiency"
+
+
+def arm_settings(arm: str) -> dict[str, Any]:
+    """The quick preset's training settings, with the arm's overrides."""
+    quick = PRESETS["quick"]
+    keys = ("num_envs", "eval_envs", "hidden", "lr", "update_epochs", "num_minibatches")
+    base = {k: quick.get(k) for k in keys} | {"mask_distill": quick.get("mask_distill", 0.0)}
+    return {**base, "hidden": list(base["hidden"]), **ARMS[arm]}
+
+
+def parse_list(text: str, kind: type, name: str) -> list:
+    """``"0,1,2"`` -> ``[0, 1, 2]`` (``2.5e4`` is accepted for integers); one-line error."""
+    try:
+        values = [kind(float(x)) if kind is int else kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"sample_efficiency: --{name} takes a comma list, got {text!r}") from None
+    if not values:
+        raise SystemExit(f"sample_efficiency: --{name} is empty")
+    return values
+
+
+def parse_caps(text: str) -> dict[str, int]:
+    """``"before=25000"`` -> ``{"before": 25000}``; one-line error otherwise."""
+    caps = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        arm, _, value = item.partition("=")
+        try:
+            caps[arm] = int(float(value))
+        except ValueError:
+            msg = f"sample_efficiency: --max-steps takes ARM=STEPS, got {item!r}"
+            raise SystemExit(msg) from None
+        if arm not in ARMS:
+            raise SystemExit(f"sample_efficiency: unknown arm {arm!r}; use {', '.join(ARMS)}")
+    return caps
+
+
+def run_arm(scenario: str, arm: str, seeds: list[int], budgets: list[int]) -> dict[str, Any]:
+    """Train ``len(seeds)`` learners under one arm, evaluating on the test split at each budget."""
+    s = arm_settings(arm)
+    env = envs_jax.make(scenario)
+    per_update = int(env.spec.episode_length["train"]) * s["num_envs"]
+    cfg = ippo.TrainConfig(
+        num_envs=s["num_envs"],
+        hidden=tuple(s["hidden"]),
+        eval_envs=s["eval_envs"],
+        ppo=ippo.PPOConfig(
+            lr=s["lr"],
+            update_epochs=s["update_epochs"],
+            num_minibatches=s["num_minibatches"],
+            mask_distill_coef=s["mask_distill"],
+        ),
+    )
+    trainer = ippo.make(env, cfg, [all_ones(env.spec)] * len(seeds))
+    state = trainer.init_from_keys(jnp.stack([jax.random.PRNGKey(seed) for seed in seeds]))
+    key = jax.random.PRNGKey(EVAL_KEY)  # common random numbers: every budget, arm and seed
+    points, done, t_start = [], 0, time.perf_counter()
+    for budget in sorted(budgets):
+        target = math.ceil(budget / per_update)
+        t0 = time.perf_counter()
+        train_return = None
+        while done < target:
+            n = min(25, target - done)
+            state, metrics = trainer.train_chunk(state, n)
+            done += n
+            train_return = metrics["train_return"]
+        jax.block_until_ready(state.n_updates)
+        t_train = time.perf_counter() - t0
+        ev = {
+            mode: trainer.evaluate(
+                state.params, key, "test", greedy=mode == "greedy", num_envs=s["eval_envs"]
+            )["return"]
+            for mode in ("greedy", "sampled")
+        }
+        points.append(
+            {
+                "budget": budget,
+                "updates": done,
+                "env_steps": done * per_update,
+                "greedy": ev["greedy"],
+                "sampled": ev["sampled"],
+                "train_return_last": None
+                if train_return is None
+                else np.asarray(train_return)[-1].tolist(),
+                "train_s": t_train,
+                "eval_s": time.perf_counter() - t0 - t_train,
+            }
+        )
+        print(
+            f"  {scenario} {arm:6s} {done * per_update:>8,} steps: greedy "
+            + " ".join(f"{x:,.0f}" for x in ev["greedy"])
+            + f" | sampled mean {np.mean(ev['sampled']):,.0f} | {t_train:.0f} s",
+            flush=True,
+        )
+    return {
+        "scenario": scenario,
+        "arm": arm,
+        "settings": s,
+        "seeds": seeds,
+        "n_agents": env.spec.n_agents,
+        "points": points,
+        "seconds": time.perf_counter() - t_start,
+        "compile_s": {k: sum(v) for k, v in trainer.compile_seconds.items()},
+        "load_end": os.getloadavg(),
+    }
+
+
+def references(scenario: str) -> dict[str, float]:
+    """Test-split returns of the reference policies, as every run's ``results.json`` has them
+    (seed 0, the quick preset's evaluation episodes; cached)."""
+    env = envs_jax.make(scenario)
+    refs = reference_baselines(env, "test", 0, PRESETS["quick"]["eval_envs"])
+    return {name: float(v["return"]) for name, v in refs.items()}
+
+
+def fmt(x: float) -> str:
+    return f"{x / 1e3:,.0f}k"
+
+
+def table(data: dict[str, Any]) -> str:
+    """Markdown: greedy test return per scenario x arm x budget (mean [min, max] over seeds),
+    sampled mean at the largest budget, and the OR lines."""
+    budgets = sorted({p["env_steps"] for r in data["runs"] for p in r["points"]})
+    head = ["scenario", "arm"] + [f"{b:,} steps" for b in budgets] + ["sampled (last)"]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    for r in data["runs"]:
+        by = {p["env_steps"]: p for p in r["points"]}
+        cells = [
+            f"{fmt(np.mean(by[b]['greedy']))} [{fmt(min(by[b]['greedy']))}, "
+            f"{fmt(max(by[b]['greedy']))}]"
+            if b in by
+            else "-"
+            for b in budgets
+        ]
+        last = r["points"][-1]["sampled"]
+        lines.append(
+            f"| {r['scenario']} | {r['arm']} | " + " | ".join(cells) + f" | {fmt(np.mean(last))} |"
+        )
+    lines += ["", "| scenario | " + " | ".join(LABELS[n] for n in ("constant", *OR_LINES)) + " |"]
+    lines.append("|---|" + "---:|" * (len(OR_LINES) + 1))
+    for scenario, refs in data["baselines"].items():
+        lines.append(
+            f"| {scenario} | " + " | ".join(fmt(refs[n]) for n in ("constant", *OR_LINES)) + " |"
+        )
+    return "\n".join(lines)
+
+
+def verdict(data: dict[str, Any], arm: str = "after") -> tuple[bool, list[str]]:
+    """Whether ``arm`` at its largest budget beats base stock (both) and (S, s) on every
+    scenario (mean over seeds), with the margin per scenario."""
+    met, lines = True, []
+    for r in data["runs"]:
+        if r["arm"] != arm:
+            continue
+        refs = data["baselines"][r["scenario"]]
+        best = max(OR_LINES, key=lambda n: refs[n])
+        last = r["points"][-1]
+        mean, low = float(np.mean(last["greedy"])), float(min(last["greedy"]))
+        gap = mean - refs[best]
+        met &= gap > 0
+        lines.append(
+            f"{r['scenario']}: IPPO ({arm}) at {last['env_steps']:,} steps {fmt(mean)} "
+            f"(worst seed {fmt(low)}) vs the best OR line, {LABELS[best]}, {fmt(refs[best])}: "
+            f"{'above' if gap > 0 else 'below'} by {fmt(abs(gap))} "
+            f"({100 * gap / abs(refs[best]):+.1f} %)"
+        )
+    return met and bool(lines), lines
+
+
+def compare(data: dict[str, Any]) -> list[str]:
+    """Per scenario, the arms at the largest budget both reached (mean over seeds)."""
+    lines = []
+    for scenario in data["baselines"]:
+        runs = {r["arm"]: r for r in data["runs"] if r["scenario"] == scenario}
+        if not {"before", "after"} <= set(runs):
+            continue
+        by = {a: {p["env_steps"]: p for p in runs[a]["points"]} for a in ("before", "after")}
+        shared = max(set(by["before"]) & set(by["after"]), default=None)
+        if shared is None:
+            continue
+        b, a = (float(np.mean(by[x][shared]["greedy"])) for x in ("before", "after"))
+        lines.append(
+            f"{scenario} at {shared:,} steps: after {fmt(a)}, before {fmt(b)} "
+            f"(after - before {'+' if a >= b else '-'}{fmt(abs(a - b))})"
+        )
+    return lines
+
+
+def figure(data: dict[str, Any], path: Path) -> None:
+    """One panel per scenario: mean and min/max band over seeds per arm, OR lines dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = list(dict.fromkeys(r["scenario"] for r in data["runs"]))
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(5.2 * len(scenarios), 4.2), squeeze=False)
+    colours = {"before": "tab:gray", "after": "tab:blue"}
+    styles = {"base_stock_static": "--", "base_stock_dynamic": "-.", "sS_static": ":"}
+    for ax, scenario in zip(axes[0], scenarios):
+        for r in (r for r in data["runs"] if r["scenario"] == scenario):
+            x = [p["env_steps"] for p in r["points"]]
+            g = np.array([p["greedy"] for p in r["points"]])
+            c = colours.get(r["arm"])
+            ax.plot(x, g.mean(1), "o-", color=c, label=f"IPPO {ARM_LABELS.get(r['arm'], '')}")
+            ax.fill_between(x, g.min(1), g.max(1), color=c, alpha=0.2)
+        for name, ls in styles.items():
+            ax.axhline(data["baselines"][scenario][name], color="tab:red", ls=ls, lw=1.2,
+                       label=LABELS[name])  # fmt: skip
+        ax.set_title(scenario)
+        ax.set_xlabel("environment steps per learner")
+        ax.grid(alpha=0.3)
+        lows = [data["baselines"][scenario][n] for n in OR_LINES]
+        ys = [v for r in data["runs"] if r["scenario"] == scenario for p in r["points"]
+              for v in p["greedy"] if p["env_steps"] > 0]  # fmt: skip
+        if ys:  # the untrained policy can be far below; keep the learning range readable
+            span = max(ys + lows) - min(ys + lows)
+            ax.set_ylim(min(ys + lows) - 0.1 * span, max(ys + lows) + 0.1 * span)
+    axes[0][0].set_ylabel("greedy test return (no masks)")
+    axes[0][0].legend(fontsize=8, loc="lower right")
+    seeds = ", ".join(str(s) for s in data["seeds"])
+    fig.suptitle(f"Plain IPPO on the test split: mean and min/max over seeds {seeds}", fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def readme(data: dict[str, Any], out_json: Path) -> str:
+    """The benchmark's section of ``benchmarks/README.md``."""
+    met, lines = verdict(data)
+    before, after = arm_settings("before"), arm_settings("after")
+    minutes = sum(r["seconds"] for r in data["runs"]) / 60
+    load = data["load"]
+    return (
+        f"`benchmarks/sample_efficiency.py`: plain IPPO (all-ones mask), seeds "
+        f"{', '.join(map(str, data['seeds']))} trained as K = {len(data['seeds'])} parallel "
+        f"learners in one program per scenario and arm, {after['num_envs']} environments per "
+        "learner and 2x64 torsos (the quick preset), greedy test return (no masks, "
+        f"{after['eval_envs']} episodes) at each budget along one training. **before** = the "
+        f"settings before this round (lr {before['lr']:g}, {before['update_epochs']} epochs x "
+        f"{before['num_minibatches']} minibatches, no mask distillation) run on today's code; "
+        f"**after** = the quick preset now (lr {after['lr']:g}, {after['update_epochs']} epoch x "
+        f"{after['num_minibatches']} minibatches, mask distillation {after['mask_distill']:g}, "
+        "which is zero under the all-ones mask). Budgets per arm: "
+        + "; ".join(f"{arm} up to {max(b):,}" for arm, b in data["budgets"].items())
+        + " environment steps per learner (`--max-steps`: an update of the old settings costs "
+        "2.5-4x as much). Cells: mean [min, max] over seeds. OR lines: "
+        "`espark_jax.baselines.reference_baselines` on the same test split (synthetic data).\n\n"
+        + table(data)
+        + "\n\n![sample efficiency](results/sample_efficiency.png)\n\n"
+        + "**Goal (IPPO at the largest budget above base stock and (S,s) on all three): "
+        + ("met" if met else "not met")
+        + ".**\n\n"
+        + "\n".join(f"- {line}" for line in lines)
+        + "\n\nBefore vs after at the largest budget both arms reached (greedy, mean over seeds):"
+        + "\n\n"
+        + "\n".join(f"- {line}" for line in compare(data))
+        + f"\n\nCPU: {data['cpu']}, {data['device']['cpus']} cores shared with other jobs; load "
+        f"average {load['start'][0]:.1f} at the start, {load['end'][0]:.1f} at the end; "
+        f"{minutes:.0f} min of training and evaluation. Command: `{data['command']}`; raw: "
+        f"`results/{out_json.name}`."
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--seeds", default="0,1,2", help="one learner per seed, trained in parallel")
+    ap.add_argument("--budgets", default=",".join(str(b) for b in BUDGETS),
+                    help="environment steps per learner at which to evaluate")  # fmt: skip
+    ap.add_argument("--arms", default="after,before", help=f"of {', '.join(ARMS)}, run in order")
+    ap.add_argument("--max-steps", default=MAX_STEPS, help="ARM=STEPS: budgets above are skipped")
+    ap.add_argument("--smoke", action="store_true", help="mabim/tiny, tiny budgets, to /tmp")
+    ap.add_argument("--out", default=None, help=f"JSON path (default {RESULTS})")
+    ap.add_argument("--resume", action="store_true", help="keep finished scenario x arm runs")
+    ap.add_argument("--no-readme", action="store_true")
+    args = ap.parse_args()
+    if args.smoke:
+        args.scenarios, args.budgets, args.seeds = "mabim/tiny", "0,200,400", "0,1"
+        args.max_steps, args.no_readme = "before=200", True
+        args.out = args.out or str(Path(tempfile.gettempdir()) / "sample_efficiency_smoke.json")
+    out = Path(args.out or RESULTS)
+    scenarios = parse_list(args.scenarios, str, "scenarios")
+    seeds, budgets = parse_list(args.seeds, int, "seeds"), parse_list(args.budgets, int, "budgets")
+    arms, caps = parse_list(args.arms, str, "arms"), parse_caps(args.max_steps)
+    for name in scenarios:
+        if name not in envs_jax.list_scenarios():
+            raise SystemExit(f"sample_efficiency: unknown scenario {name!r}; see list_scenarios()")
+    for arm in arms:
+        if arm not in ARMS:
+            raise SystemExit(f"sample_efficiency: unknown arm {arm!r}; use {', '.join(ARMS)}")
+    if len(set(seeds)) != len(seeds) or min(budgets) < 0:
+        raise SystemExit("sample_efficiency: --seeds must be distinct and --budgets >= 0")
+    arm_budgets = {a: sorted(b for b in budgets if b <= caps.get(a, max(budgets))) for a in arms}
+    old = {}
+    if args.resume and out.is_file():
+        import json
+
+        old = {
+            (r["scenario"], r["arm"]): r
+            for r in json.loads(out.read_text()).get("runs", [])
+            if r["arm"] in arm_budgets
+            and r["seeds"] == seeds
+            and r["settings"] == arm_settings(r["arm"])
+            and [p["budget"] for p in r["points"]] == arm_budgets[r["arm"]]
+        }
+    data: dict[str, Any] = {
+        "benchmark": "sample_efficiency",
+        "command": "python " + " ".join(sys.argv),
+        "scenarios": scenarios,
+        "seeds": seeds,
+        "budgets": arm_budgets,
+        "arms": {arm: arm_settings(arm) for arm in arms},
+        "device": device_info(),
+        "cpu": cpu_model(),
+        "versions": package_versions(),
+        "load": {"start": os.getloadavg(), "end": None},
+        "baselines": {scenario: references(scenario) for scenario in scenarios},
+        "runs": [],
+    }
+    for arm in arms:  # every scenario's "after" first: the goal's numbers come first
+        for scenario in scenarios:
+            run = old.get((scenario, arm))
+            if run is None:
+                run = run_arm(scenario, arm, seeds, arm_budgets[arm])
+            else:
+                print(f"  {scenario} {arm}: kept from {out}")
+            data["runs"].append(run)
+            data["load"]["end"] = os.getloadavg()
+            write_json(out, data)
+    order = {name: i for i, name in enumerate([*scenarios, *ARMS])}
+    data["runs"].sort(key=lambda r: (order[r["scenario"]], order[r["arm"]]))
+    write_json(out, data)
+    text = table(data)
+    print("\n" + text + "\n")
+    for line in verdict(data)[1] + compare(data):
+        print(line)
+    figure(data, out.with_suffix(".png"))
+    if not args.no_readme:
+        write_readme_section(HEADING, readme(data, out))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
