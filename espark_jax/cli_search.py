@@ -26,6 +26,7 @@ from espark_jax.cli_llm import (
     read_prices,
     save_prices,
 )
+from espark_jax.presets import FALLBACK_RULES, FEEDBACK_FORMS, PRESETS
 
 RUN_EPILOG = """examples:
   espark run --preset quick                                  # a few minutes on a laptop CPU
@@ -67,9 +68,10 @@ def add_run_parser(sub: Any) -> None:
     p.add_argument(
         "--preset",
         default="quick",
-        choices=["quick", "paper"],
+        choices=list(PRESETS),
         help="sizes and budget: quick = a few minutes on a CPU, paper = K 16, 10 iterations, "
-        "5.02 M steps",
+        "5.02 M steps, authors = the settings of the authors' released code (MABIM; README: "
+        "where we follow the released code)",
     )
     p.add_argument(
         "--provider",
@@ -96,6 +98,25 @@ def add_run_parser(sub: Any) -> None:
         help="weight pulling the unmasked policy into each candidate's mask (paper: 0)",
     )
     add_network_args(p, preset_defaults=True)
+    p.add_argument(
+        "--mask-fallback",
+        choices=list(FALLBACK_RULES),
+        help="an agent whose mask allows nothing: per_agent = that agent acts unmasked (ours), "
+        "per_env = its whole environment acts unmasked that step (the released code); "
+        "default: the preset's",
+    )
+    p.add_argument(
+        "--mask-first-step",
+        action=argparse.BooleanOptionalAction,
+        help="mask an episode's first decision (ours) or not (--no-mask-first-step: the "
+        "released code); default: the preset's",
+    )
+    p.add_argument(
+        "--feedback",
+        choices=list(FEEDBACK_FORMS),
+        help="policy feedback for reflection: ours or the released code's statistics; "
+        "default: the preset's",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="run name (default: scenario-provider-time)")
     p.add_argument(
@@ -155,6 +176,9 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         lr=args.lr,
         mask_distill=args.mask_distill,
         **network_overrides(args),
+        mask_fallback=args.mask_fallback,
+        mask_first_step=args.mask_first_step,
+        feedback=args.feedback,
         seed=args.seed,
         provider=args.provider,
         checker=not args.no_checker,

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from espark_jax.cli_args import add_mabim_options, mabim_env_kwargs, pick_names, require_scenario
+from espark_jax.presets import PRESETS
 from espark_jax.pruning_run import PRUNING_VARIANTS, builtin_mask_name
 
 DEFAULT_SCENARIO = "mabim/standard-100"
@@ -62,7 +63,7 @@ def add_sweep_parser(sub: Any) -> None:
     p.add_argument(
         "--preset",
         default="quick",
-        choices=["quick", "paper"],
+        choices=list(PRESETS),
         help="sizes and budget (default %(default)s)",
     )
     p.add_argument(

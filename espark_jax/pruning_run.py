@@ -58,6 +58,7 @@ def run_pruning(
     from espark_jax.baselines import reference_baselines
     from espark_jax.families import make_env
     from espark_jax.masks.builtin import get_builtin_mask
+    from espark_jax.masks.fallback import with_fallback
     from espark_jax.report import loop_figure, standing_table
     from espark_jax.runs import RunDir, write_json
     from espark_jax.search import FINAL_EVAL_FOLD
@@ -75,7 +76,9 @@ def run_pruning(
     try:
         tc, per_iteration = train_config(cfg, env)
         tc = dataclasses.replace(tc, num_updates=per_iteration * cfg.iterations)
-        trainer = ippo.make(env, tc, [get_builtin_mask(mask, env.spec)], progress=progress)
+        rule = (len(env.spec.agent_shape), cfg.mask_fallback, cfg.mask_first_step)
+        fn = with_fallback(get_builtin_mask(mask, env.spec), *rule)
+        trainer = ippo.make(env, tc, [fn], progress=progress)
         if (path / "manifest.json").is_file():
             run = RunDir.open(path)
         else:

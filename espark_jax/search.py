@@ -31,10 +31,12 @@ from espark_jax.candidates import Candidate, generate_candidates
 from espark_jax.distributed import Job
 from espark_jax.families import make_env
 from espark_jax.feedback import build_feedback
+from espark_jax.feedback_released import build_released_feedback, mask_allowed_rate
 from espark_jax.ippo.sharding import fetch
 from espark_jax.llm.prompts import EnvPromptInfo
 from espark_jax.llm.providers import Provider, SlotResult
 from espark_jax.llm.recording import RecordingProvider
+from espark_jax.masks.fallback import check_fallback, with_fallback
 from espark_jax.masks.safe import MaskFn, all_ones
 from espark_jax.masks.task import MaskTask
 from espark_jax.runs import CONTROL, RunDir, recorded_checks, write_json
@@ -93,6 +95,7 @@ class Search:
             self.info = EnvPromptInfo.from_env(self.env)
             self.train_config, self.updates = train_config(cfg, self.env)
             self.fallback = all_ones(self.spec)
+            check_fallback(cfg.mask_fallback, cfg.mask_first_step, self.task.field_names)
             masks = [self.fallback] * cfg.n_learners  # slot k (when cfg.control): the control
             self.trainer = ippo.make(self.env, self.train_config, masks, progress=progress)
             self.root = jax.random.PRNGKey(cfg.seed)
@@ -144,7 +147,8 @@ class Search:
                 f"all-ones mask (slots {', '.join(map(str, fallbacks))})"
             )
         control = [self.fallback] if self.cfg.control else []
-        return [c.fn if c.ok else self.fallback for c in cands] + control
+        rule = (len(self.spec.agent_shape), self.cfg.mask_fallback, self.cfg.mask_first_step)
+        return [with_fallback(c.fn, *rule) if c.ok else self.fallback for c in cands] + control
 
     def train(self, it: int, masks: Sequence[MaskFn], carry: Carry) -> tuple[Any, bool | None]:
         """Train the learners of iteration ``it`` (the K candidates, then the control, which
@@ -213,7 +217,7 @@ class Search:
             )
         best = cands[best_slot]
         env_steps = self.updates * self.train_config.num_envs * self.trainer.num_steps
-        feedback = build_feedback(
+        feedback = self._released_feedback(best, result.evals, best_slot) or build_feedback(
             iteration=it,
             best_slot=best_slot,
             evals=result.evals,
@@ -249,6 +253,20 @@ class Search:
         keys = ("iteration", "best_slot", "best_score", "fallbacks", "timings")
         run.log({"event": "iteration", **{k: summary[k] for k in keys}})
         return summary
+
+    def _released_feedback(self, best: Candidate, evals: Any, slot: int) -> str | None:
+        """The feedback in the released code's form (``cfg.feedback == "released"``), else None."""
+        if self.cfg.feedback != "released":
+            return None
+        rate = mask_allowed_rate(best.fn, self.samples, self.spec) if best.ok else None
+        return build_released_feedback(
+            evals=evals,
+            best_slot=slot,
+            eval_every_episodes=self.train_config.eval_every * self.train_config.num_envs,
+            allowed_rate=rate,
+            action_values=self.spec.action_values,
+            reward_factors=self.cfg.reward_factors,
+        )
 
     def reflect(self, it: int, summary: dict[str, Any], codes: Sequence[str | None]) -> None:
         """Tell the provider every slot's code and score (failed slots: neither)."""

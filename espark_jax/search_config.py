@@ -14,42 +14,8 @@ from typing import Any
 from espark_jax.families import family_of
 from espark_jax.ippo import PPOConfig, TrainConfig
 from espark_jax.ippo.core import check_network
+from espark_jax.presets import FALLBACK_RULES, FEEDBACK_FORMS, PRESET_FAMILIES, PRESETS
 from espark_jax.runs import RunDir
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # a few minutes on a 2-core CPU: small K, few iterations, a short budget (about 0.2 % of
-    # the paper's). PPO settings measured for it (benchmarks/ippo_tuning.py, validation split):
-    # lr 3e-3, one epoch of 16 minibatches, mask distillation 0.3
-    "quick": dict(
-        k=4,
-        iterations=3,
-        steps=9_000,
-        num_envs=2,
-        eval_checkpoints=3,
-        eval_envs=2,
-        updates_per_chunk=5,
-        hidden=(64, 64),
-        lr=3e-3,
-        update_epochs=1,
-        num_minibatches=16,
-        mask_distill=0.3,
-        repair_rounds=1,
-        check_rounds=1,
-    ),
-    # the paper: K = 16, ten iterations over 5.02 M environment steps per candidate (MABIM)
-    "paper": dict(
-        k=16,
-        iterations=10,
-        steps=5_020_000,
-        num_envs=32,
-        eval_checkpoints=5,
-        eval_envs=8,
-        updates_per_chunk=10,
-        hidden=(64, 64),
-        repair_rounds=2,
-        check_rounds=1,
-    ),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +41,15 @@ class SearchConfig:
         update_epochs, num_minibatches: PPO passes over each batch and minibatches per pass.
         mask_distill: weight of the term pulling the unmasked policy into the behaviour mask
             (:class:`~espark_jax.ippo.ppo.PPOConfig` ``mask_distill_coef``; paper: 0).
+        adam_eps: Adam's epsilon (paper: 1e-5; the released code: PyTorch's default 1e-8).
+        reward_scale: reward multiplier before PPO (None: the family's, MABIM 1e-3; the
+            released code: 1e-2).
+        mask_fallback: ``per_agent`` (an agent whose mask allows nothing acts unmasked; ours)
+            or ``per_env`` (any such agent unmasks its whole environment for that step; the
+            released code), :mod:`espark_jax.masks.fallback`.
+        mask_first_step: mask the first decision of an episode (ours) or not (False: the
+            released code, which computes masks only after a step).
+        feedback: ``ours`` or ``released`` (the released code's statistics, :data:`FEEDBACK_FORMS`).
         seed: seed of the learners, environments and the template search.
         provider: ``auto``, ``anthropic``, ``openai``, ``replay:DIR`` or ``template``.
         generator_model / checker_model: models (None: the provider's defaults).
@@ -112,6 +87,11 @@ class SearchConfig:
     update_epochs: int = 4
     num_minibatches: int = 4
     mask_distill: float = 0.0
+    adam_eps: float = 1e-5
+    reward_scale: float | None = None
+    mask_fallback: str = "per_agent"
+    mask_first_step: bool = True
+    feedback: str = "ours"
     seed: int = 0
     provider: str = "auto"
     generator_model: str | None = None
@@ -151,6 +131,14 @@ class SearchConfig:
                 )
         if self.formulation not in ("code", "lang"):
             raise ValueError(f"--formulation must be 'code' or 'lang', got {self.formulation!r}")
+        if self.feedback not in FEEDBACK_FORMS:
+            raise ValueError(f"--feedback must be 'ours' or 'released', got {self.feedback!r}")
+        if self.mask_fallback not in FALLBACK_RULES:
+            raise ValueError(
+                f"--mask-fallback must be 'per_agent' or 'per_env', got {self.mask_fallback!r}"
+            )
+        if self.reward_scale is not None and not float(self.reward_scale) > 0:
+            raise ValueError(f"--reward-scale must be > 0, got {self.reward_scale}")
         if self.repair_rounds < 0 or self.check_rounds < 0:
             raise ValueError("repair and check rounds must be >= 0")
         if self.max_concurrency is not None and int(self.max_concurrency) < 1:
@@ -160,12 +148,18 @@ class SearchConfig:
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> "SearchConfig":
-        """A preset (``quick`` or ``paper``), adjusted for the scenario's family
+        """A preset (``quick``, ``paper`` or ``authors``), adjusted for the scenario's family
         (:mod:`espark_jax.families`), with explicit overrides (None values are ignored)."""
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
         explicit = {k: v for k, v in overrides.items() if v is not None}
         family = family_of(str(explicit.get("scenario", cls.scenario)))
+        allowed = PRESET_FAMILIES.get(preset)
+        if allowed is not None and family.name not in allowed:
+            raise ValueError(
+                f"the {preset} preset is made for {'/'.join(allowed)} scenarios (the released "
+                f"code has no {family.name}); use --preset quick or paper"
+            )
         values = {**PRESETS[preset], **family.presets.get(preset, {}), **explicit}
         return cls(**values)
 
@@ -195,6 +189,7 @@ def train_config(cfg: SearchConfig, env: Any) -> tuple[TrainConfig, int]:
         num_updates=updates,
         updates_per_chunk=min(cfg.updates_per_chunk, eval_every),
         hidden=cfg.hidden,
+        reward_scale=cfg.reward_scale,
         network=cfg.network,
         layer_norm=cfg.layer_norm,
         last_action=cfg.last_action,
@@ -203,6 +198,7 @@ def train_config(cfg: SearchConfig, env: Any) -> tuple[TrainConfig, int]:
         select_last=cfg.select_last,
         ppo=PPOConfig(
             lr=cfg.lr,
+            adam_eps=cfg.adam_eps,
             update_epochs=cfg.update_epochs,
             num_minibatches=cfg.num_minibatches,
             mask_distill_coef=cfg.mask_distill,
