@@ -102,9 +102,24 @@ def parse_caps(text: str) -> dict[str, int]:
     return caps
 
 
+def source_state() -> dict[str, Any]:
+    """The commit this tree is at and its uncommitted library files (code under test)."""
+    import subprocess
+
+    def git(*argv: str) -> str:
+        try:
+            return subprocess.run(["git", *argv], capture_output=True, text=True).stdout
+        except OSError:
+            return ""
+
+    dirty = git("status", "--porcelain", "--", "espark_jax", "envs_jax").splitlines()
+    commit = git("rev-parse", "HEAD").strip() or None
+    return {"commit": commit, "uncommitted": [x[3:] for x in dirty if x.strip()]}
+
+
 def run_arm(scenario: str, arm: str, seeds: list[int], budgets: list[int]) -> dict[str, Any]:
     """Train ``len(seeds)`` learners under one arm, evaluating on the test split at each budget."""
-    s = arm_settings(arm)
+    s, source = arm_settings(arm), source_state()
     env = envs_jax.make(scenario)
     per_update = int(env.spec.episode_length["train"]) * s["num_envs"]
     cfg = ippo.TrainConfig(
@@ -169,6 +184,7 @@ def run_arm(scenario: str, arm: str, seeds: list[int], budgets: list[int]) -> di
         "seconds": time.perf_counter() - t_start,
         "compile_s": {k: sum(v) for k, v in trainer.compile_seconds.items()},
         "load_end": os.getloadavg(),
+        "source": source,
     }
 
 
