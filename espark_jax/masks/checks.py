@@ -38,6 +38,7 @@ import numpy as np
 
 from envs_jax.core import MaskContext
 from espark_jax.masks.export import Convention, ExportedMask, export_mask, load_exported, sha256
+from espark_jax.masks.released import translate_released
 from espark_jax.masks.restricted import exec_program
 from espark_jax.masks.result import CheckLimits, MaskCheckResult, Rejected, SandboxViolation
 from espark_jax.masks.safe import MaskFn
@@ -388,10 +389,13 @@ def check_in_process(
     convention = convention or Convention.current()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    code = ""
+    code = source = ""
     recorded = normalize_samples(task, samples) if samples is not None else None
     try:
         code = extract_program(text, task.function_name)
+        if task.interface == "released":  # the authors' interface: translated, then checked
+            source, code = code, translate_released(code, task)
+            timings["translate"] = time.perf_counter() - t0
         module = validate_source(code, task)
         timings["static"] = time.perf_counter() - t0
         raw = exec_program(module, task)
@@ -412,6 +416,8 @@ def check_in_process(
             time.perf_counter() - t0,
         )
     stats.update(facts)
+    if task.interface == "released":
+        stats["adapter"] = {"interface": "released", "source": source}
     stats["timings"] = _rounded(timings)
     seconds = time.perf_counter() - t0
     return MaskCheckResult(

@@ -20,6 +20,8 @@ _DTYPES = ("float32", "float64", "int32", "int64", "bool")
 #: dtype of ``action_space`` as the trainer passes it (``jax_source``, ``host_source``,
 #: ``evaluate``), x64 or not.
 ACTION_DTYPE = "float32"
+#: Interfaces a mask program can be written against (see :attr:`MaskTask.interface`).
+INTERFACES = ("native", "released")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +52,11 @@ class MaskTask:
         n_actions: size of the last output axis.
         action_values: numeric meaning of each action, passed as ``action_space``.
         env_name: the scenario the task was built from (for messages and records).
+        interface: ``"native"`` (``compute_mask(ctx, action_space)``) or ``"released"``
+            (the authors' ``compute_mask(agent_states, supply_chain, action_space)``, translated
+            by :mod:`espark_jax.masks.released` before the checks).
+        facts: ``(name, values)`` pairs the released interface needs (warehouse names, the
+            scenario's constants); empty for native tasks.
     """
 
     function_name: str
@@ -58,8 +65,14 @@ class MaskTask:
     n_actions: int
     action_values: tuple[float, ...]
     env_name: str = ""
+    interface: str = "native"
+    facts: tuple[tuple[str, tuple], ...] = ()
 
     def __post_init__(self) -> None:
+        if self.interface not in INTERFACES:
+            raise ValueError(
+                f"MaskTask: interface {self.interface!r}; use one of {', '.join(INTERFACES)}"
+            )
         if not self.function_name.isidentifier():
             raise ValueError(
                 f"MaskTask: function_name {self.function_name!r} is not a Python identifier"
@@ -117,6 +130,12 @@ class MaskTask:
             "n_actions": self.n_actions,
             "action_values": list(self.action_values),
             "env_name": self.env_name,
+            # only when not native, so native tasks keep their recorded check keys
+            **(
+                {"interface": self.interface, "facts": {k: list(v) for k, v in self.facts}}
+                if self.interface != "native"
+                else {}
+            ),
         }
 
     @classmethod
@@ -137,6 +156,8 @@ class MaskTask:
             n_actions=int(d["n_actions"]),
             action_values=tuple(float(v) for v in d["action_values"]),
             env_name=str(d.get("env_name", "")),
+            interface=str(d.get("interface", "native")),
+            facts=tuple((str(k), tuple(v)) for k, v in sorted(d.get("facts", {}).items())),
         )
 
     def to_json(self) -> str:
@@ -176,6 +197,8 @@ class MaskTask:
 
     def signature(self) -> str:
         """The required signature, e.g. ``def compute_mask(ctx, action_space)``."""
+        if self.interface == "released":
+            return f"def {self.function_name}(agent_states, supply_chain, action_space)"
         return f"def {self.function_name}(ctx, action_space)"
 
     def action_space(self) -> np.ndarray:
