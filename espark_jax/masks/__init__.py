@@ -9,11 +9,14 @@
 Modules, in the order a candidate meets them: ``compile`` (the entry point), ``sandbox`` and
 ``zygote`` (child processes) with ``harden`` (their OS protections), ``static`` /
 ``function_check`` / ``rules`` (the AST allow-list), ``restricted`` (the namespace it runs in),
-``checks`` (trace, abstract, export, cost and value checks), ``export`` (the ``jax.export``
+``checks`` (trace, abstract, export, cost and value checks; ``released`` with
+``released_reads`` / ``released_exprs`` / ``released_alias`` first translates programs written
+against the authors' released interface), ``export`` (the ``jax.export``
 artefact, the calling convention, and the loader the trainer's process uses instead of the
 program's text), ``result`` (limits, rejections, result records); ``task`` describes what is
 compiled against, ``safe`` holds the mask-function type and the empty-row fallback, ``builtin``
-and ``sumo_pruning`` the hand-written baseline masks (trusted code, plain functions).
+and ``sumo_pruning`` the hand-written baseline masks (trusted code, plain functions), ``fallback``
+the released code's rule for masks that leave an agent nothing.
 """
 
 from espark_jax.masks.checks import check_in_process

@@ -2,7 +2,9 @@
 
 Stages in order (the first failure is the result):
 
-1. ``extract`` / ``syntax`` / ``static``: :mod:`espark_jax.masks.static` (nothing runs).
+1. ``extract`` / ``syntax`` / ``static``: :mod:`espark_jax.masks.static` (nothing runs); a
+   task with ``interface="released"`` first translates the program
+   (:mod:`espark_jax.masks.released`, stage ``adapter``).
 2. ``trace``: the program is executed in the restricted namespace
    (:mod:`espark_jax.masks.restricted`) and traced with ``jax.make_jaxpr`` on the task's
    abstract shapes; Python errors and JAX tracer errors become hints.
