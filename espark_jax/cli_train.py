@@ -28,6 +28,7 @@ from espark_jax.cli_args import (
     require_scenario,
     use_precision,
 )
+from espark_jax.presets import FALLBACK_RULES, MASK_INTERFACES
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoint"
@@ -47,6 +48,27 @@ def add_train_parser(sub: Any) -> None:
         help="built-in mask, or several separated by commas (one learner each, trained in "
         "parallel): none, random, ss-pruning, upbound (MABIM), maxpressure-pruning, "
         "random-pruning (SUMO)",
+    )
+    p.add_argument(
+        "--mask-program",
+        metavar="FILE",
+        help="train one learner under a mask program (a .py file or an LLM reply) instead of "
+        "--mask, checked in the sandbox like an LLM candidate",
+    )
+    p.add_argument(
+        "--mask-interface",
+        choices=list(MASK_INTERFACES),
+        default="native",
+        help="what --mask-program is written against: native = compute_mask(ctx, action_space), "
+        "released = compute_mask(agent_states, supply_chain, action_space) of the authors' "
+        "released code (MABIM; translated, then checked)",
+    )
+    p.add_argument(
+        "--mask-fallback",
+        choices=list(FALLBACK_RULES),
+        default="per_agent",
+        help="an agent whose mask allows nothing: per_agent acts unmasked alone (default), "
+        "per_env unmasks its whole environment for the step (the released code)",
     )
     p.add_argument(
         "--steps",
@@ -96,16 +118,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     from espark_jax.distributed import check_env
     from espark_jax.families import family_of, make_env
     from espark_jax.masks.builtin import get_builtin_mask
+    from espark_jax.masks.fallback import with_fallback
     from espark_jax.runs import package_versions, write_json
 
     require_scenario("espark train", args.scenario)
     family = family_of(args.scenario)
     masks = [m.strip() for m in args.mask.split(",") if m.strip()]
+    if args.mask_program:
+        masks = [Path(args.mask_program).stem]
     num_envs = args.num_envs or family.num_envs
     env = make_env(args.scenario, len(masks), num_envs, **env_kwargs)
     try:
         check_env(env.spec)
-        mask_fns = [get_builtin_mask(m, env.spec) for m in masks]
+        if args.mask_program:
+            mask_fns = [program_mask(args.mask_program, args.mask_interface, env)]
+        else:
+            mask_fns = [get_builtin_mask(m, env.spec) for m in masks]
+        rule = (len(env.spec.agent_shape), args.mask_fallback)
+        mask_fns = [with_fallback(fn, *rule) for fn in mask_fns]
         episode = int(env.spec.episode_length["train"])
         updates = max(1, math.ceil(args.steps / (episode * num_envs)))
         cfg = ippo.TrainConfig(
@@ -237,6 +267,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         write_json(Path(args.json), result)
     return 0
+
+
+def program_mask(path: str, interface: str, env: Any) -> Any:
+    """The checked, exported mask of the program in ``path`` (written against ``interface``);
+    a program that fails its checks exits with the checker's one-line reason."""
+    from espark_jax.masks import MaskTask, compile_mask
+    from espark_jax.masks.released import released_task
+
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise SystemExit(f"espark train: cannot read --mask-program {path}: {err.strerror}")
+    if interface == "released" and len(env.spec.agent_shape) != 2:
+        raise SystemExit("espark train: --mask-interface released is for MABIM scenarios")
+    task = released_task(env) if interface == "released" else MaskTask.from_env_spec(env.spec)
+    result = compile_mask(text, task)
+    if not result.ok:
+        raise SystemExit(f"espark train: {path} fails its checks: {result.reason}")
+    return result.fn
 
 
 def print_evaluation(result: dict[str, Any]) -> None:

@@ -87,3 +87,7 @@ FEEDBACK_FORMS = ("ours", "released")
 #: Rules for an agent whose mask allows nothing (:mod:`espark_jax.masks.fallback`): ours
 #: (``per_agent``) and the released code's (``per_env``).
 FALLBACK_RULES = ("per_agent", "per_env")
+
+#: Interfaces a mask program can be written against (``MaskTask.interface``): ours, and the
+#: authors' released one (:mod:`espark_jax.masks.released`).
+MASK_INTERFACES = ("native", "released")

@@ -6,6 +6,7 @@ one-line errors."""
 from __future__ import annotations
 
 import functools
+import json
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +15,7 @@ import pytest
 
 import envs_jax
 from envs_jax.core import MaskContext
+from espark_jax.cli import main
 from espark_jax.masks import check_in_process, compile_mask
 from espark_jax.masks.released import released_task, translate_released
 
@@ -227,3 +229,28 @@ def test_native_signature_is_named_in_the_error():
     res = check_in_process("def compute_mask(ctx, action_space):\n    return 1\n", task)
     assert res.stage == "adapter" and "the released interface has three" in res.reason
     assert "compute_mask(agent_states, supply_chain, action_space)" in res.reason
+
+
+@pytest.mark.slow
+def test_espark_train_under_a_released_program(tmp_path):
+    program = tmp_path / "iter3_response5_maskonly.py"
+    program.write_text(
+        "import numpy as np\n"
+        "def compute_mask(agent_states, supply_chain, action_space):\n"
+        '    stock = agent_states["store1", "in_stock", "today", "all_skus"]\n'
+        '    mean = np.mean(agent_states["store1", "demand", "lookback"], axis=0)\n'
+        "    mask = np.ones((1, len(stock), len(action_space)))\n"
+        "    mask[0][stock > 10 * mean] = 0\n"
+        "    mask[:, :, 0] = 1\n"
+        "    return mask, {}\n"
+    )
+    out = tmp_path / "run"
+    argv = ["train", "--scenario", "mabim/tiny", "--mask-program", str(program)]
+    argv += ["--mask-interface", "released", "--mask-fallback", "per_env", "--steps", "200"]
+    argv += ["--num-envs", "2", "--hidden", "16,16", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["masks"] == ["iter3_response5_maskonly"]
+    program.write_text(HEAD + '    d = agent_states["store1", "demand", "today"]\n')
+    with pytest.raises(SystemExit, match="fails its checks: adapter: line 2: .*future demand"):
+        main(argv)

@@ -298,8 +298,10 @@ class _Translator(ExprTranslator):
             sl = base.slice
             parts[:0] = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
             base = base.value
-            if isinstance(base, ast.Subscript) and any(
-                isinstance(p, ast.Slice) or is_bool_expr(p, self.bools) for p in parts[:0] or [sl]
+            inner = base.slice if isinstance(base, ast.Subscript) else None
+            inner_parts = list(inner.elts) if isinstance(inner, ast.Tuple) else [inner]
+            if inner is not None and any(
+                isinstance(p, ast.Slice) or is_bool_expr(p, self.bools) for p in inner_parts
             ):
                 raise bad(
                     at,

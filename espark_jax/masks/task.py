@@ -15,13 +15,12 @@ from typing import Any, Mapping
 import numpy as np
 
 from envs_jax.core import EnvSpec, MaskContext
+from espark_jax.presets import MASK_INTERFACES as INTERFACES
 
 _DTYPES = ("float32", "float64", "int32", "int64", "bool")
 #: dtype of ``action_space`` as the trainer passes it (``jax_source``, ``host_source``,
 #: ``evaluate``), x64 or not.
 ACTION_DTYPE = "float32"
-#: Interfaces a mask program can be written against (see :attr:`MaskTask.interface`).
-INTERFACES = ("native", "released")
 
 
 @dataclasses.dataclass(frozen=True)
