@@ -22,6 +22,7 @@ from espark_jax.masks.released import released_task, translate_released
 # the rule of the released prompt's examples: capacity over all SKUs and a cover limit per SKU,
 # written as their LLM writes it (numpy, loops over warehouses and actions, in-place writes)
 RELEASED_CAPACITY_COVER = '''
+"""An exploration function in the released interface."""
 import numpy as np
 from ReplenishmentEnv.env.agent_states import AgentStates
 

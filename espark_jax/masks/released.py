@@ -78,7 +78,7 @@ def translate_released(code: str, task: MaskTask) -> str:
         raise Rejected("syntax", f"{err.msg}", "fix the syntax error", err.lineno) from None
     except (RecursionError, MemoryError):
         raise Rejected("syntax", "the code is nested too deeply", "flatten it") from None
-    body = [s for s in tree.body if not _dropped_import(s)]
+    body = [s for s in tree.body if not _dropped_import(s) and not _is_docstring(s)]
     main = next(
         (s for s in body if isinstance(s, ast.FunctionDef) and s.name == task.function_name), None
     )
@@ -122,6 +122,10 @@ def _dropped_import(stmt: ast.stmt) -> bool:
     if isinstance(stmt, ast.ImportFrom):
         return (stmt.module or "").split(".")[0] in _DROPPED_IMPORTS
     return False
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
 
 
 def _assigned(nodes: list[ast.stmt]) -> set[str]:
