@@ -33,6 +33,7 @@ from espark_jax.masks.released_exprs import BINOPS, ExprTranslator, literal
 from espark_jax.masks.released_reads import NOT, Reads, bad, is_bool_expr, parse_expr
 from espark_jax.masks.result import Rejected
 from espark_jax.masks.rules import MAX_SOURCE_CHARS
+from espark_jax.masks.static import parse_code
 from espark_jax.masks.task import MaskTask
 
 RELEASED_SIGNATURE = "def compute_mask(agent_states, supply_chain, action_space)"
@@ -66,16 +67,8 @@ def translate_released(code: str, task: MaskTask) -> str:
     Raises:
         Rejected: stage ``syntax`` or ``adapter`` (one line, with a hint).
     """
-    if len(code) > MAX_SOURCE_CHARS:
-        raise Rejected(
-            "extract",
-            f"the code has {len(code)} characters; at most {MAX_SOURCE_CHARS} are allowed",
-            "write a shorter, vectorised function",
-        )
     try:
-        tree = ast.parse(code, filename="<mask>")
-    except SyntaxError as err:
-        raise Rejected("syntax", f"{err.msg}", "fix the syntax error", err.lineno) from None
+        tree = parse_code(code)
     except (RecursionError, MemoryError):
         raise Rejected("syntax", "the code is nested too deeply", "flatten it") from None
     body = [s for s in tree.body if not _dropped_import(s) and not _is_docstring(s)]

@@ -171,6 +171,15 @@ def _parse(code: str, task: MaskTask) -> ast.Module:
             "no code found in the response",
             f"answer with one ```python block that defines {task.signature()}",
         )
+    return _StripAnnotations().visit(parse_code(code))
+
+
+def parse_code(code: str) -> ast.Module:
+    """The AST of a program, its size and syntax checked first (nothing runs).
+
+    Raises:
+        Rejected: stage ``extract`` (too long) or ``syntax``.
+    """
     if len(code) > MAX_SOURCE_CHARS:
         raise Rejected(
             "extract",
@@ -178,12 +187,11 @@ def _parse(code: str, task: MaskTask) -> ast.Module:
             "write a shorter, vectorised function",
         )
     try:
-        tree = ast.parse(code, filename="<mask>")
+        return ast.parse(code, filename="<mask>")
     except SyntaxError as err:
         raise Rejected(
             "syntax", f"{err.msg}", "fix the syntax error; send only Python code", err.lineno
         ) from None
-    return _StripAnnotations().visit(tree)
 
 
 def _is_docstring(stmt: ast.stmt) -> bool:
