@@ -1,15 +1,15 @@
 """Time to check LLM mask candidates, before and after exporting them, and rollout compile time.
 
-Usage (every option has the default shown)::
+Usage (every option has the default shown; ``--after`` empty = this working tree)::
 
     python benchmarks/mask_check_time.py [--scenario mabim/standard-100] [--k 16] [--workers 2]
-                                         [--repeats 3] [--before 8564651^] [--rollout-k 16]
-                                         [--parts checks,rollout]
+                                         [--repeats 3] [--before 8564651^] [--after '']
+                                         [--rollout-k 16] [--parts checks,rollout]
 
-``checks``: the same measurements on this tree ("after": the child exports every accepted
-program with ``jax.export`` and value-checks that artefact, the parent only loads it) and on a
-``git worktree`` of ``--before`` ("before", by default the commit before the export work: the
-parent re-validated and exec'd the source of every accepted program), each
+``checks``: the same measurements "after" (this tree or a worktree of ``--after``: the child
+exports every accepted program with ``jax.export`` and value-checks that artefact, the parent
+only loads it) and "before" (a ``git worktree`` of ``--before``, by default the commit before
+the export work: the parent re-validated and exec'd the source of every accepted program), each
 repeat in a fresh process per tree, the trees interleaved. Rows (median over ``--repeats``):
 
 - ``in-process, 1 candidate``: ``check_in_process`` in a warm process (no sandbox);
@@ -146,34 +146,32 @@ def run_worker(root: Path, args: argparse.Namespace, linear: bool) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def add_worktree(rev: str, tmp: str, name: str) -> Path:
+    """A detached ``git worktree`` of ``rev`` under ``tmp``."""
+    root = Path(tmp) / name
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(root), rev], check=True
+    )
+    return root
+
+
 def checks(args: argparse.Namespace) -> dict:
-    """Interleaved repeats on this tree and on a worktree of ``--before``."""
-    with tempfile.TemporaryDirectory(prefix="mask-check-before-") as tmp:
-        before_root = Path(tmp) / "tree"
-        subprocess.run(
-            [
-                "git",
-                "-C",
-                str(ROOT),
-                "worktree",
-                "add",
-                "--detach",
-                "-q",
-                str(before_root),
-                args.before,
-            ],
-            check=True,
-        )
+    """Interleaved repeats on a worktree of ``--before`` and on this tree (or ``--after``)."""
+    with tempfile.TemporaryDirectory(prefix="mask-check-trees-") as tmp:
+        roots = {"before": add_worktree(args.before, tmp, "before")}
         try:
+            roots["after"] = add_worktree(args.after, tmp, "after") if args.after else ROOT
             runs: dict[str, list[dict]] = {"before": [], "after": []}
             for _ in range(args.repeats):
-                runs["before"].append(run_worker(before_root, args, linear=False))
-                runs["after"].append(run_worker(ROOT, args, linear=True))
+                runs["before"].append(run_worker(roots["before"], args, linear=False))
+                runs["after"].append(run_worker(roots["after"], args, linear=True))
         finally:
-            subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before_root)],
-                check=False,
-            )
+            for root in roots.values():
+                if root != ROOT:
+                    subprocess.run(
+                        ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(root)],
+                        check=False,
+                    )
     med = {
         tree: {
             key: statistics.median(r[key] for r in rs)
@@ -356,6 +354,9 @@ def main() -> None:
     parser.add_argument(
         "--before", default="8564651^", help="git revision of the 'before' rows (re-exec'd source)"
     )
+    parser.add_argument(
+        "--after", default="", help="git revision of the 'after' rows (default: this tree)"
+    )
     parser.add_argument("--rollout-k", type=int, default=16)
     parser.add_argument("--parts", default="checks,rollout")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -395,6 +396,7 @@ def main() -> None:
         "repeats": args.repeats,
         "before": args.before,
         "before_commit": before_commit(args.before),
+        "after": args.after or "this working tree",
         "note": "defaults kept modest (--repeats 3) so the whole run fits in about 10 minutes on"
         " a shared, loaded 2-core machine; medians of few repeats, read the load averages",
         "load_average_before": [round(x, 2) for x in load_before],
