@@ -1,10 +1,11 @@
 """Checked once, run as checked: the trainer runs the sandbox's exported artefact, never the text.
 
 A program whose output depends on how it is called (the text of a traced value, the batch size,
-an extra context field, the x64 flag, object identity, a concrete or traced ``action_space``) is
-either rejected or gives the trainer the mask the check saw; compute bombs fail the cost
-budget; the validator is linear; Unicode identifiers are judged by what they normalise to;
-keyword names are allow-listed; the sandbox child keeps only its own pipes and drops root.
+an extra context field, the x64 flag, object identity, a concrete or traced ``action_space``,
+reflection on its arguments) is either rejected or gives the trainer the mask the check saw;
+compute bombs fail the cost budget; the validator is linear; Unicode identifiers are judged by
+what they normalise to; keyword names are allow-listed; the sandbox child keeps only its own
+pipes and drops root.
 One sandbox batch (module fixture) serves the tests that need a child.
 """
 
@@ -65,7 +66,31 @@ HOMOGLYPH = (  # a Cyrillic "е" in "where": not a jnp function
     "def compute_mask(ctx, action_space):\n"
     "    return jnp.wh\u0435re(action_space > 1.0, True, False) * jnp.ones((2, 3, 1))\n"
 )
-BATCH = [RULE, X64_PROBE, MU_GOOD, EVAL_FULLWIDTH, SAVE_FULLWIDTH, HOMOGLYPH]
+_THRESHOLD = "    return jnp.broadcast_to(action_space >= n, (2, 3, 34))\n"
+# programs that look at how they are called; the check either rejects them (stage) or they are
+# accepted ("ok") and must give the trainer the masks the check saw
+CALL_PROBES = {
+    "float-of-action": ("    n = float(action_space[1])\n", "trace"),  # concrete vs traced
+    "int-of-field": ("    n = int(ctx.day)\n", "trace"),
+    "len-of-ctx": ("    n = len(ctx)\n", "trace"),  # would count the rollout's extra ctx.key
+    "lengths": ("    n = len(ctx.in_stock) + len(action_space) * 0.01\n", "ok"),
+    "shapes": (
+        "    n = (ctx.in_stock.shape[0] + ctx.in_stock.ndim + ctx.in_stock.size) * 0.1\n",
+        "ok",
+    ),
+    "identity": ("    n = 13.0 - 12.0 * (ctx == ctx)\n", "ok"),  # same object in the check
+    "dtypes": (
+        "    n = 5.0 * (ctx.in_stock.dtype == jnp.float64) + 1.0 * (action_space.dtype == "
+        "jnp.float64)\n",
+        "ok",
+    ),
+    "np-asarray": ("    n = np.asarray(action_space)[1] * 3.0\n", "ok"),
+}
+PROBE_CODE = {
+    name: f"def compute_mask(ctx, action_space):\n{body}{_THRESHOLD}"
+    for name, (body, _) in CALL_PROBES.items()
+}
+BATCH = [RULE, X64_PROBE, MU_GOOD, EVAL_FULLWIDTH, SAVE_FULLWIDTH, HOMOGLYPH, *PROBE_CODE.values()]
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +186,49 @@ def test_trainer_runs_the_mask_the_check_saw(batch) -> None:
     for size in (1, 5):  # other batch sizes: the same masks environment by environment
         part = {n: v[:size] for n, v in fields.items()}
         np.testing.assert_array_equal(trainer_masks([rule.fn], part)[0], one[0, :size])
+
+
+def test_programs_that_probe_the_call_are_rejected_or_agree(batch) -> None:
+    fields = check_contexts()
+    for (name, (_, expected)), result in zip(CALL_PROBES.items(), batch[6:]):
+        if expected != "ok":
+            assert result.stage == expected and result.fn is None, (name, result.reason)
+            assert "\n" not in result.reason
+            continue
+        assert result.ok, (name, result.reason)
+        checked = result.stats["allowed_rate"]
+        twins = [result.fn, load_exported(result.fn.data, TASK)]
+        full = trainer_masks(twins, fields, traced_action=True)  # K = 2 objects, E = 19
+        assert allowed_rate(full) == checked, name
+        assert allowed_rate(trainer_masks([result.fn], fields)) == checked, name
+        first = {n: v[:1] for n, v in fields.items()}  # E = 1
+        np.testing.assert_array_equal(trainer_masks([result.fn], first)[0], full[0, :1])
+
+
+STATIC_PROBES = {
+    "hasattr": "1.0 * hasattr(ctx, 'key')",
+    "in": "1.0 * ('key' in ctx)",
+    "is": "1.0 * (action_space is action_space)",
+    "type": "1.0 * (type(action_space) == type(ctx.day))",
+    "isinstance": "1.0 * isinstance(action_space, jnp.ndarray)",
+    "id": "id(ctx) % 2",
+    "hash": "hash(action_space) % 2",
+    "getattr": "1.0 * (getattr(ctx, 'key', None) == None)",
+    "vars": "len(vars(ctx))",
+    "dunder": "len(ctx.__dict__)",
+    "extra-field": "ctx.key[0] * 1.0",
+    "weak-type": "1.0 * action_space.weak_type",
+    "item": "action_space[1].item()",
+    "tolist": "action_space.tolist()[1]",
+}
+
+
+@pytest.mark.parametrize("name", sorted(STATIC_PROBES))
+def test_reflection_on_the_call_is_rejected_statically(name: str) -> None:
+    code = f"def compute_mask(ctx, action_space):\n    n = {STATIC_PROBES[name]}\n{_THRESHOLD}"
+    with pytest.raises(Rejected) as err:
+        validate_source(code, TASK)
+    assert err.value.stage == "static" and "\n" not in err.value.message
 
 
 @pytest.mark.parametrize("x64", [False, True], ids=["x64-off", "x64-on"])
