@@ -6,13 +6,10 @@ environments per learner and network. Training stops at each budget (environment
 learner) to evaluate every learner on the test split without masks, greedy and sampled, then
 continues: one training per scenario and arm serves all budgets. Arms:
 
-* ``before``: the training settings before this round (the quick preset's old PPO settings:
-  Adam lr 1e-3, 4 epochs of 4 minibatches, no mask distillation), run on today's code;
-* ``after``: the quick preset as it is now (``espark_jax.search_config.PRESETS["quick"]``).
-
-Mask distillation is zero under the all-ones mask, so the arms differ in lr and minibatching.
-Base stock (static, dynamic) and (S, s) come from ``espark_jax.baselines.reference_baselines``
-on the same test split (the lines in every run's ``results.json``).
+``before`` = the quick preset's PPO settings before this round (lr 1e-3, 4 epochs of 4
+minibatches, no mask distillation) on today's code; ``after`` = the quick preset now (mask
+distillation is zero under the all-ones mask). Base stock (static, dynamic) and (S, s):
+``espark_jax.baselines.reference_baselines`` on the same test split, as in ``results.json``.
 
     python benchmarks/sample_efficiency.py                       # the full benchmark
     python benchmarks/sample_efficiency.py --smoke               # seconds, mabim/tiny, to /tmp
@@ -23,14 +20,15 @@ By default the ``before`` arm stops at 25,000 steps (``--max-steps``): its 4 epo
 minibatches make an update 2.5-4x as expensive as the quick preset's one epoch, and both arms to
 2e5 steps on three scenarios do not fit the benchmark's time on a 2-core CPU.
 
-Writes ``benchmarks/results/sample_efficiency.json`` (after every scenario x arm; ``--resume``
-keeps finished ones) and ``.png``, prints a table and refreshes the ``## IPPO sample efficiency``
-section of ``benchmarks/README.md``.
+Writes ``results/sample_efficiency.json`` (after every scenario x arm; ``--resume`` keeps them)
+and ``.png``, prints a table, refreshes its section of ``benchmarks/README.md`` (``--report``:
+only that, from the JSON).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -58,10 +56,8 @@ RESULTS = Path(__file__).parent / "results" / "sample_efficiency.json"
 SCENARIOS = ("mabim/standard-100", "mabim/lowest-100", "mabim/3-echelons-100")
 BUDGETS = (0, 10_000, 25_000, 50_000, 100_000, 200_000)
 MAX_STEPS = "before=25000"  # the old settings cost 2.5-4x per update: see the module doc
-ARMS = {
-    "before": dict(lr=1e-3, update_epochs=4, num_minibatches=4, mask_distill=0.0),
-    "after": {},
-}
+OLD_SETTINGS = dict(lr=1e-3, update_epochs=4, num_minibatches=4, mask_distill=0.0)
+ARMS = {"before": OLD_SETTINGS, "after": {}}
 ARM_LABELS = {"before": "before (lr 1e-3, 4x4 minibatches)", "after": "after (quick preset)"}
 OR_LINES = ("base_stock_static", "base_stock_dynamic", "sS_static")
 EVAL_KEY = 10_000
@@ -89,32 +85,27 @@ def parse_list(text: str, kind: type, name: str) -> list:
 
 def parse_caps(text: str) -> dict[str, int]:
     """``"before=25000"`` -> ``{"before": 25000}``; one-line error otherwise."""
-    caps = {}
-    for item in filter(None, (x.strip() for x in text.split(","))):
-        arm, _, value = item.partition("=")
-        try:
-            caps[arm] = int(float(value))
-        except ValueError:
-            msg = f"sample_efficiency: --max-steps takes ARM=STEPS, got {item!r}"
-            raise SystemExit(msg) from None
-        if arm not in ARMS:
-            raise SystemExit(f"sample_efficiency: unknown arm {arm!r}; use {', '.join(ARMS)}")
+    try:
+        caps = {a: int(float(v)) for a, _, v in (x.partition("=") for x in text.split(",") if x)}
+    except ValueError:
+        caps = {"": 0}
+    if not set(caps) <= set(ARMS):
+        raise SystemExit(f"sample_efficiency: --max-steps takes ARM=STEPS ({', '.join(ARMS)})")
     return caps
 
 
 def source_state() -> dict[str, Any]:
-    """The commit this tree is at and its uncommitted library files (code under test)."""
+    """The commit this tree is at and its uncommitted library files (the code under test)."""
+    import shutil
     import subprocess
 
     def git(*argv: str) -> str:
-        try:
-            return subprocess.run(["git", *argv], capture_output=True, text=True).stdout
-        except OSError:
-            return ""
+        return subprocess.run(["git", *argv], capture_output=True, text=True).stdout
 
+    if shutil.which("git") is None:
+        return {"commit": None, "uncommitted": None}
     dirty = git("status", "--porcelain", "--", "espark_jax", "envs_jax").splitlines()
-    commit = git("rev-parse", "HEAD").strip() or None
-    return {"commit": commit, "uncommitted": [x[3:] for x in dirty if x.strip()]}
+    return {"commit": git("rev-parse", "HEAD").strip(), "uncommitted": [x[3:] for x in dirty]}
 
 
 def run_arm(scenario: str, arm: str, seeds: list[int], budgets: list[int]) -> dict[str, Any]:
@@ -140,12 +131,12 @@ def run_arm(scenario: str, arm: str, seeds: list[int], budgets: list[int]) -> di
     for budget in sorted(budgets):
         target = math.ceil(budget / per_update)
         t0 = time.perf_counter()
-        train_return = None
+        train_return = None  # the last update's training return per learner (unscaled)
         while done < target:
             n = min(25, target - done)
             state, metrics = trainer.train_chunk(state, n)
             done += n
-            train_return = metrics["train_return"]
+            train_return = np.asarray(metrics["train_return"])[-1].tolist()
         jax.block_until_ready(state.n_updates)
         t_train = time.perf_counter() - t0
         ev = {
@@ -161,19 +152,15 @@ def run_arm(scenario: str, arm: str, seeds: list[int], budgets: list[int]) -> di
                 "env_steps": done * per_update,
                 "greedy": ev["greedy"],
                 "sampled": ev["sampled"],
-                "train_return_last": None
-                if train_return is None
-                else np.asarray(train_return)[-1].tolist(),
+                "train_return_last": train_return,
                 "train_s": t_train,
                 "eval_s": time.perf_counter() - t0 - t_train,
             }
         )
-        print(
-            f"  {scenario} {arm:6s} {done * per_update:>8,} steps: greedy "
-            + " ".join(f"{x:,.0f}" for x in ev["greedy"])
-            + f" | sampled mean {np.mean(ev['sampled']):,.0f} | {t_train:.0f} s",
-            flush=True,
-        )
+        greedy = " ".join(f"{x:,.0f}" for x in ev["greedy"])
+        sampled = f"sampled mean {np.mean(ev['sampled']):,.0f}"
+        print(f"  {scenario} {arm:6s} {done * per_update:>8,} steps: greedy {greedy} | {sampled} "
+              f"| {t_train:.0f} s", flush=True)  # fmt: skip
     return {
         "scenario": scenario,
         "arm": arm,
@@ -189,14 +176,13 @@ def run_arm(scenario: str, arm: str, seeds: list[int], budgets: list[int]) -> di
 
 
 def references(scenario: str) -> dict[str, float]:
-    """Test-split returns of the reference policies, as every run's ``results.json`` has them
-    (seed 0, the quick preset's evaluation episodes; cached)."""
-    env = envs_jax.make(scenario)
-    refs = reference_baselines(env, "test", 0, PRESETS["quick"]["eval_envs"])
+    """Test-split returns of the reference policies as in ``results.json`` (seed 0; cached)."""
+    refs = reference_baselines(envs_jax.make(scenario), "test", 0, PRESETS["quick"]["eval_envs"])
     return {name: float(v["return"]) for name, v in refs.items()}
 
 
 def fmt(x: float) -> str:
+    """Thousands: 1,234k."""
     return f"{x / 1e3:,.0f}k"
 
 
@@ -208,13 +194,9 @@ def table(data: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     for r in data["runs"]:
         by = {p["env_steps"]: p for p in r["points"]}
-        cells = [
-            f"{fmt(np.mean(by[b]['greedy']))} [{fmt(min(by[b]['greedy']))}, "
-            f"{fmt(max(by[b]['greedy']))}]"
-            if b in by
-            else "-"
-            for b in budgets
-        ]
+        g = {b: by[b]["greedy"] for b in budgets if b in by}
+        cells = [f"{fmt(np.mean(g[b]))} [{fmt(min(g[b]))}, {fmt(max(g[b]))}]" if b in g else "-"
+                 for b in budgets]  # fmt: skip
         last = r["points"][-1]["sampled"]
         lines.append(
             f"| {r['scenario']} | {r['arm']} | " + " | ".join(cells) + f" | {fmt(np.mean(last))} |"
@@ -241,11 +223,17 @@ def verdict(data: dict[str, Any], arm: str = "after") -> tuple[bool, list[str]]:
         mean, low = float(np.mean(last["greedy"])), float(min(last["greedy"]))
         gap = mean - refs[best]
         met &= gap > 0
+        peak = max(r["points"], key=lambda p: np.mean(p["greedy"]))
+        collapsed = sum(g < refs["constant"] for g in last["greedy"])
         lines.append(
             f"{r['scenario']}: IPPO ({arm}) at {last['env_steps']:,} steps {fmt(mean)} "
             f"(worst seed {fmt(low)}) vs the best OR line, {LABELS[best]}, {fmt(refs[best])}: "
             f"{'above' if gap > 0 else 'below'} by {fmt(abs(gap))} "
-            f"({100 * gap / abs(refs[best]):+.1f} %)"
+            f"({100 * gap / abs(refs[best]):+.1f} %); best mean over the budgets "
+            f"{fmt(np.mean(peak['greedy']))} at {peak['env_steps']:,} steps; {collapsed} of "
+            f"{len(last['greedy'])} seeds end below the constant policy ({fmt(refs['constant'])}); "
+            f"training return of the last update per seed (100-day train episodes) "
+            + ", ".join(fmt(x) for x in last["train_return_last"] or ())
         )
     return met and bool(lines), lines
 
@@ -254,55 +242,70 @@ def compare(data: dict[str, Any]) -> list[str]:
     """Per scenario, the arms at the largest budget both reached (mean over seeds)."""
     lines = []
     for scenario in data["baselines"]:
-        runs = {r["arm"]: r for r in data["runs"] if r["scenario"] == scenario}
-        if not {"before", "after"} <= set(runs):
-            continue
-        by = {a: {p["env_steps"]: p for p in runs[a]["points"]} for a in ("before", "after")}
-        shared = max(set(by["before"]) & set(by["after"]), default=None)
-        if shared is None:
-            continue
-        b, a = (float(np.mean(by[x][shared]["greedy"])) for x in ("before", "after"))
-        lines.append(
-            f"{scenario} at {shared:,} steps: after {fmt(a)}, before {fmt(b)} "
-            f"(after - before {'+' if a >= b else '-'}{fmt(abs(a - b))})"
-        )
+        by = {r["arm"]: {p["env_steps"]: np.mean(p["greedy"]) for p in r["points"]}
+              for r in data["runs"] if r["scenario"] == scenario}  # fmt: skip
+        shared = set(by.get("before", ())) & set(by.get("after", ()))
+        if shared:
+            n = max(shared)
+            b, a = by["before"][n], by["after"][n]
+            lines.append(f"{scenario} at {n:,} steps: after {fmt(a)}, before {fmt(b)} "
+                         f"(after - before {'+' if a >= b else '-'}{fmt(abs(a - b))})")  # fmt: skip
     return lines
 
 
+def compact(value: float, _pos: Any = None) -> str:
+    """Axis numbers: 1.2M, 350k, 12."""
+    for scale, unit in ((1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.1f}{unit}" if unit == "M" else f"{value / scale:.0f}{unit}"
+    return f"{value:g}"
+
+
 def figure(data: dict[str, Any], path: Path) -> None:
-    """One panel per scenario: mean and min/max band over seeds per arm, OR lines dashed."""
+    """One panel per scenario: mean and min/max band over seeds per arm (trained budgets; the
+    untrained return is written in the panel), the OR lines dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     scenarios = list(dict.fromkeys(r["scenario"] for r in data["runs"]))
-    fig, axes = plt.subplots(1, len(scenarios), figsize=(5.2 * len(scenarios), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(5.2 * len(scenarios), 4.4), squeeze=False)
     colours = {"before": "tab:gray", "after": "tab:blue"}
-    styles = {"base_stock_static": "--", "base_stock_dynamic": "-.", "sS_static": ":"}
+    lines = {
+        "constant": ("silver", ":"),
+        "base_stock_static": ("tab:red", "--"),
+        "base_stock_dynamic": ("darkred", "-."),
+        "sS_static": ("tab:purple", ":"),
+    }
     for ax, scenario in zip(axes[0], scenarios):
+        refs, untrained = data["baselines"][scenario], []
         for r in (r for r in data["runs"] if r["scenario"] == scenario):
-            x = [p["env_steps"] for p in r["points"]]
-            g = np.array([p["greedy"] for p in r["points"]])
+            pts = [p for p in r["points"] if p["env_steps"] > 0]
+            untrained += [np.mean(p["greedy"]) for p in r["points"] if p["env_steps"] == 0]
+            x, g = [p["env_steps"] for p in pts], np.array([p["greedy"] for p in pts])
             c = colours.get(r["arm"])
             ax.plot(x, g.mean(1), "o-", color=c, label=f"IPPO {ARM_LABELS.get(r['arm'], '')}")
             ax.fill_between(x, g.min(1), g.max(1), color=c, alpha=0.2)
-        for name, ls in styles.items():
-            ax.axhline(data["baselines"][scenario][name], color="tab:red", ls=ls, lw=1.2,
-                       label=LABELS[name])  # fmt: skip
+        for name, (colour, ls) in lines.items():
+            ax.axhline(refs[name], color=colour, ls=ls, lw=1.4, label=LABELS[name])
+        if untrained:
+            ax.text(0.02, 0.03, f"untrained: {compact(untrained[0])}", transform=ax.transAxes,
+                    fontsize=8, color="dimgray")  # fmt: skip
         ax.set_title(scenario)
         ax.set_xlabel("environment steps per learner")
+        ax.set_xlim(left=0)
         ax.grid(alpha=0.3)
-        lows = [data["baselines"][scenario][n] for n in OR_LINES]
-        ys = [v for r in data["runs"] if r["scenario"] == scenario for p in r["points"]
-              for v in p["greedy"] if p["env_steps"] > 0]  # fmt: skip
-        if ys:  # the untrained policy can be far below; keep the learning range readable
-            span = max(ys + lows) - min(ys + lows)
-            ax.set_ylim(min(ys + lows) - 0.1 * span, max(ys + lows) + 0.1 * span)
+        ax.xaxis.set_major_formatter(FuncFormatter(compact))
+        ax.yaxis.set_major_formatter(FuncFormatter(compact))
     axes[0][0].set_ylabel("greedy test return (no masks)")
-    axes[0][0].legend(fontsize=8, loc="lower right")
+    axes[0][0].legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 0.08))
     seeds = ", ".join(str(s) for s in data["seeds"])
-    fig.suptitle(f"Plain IPPO on the test split: mean and min/max over seeds {seeds}", fontsize=11)
+    fig.suptitle(
+        f"Plain IPPO on the test split: line = mean, band = min/max over seeds {seeds}",
+        fontsize=11,
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -310,19 +313,18 @@ def figure(data: dict[str, Any], path: Path) -> None:
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    """The CPU's model name (Linux), else what ``platform`` knows."""
+    lines = (
+        Path("/proc/cpuinfo").read_text().splitlines() if os.path.exists("/proc/cpuinfo") else []
+    )
+    names = [x.split(":", 1)[1].strip() for x in lines if x.startswith("model name")]
+    return names[0] if names else platform.processor()
 
 
 def readme(data: dict[str, Any], out_json: Path) -> str:
     """The benchmark's section of ``benchmarks/README.md``."""
     met, lines = verdict(data)
-    before, after = arm_settings("before"), arm_settings("after")
+    before, after = (data["arms"].get(a, arm_settings(a)) for a in ("before", "after"))
     minutes = sum(r["seconds"] for r in data["runs"]) / 60
     load = data["load"]
     return (
@@ -346,8 +348,9 @@ def readme(data: dict[str, Any], out_json: Path) -> str:
         + ("met" if met else "not met")
         + ".**\n\n"
         + "\n".join(f"- {line}" for line in lines)
-        + "\n\nBefore vs after at the largest budget both arms reached (greedy, mean over seeds):"
-        + "\n\n"
+        + "\n\nThe quick preset's PPO settings were chosen at its 9,000-step budget "
+        "(`benchmarks/ippo_tuning.py`, validation split), 4.5 % of the largest budget here.\n\n"
+        "Before vs after at the largest budget both arms reached (greedy, mean over seeds):\n\n"
         + "\n".join(f"- {line}" for line in compare(data))
         + f"\n\nCPU: {data['cpu']}, {data['device']['cpus']} cores shared with other jobs; load "
         f"average {load['start'][0]:.1f} at the start, {load['end'][0]:.1f} at the end; "
@@ -370,28 +373,29 @@ def main() -> None:
     ap.add_argument("--out", default=None, help=f"JSON path (default {RESULTS})")
     ap.add_argument("--resume", action="store_true", help="keep finished scenario x arm runs")
     ap.add_argument("--no-readme", action="store_true")
+    ap.add_argument("--report", action="store_true", help="only table, figure, README from --out")
     args = ap.parse_args()
     if args.smoke:
         args.scenarios, args.budgets, args.seeds = "mabim/tiny", "0,200,400", "0,1"
         args.max_steps, args.no_readme = "before=200", True
         args.out = args.out or str(Path(tempfile.gettempdir()) / "sample_efficiency_smoke.json")
     out = Path(args.out or RESULTS)
+    if args.report:
+        if not out.is_file():
+            raise SystemExit(f"sample_efficiency: --report needs {out}; run the benchmark first")
+        return report(json.loads(out.read_text()), out, readme_too=not args.no_readme)
     scenarios = parse_list(args.scenarios, str, "scenarios")
     seeds, budgets = parse_list(args.seeds, int, "seeds"), parse_list(args.budgets, int, "budgets")
     arms, caps = parse_list(args.arms, str, "arms"), parse_caps(args.max_steps)
-    for name in scenarios:
-        if name not in envs_jax.list_scenarios():
-            raise SystemExit(f"sample_efficiency: unknown scenario {name!r}; see list_scenarios()")
-    for arm in arms:
-        if arm not in ARMS:
-            raise SystemExit(f"sample_efficiency: unknown arm {arm!r}; use {', '.join(ARMS)}")
+    for name in set(scenarios) - set(envs_jax.list_scenarios()):
+        raise SystemExit(f"sample_efficiency: unknown scenario {name!r}; see list_scenarios()")
+    for arm in set(arms) - set(ARMS):
+        raise SystemExit(f"sample_efficiency: unknown arm {arm!r}; use {', '.join(ARMS)}")
     if len(set(seeds)) != len(seeds) or min(budgets) < 0:
         raise SystemExit("sample_efficiency: --seeds must be distinct and --budgets >= 0")
     arm_budgets = {a: sorted(b for b in budgets if b <= caps.get(a, max(budgets))) for a in arms}
     old = {}
     if args.resume and out.is_file():
-        import json
-
         old = {
             (r["scenario"], r["arm"]): r
             for r in json.loads(out.read_text()).get("runs", [])
@@ -427,14 +431,18 @@ def main() -> None:
     order = {name: i for i, name in enumerate([*scenarios, *ARMS])}
     data["runs"].sort(key=lambda r: (order[r["scenario"]], order[r["arm"]]))
     write_json(out, data)
-    text = table(data)
-    print("\n" + text + "\n")
+    report(data, out, readme_too=not args.no_readme)
+
+
+def report(data: dict[str, Any], out: Path, readme_too: bool) -> None:
+    """Print the table and the verdict, draw the figure, refresh the README section."""
+    print("\n" + table(data) + "\n")
     for line in verdict(data)[1] + compare(data):
         print(line)
     figure(data, out.with_suffix(".png"))
-    if not args.no_readme:
+    if readme_too:
         write_readme_section(HEADING, readme(data, out))
-    print(f"wrote {out} and {out.with_suffix('.png')}")
+    print(f"results: {out}, figure: {out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":
