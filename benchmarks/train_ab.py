@@ -35,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ab import ROOT, baseline_tree, interleave  # noqa: E402
+from train_throughput import worker_argv  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "train_ab.json"
 QUICK = {"update_epochs": 1, "num_minibatches": 16}
@@ -42,24 +43,8 @@ QUICK = {"update_epochs": 1, "num_minibatches": 16}
 
 def worker_run(tree: Path, args: argparse.Namespace, ppo: dict[str, int]) -> dict:
     """One ``train_throughput.py --worker`` run of ``tree``; its RESULT record."""
-    cmd = [
-        sys.executable,
-        str(tree / "benchmarks" / "train_throughput.py"),
-        "--worker",
-        "--scenario",
-        args.scenario,
-        "--mode",
-        "vmapped",
-        "--k",
-        str(args.k),
-        "--num-envs",
-        str(args.num_envs),
-        "--updates",
-        str(args.updates),
-        "--repeats",
-        str(args.repeats),
-        *[f"--{k.replace('_', '-')}={v}" for k, v in ppo.items()],
-    ]
+    script = tree / "benchmarks" / "train_throughput.py"
+    cmd = worker_argv(script, args.scenario, "vmapped", args, ppo)
     env = {**os.environ, "PYTHONPATH": str(tree), "ESPARK_COMPILE_CACHE": "0"}
     proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=3600)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]

@@ -98,6 +98,30 @@ def worker(args: argparse.Namespace) -> dict:
     return result
 
 
+def worker_argv(
+    script: str | Path, scenario: str, mode: str, args: argparse.Namespace, ppo: dict
+) -> list[str]:
+    """The command of one ``--worker`` run of ``script`` (this tree's or an earlier commit's)."""
+    return [
+        sys.executable,
+        str(script),
+        "--worker",
+        "--scenario",
+        scenario,
+        "--mode",
+        mode,
+        "--k",
+        str(args.k),
+        "--num-envs",
+        str(args.num_envs),
+        "--updates",
+        str(args.updates),
+        "--repeats",
+        str(args.repeats),
+        *[f"--{k.replace('_', '-')}={v}" for k, v in ppo.items()],
+    ]
+
+
 def ppo_overrides(args: argparse.Namespace) -> dict:
     """The PPO settings given on the command line (the rest stay PPOConfig's defaults)."""
     pairs = (("update_epochs", args.update_epochs), ("num_minibatches", args.num_minibatches))
@@ -161,24 +185,7 @@ def main() -> int:
     rows = []
     for scenario in args.scenarios.split(","):
         for mode in args.modes.split(","):
-            cmd = [
-                sys.executable,
-                __file__,
-                "--worker",
-                "--scenario",
-                scenario,
-                "--mode",
-                mode,
-                "--k",
-                str(args.k),
-                "--num-envs",
-                str(args.num_envs),
-                "--updates",
-                str(args.updates),
-                "--repeats",
-                str(args.repeats),
-                *[f"--{k.replace('_', '-')}={v}" for k, v in ppo_overrides(args).items()],
-            ]
+            cmd = worker_argv(__file__, scenario, mode, args, ppo_overrides(args))
             print(f"running {scenario} {mode} ...", flush=True)
             out = subprocess.run(cmd, capture_output=True, text=True)
             lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
