@@ -17,6 +17,7 @@ import numpy as np
 
 from espark_jax.ippo import distributions as dist
 from espark_jax.ippo.batching import kmap
+from espark_jax.ippo.recurrent import is_recurrent
 from espark_jax.ippo.rollout import apply_masks
 from espark_jax.masks.safe import MaskFn
 
@@ -33,7 +34,9 @@ def make_evaluate(
 
     ``greedy`` is a traced bool (argmax actions when True, sampled otherwise), so one compiled
     program serves both modes. With ``mask_fns`` (K of them) learner k acts under mask k, as in
-    training (the masked policy pi_E); without, under the raw policy.
+    training (the masked policy pi_E); without, under the raw policy. A recurrent ``apply_fn``
+    (:class:`~espark_jax.ippo.recurrent.RecurrentPolicy`) carries its memory through the
+    episode from the start memory.
 
     The result holds ``return`` ``[K, E]`` (episode reward summed over agents),
     ``group_return`` ``[K, E, G]`` and ``components`` ``{name: [K, E, G]}`` (episode sums per agent
@@ -51,6 +54,7 @@ def make_evaluate(
     )  # [n, G]
     names = tuple(spec.reward_components)
     action_space = jnp.asarray(spec.action_values, jnp.float32)
+    recurrent = is_recurrent(apply_fn)
 
     def evaluate(params: Any, key: jax.Array, env_params: Any, greedy: jax.Array) -> dict[str, Any]:
         n_k = jax.tree_util.tree_leaves(params)[0].shape[0]
@@ -62,9 +66,12 @@ def make_evaluate(
         step_env = kmap(jax.vmap(env.step, (0, 0, 0, None)), (None, 0, 0, None))
 
         def step(carry, step_key):
-            state, obs, alive, reward_sum, comp_sum = carry[:5]
+            state, obs, alive, reward_sum, comp_sum, memory = carry[:6]
             k_act, k_env, k_mask = jax.random.split(step_key, 3)
-            logits, _ = kmap(apply_fn)(params, obs)
+            if recurrent:
+                memory, logits, _ = kmap(apply_fn.step)(params, memory, obs)
+            else:
+                logits, _ = kmap(apply_fn)(params, obs)
             mask = None
             if mask_fns is not None:
                 ctx = kmap(jax.vmap(env.mask_context, (0, None)), (0, None))(state, env_params)
@@ -76,10 +83,12 @@ def make_evaluate(
             w = alive[..., None].astype(reward.dtype)
             reward_sum = reward_sum + reward * w
             comp_sum = {n: comp_sum[n] + info["components"][n] * w for n in names}
+            if recurrent:
+                memory = apply_fn.advance(memory, action, jnp.asarray(done, bool))
             alive = alive & ~jnp.asarray(done, bool)
             if not trace:
-                return (state, obs, alive, reward_sum, comp_sum), None
-            counts = carry[5] + jnp.einsum(
+                return (state, obs, alive, reward_sum, comp_sum, memory), None
+            counts = carry[6] + jnp.einsum(
                 "kena,ng->kega",
                 jax.nn.one_hot(action, spec.n_actions, dtype=acc) * w[..., None],
                 group_onehot,
@@ -94,12 +103,14 @@ def make_evaluate(
                 "components": {n: (info["components"][n] * w) @ group_onehot for n in names},
                 "flows": {f: v.astype(jnp.float32) @ group_onehot for f, v in flows.items()},
             }
-            return (state, obs, alive, reward_sum, comp_sum, counts), daily
+            return (state, obs, alive, reward_sum, comp_sum, memory, counts), daily
 
         # sums in the widest float: exact returns of a float64 environment (64-bit JAX)
         acc = jax.dtypes.canonicalize_dtype(jnp.float64)
         zeros = jnp.zeros((n_k, num_envs, spec.n_agents), acc)
-        init = (state, obs, jnp.ones((n_k, num_envs), bool), zeros, {n: zeros for n in names})
+        memory = apply_fn.initial(obs.shape[:3]) if recurrent else None
+        alive = jnp.ones((n_k, num_envs), bool)
+        init = (state, obs, alive, zeros, {n: zeros for n in names}, memory)
         if trace:
             init += (jnp.zeros((n_k, num_envs, spec.n_groups, spec.n_actions), acc),)
         final, daily = jax.lax.scan(step, init, jax.random.split(k_run, length))
@@ -110,7 +121,7 @@ def make_evaluate(
             "components": {n: comp_sum[n] @ group_onehot for n in names},
         }
         if trace:
-            out["trace"] = {**daily, "action_counts": final[5]}
+            out["trace"] = {**daily, "action_counts": final[6]}
         return out
 
     return evaluate

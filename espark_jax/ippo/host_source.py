@@ -120,6 +120,11 @@ class HostSource:
 
     def bind(self, trainer: Any) -> None:
         """Take the trainer's network and log; build the evaluation policy step."""
+        if trainer.config.network != "mlp":
+            raise ValueError(
+                f"{self.spec.name}: --network {trainer.config.network} needs a JAX environment "
+                "(MABIM); train host environments with --network mlp"
+            )
         self.trainer = trainer
         self._eval_act = TimedJit(self._make_eval_act(), "evaluate", trainer.log)
 

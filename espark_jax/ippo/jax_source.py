@@ -27,6 +27,7 @@ from espark_jax.ippo import sharding as shd
 from espark_jax.ippo.batching import invariant_sum, kmap
 from espark_jax.ippo.compiled import TimedJit
 from espark_jax.ippo.evaluate import make_evaluate, summarize
+from espark_jax.ippo.recurrent import Sequences, is_recurrent, recurrent_policy_step
 from espark_jax.ippo.rollout import RolloutStats, Transition, apply_masks, policy_step
 from espark_jax.masks.safe import MaskFn, fallback_empty_rows
 
@@ -38,6 +39,7 @@ class EnvBatch:
     state: Any  # env state pytree, leaves [K, E, ...]
     obs: jax.Array  # [K, E, n_agents, obs_dim]
     episode_return: jax.Array  # [K, E] running (unscaled) return of the current episode
+    memory: Any = None  # recurrent policies: the hidden state, leaves [K, E, n_agents, ...]
 
 
 def _vmap2(fn: Callable, in_axes: tuple) -> Callable:
@@ -45,11 +47,14 @@ def _vmap2(fn: Callable, in_axes: tuple) -> Callable:
     return kmap(jax.vmap(fn, in_axes=in_axes), in_axes=in_axes)
 
 
-def reset_envs(env: Any, keys: jax.Array, env_params: Any) -> EnvBatch:
-    """Reset ``K x E`` environments (``keys [K, E, 2]``)."""
+def reset_envs(env: Any, keys: jax.Array, env_params: Any, policy: Any = None) -> EnvBatch:
+    """Reset ``K x E`` environments (``keys [K, E, 2]``); with a recurrent ``policy``, with its
+    start memory."""
     obs, state = _vmap2(env.reset, (0, None))(keys, env_params)
     obs = obs.astype(jnp.float32)  # the learners work in float32, a float64 environment included
-    return EnvBatch(state=state, obs=obs, episode_return=jnp.zeros(keys.shape[:2], jnp.float32))
+    memory = policy.initial(obs.shape[:3]) if is_recurrent(policy) else None
+    returns = jnp.zeros(keys.shape[:2], jnp.float32)
+    return EnvBatch(state=state, obs=obs, episode_return=returns, memory=memory)
 
 
 def _strong(tree: Any) -> Any:
@@ -72,7 +77,9 @@ def make_rollout(
     """Build ``rollout(params, envs, key, env_params) -> (envs, traj, last_value, stats, pending)``.
 
     ``params`` has a leading K axis (K = ``len(mask_fns)``), ``envs`` is an :class:`EnvBatch`,
-    ``key`` is ``[K, 2]``. ``traj`` is a :class:`Transition` with leaves ``[T, K, E, ...]``,
+    ``key`` is ``[K, 2]``. ``traj`` is a :class:`Transition` with leaves ``[T, K, E, ...]``
+    (a recurrent ``apply_fn``: :class:`~espark_jax.ippo.recurrent.Sequences` of them and the
+    memory before the first step; the memory is reset where an episode ends),
     ``last_value`` is ``[K, E, n_agents]`` (the value of the observation after the last step, for
     bootstrapping), ``stats`` a :class:`RolloutStats`. The function is pure; jit it.
 
@@ -85,6 +92,7 @@ def make_rollout(
     spec = env.spec
     mask_fns = tuple(mask_fns)
     action_space = jnp.asarray(spec.action_values, jnp.float32)
+    recurrent = is_recurrent(apply_fn)
 
     def rollout(params, envs: EnvBatch, key: jax.Array, env_params: Any):
         if on_trace is not None:
@@ -99,7 +107,12 @@ def make_rollout(
             )
             ctx = _vmap2(env.mask_context, (0, None))(envs.state, env_params)
             masks = apply_masks(mask_fns, ctx, mask_keys, action_space, spec.agent_shape)
-            action, log_prob, value = policy_step(apply_fn, params, envs.obs, masks, k_act)
+            if recurrent:
+                memory, action, log_prob, value = recurrent_policy_step(
+                    apply_fn, params, envs.memory, envs.obs, masks, k_act
+                )
+            else:
+                action, log_prob, value = policy_step(apply_fn, params, envs.obs, masks, k_act)
             obs, state, reward, done, _ = _vmap2(env.step, (0, 0, 0, None))(
                 env_keys, envs.state, action, env_params
             )
@@ -130,7 +143,12 @@ def make_rollout(
                     mask=masks,
                 )
             )
-            new_envs = EnvBatch(state=state, obs=obs, episode_return=jnp.where(done, 0.0, ep_ret))
+            new_envs = EnvBatch(
+                state=state,
+                obs=obs,
+                episode_return=jnp.where(done, 0.0, ep_ret),
+                memory=apply_fn.advance(memory, action, done) if recurrent else None,
+            )
             return (new_envs, ret_sum, n_eps, n_allowed), (trans, reset_keys)
 
         n_k = key.shape[0]
@@ -148,9 +166,14 @@ def make_rollout(
             jnp.zeros((n_k, n_envs), jnp.int32),
             jnp.zeros((n_k,), jnp.int32),
         )
+        first = envs.memory
         (envs, ret_sum, n_eps, n_allowed), (traj, reset_keys) = jax.lax.scan(step, init, keys)
         pending = (traj.done[-1], reset_keys[-1]) if reset_at_end else None
-        _, last_value = kmap(apply_fn)(params, envs.obs)
+        if recurrent:
+            _, _, last_value = kmap(apply_fn.step)(params, envs.memory, envs.obs)
+            traj = Sequences(steps=traj, memory=first)
+        else:
+            _, last_value = kmap(apply_fn)(params, envs.obs)
         episodes = jnp.sum(n_eps, axis=1)
         mean_return = kmap(invariant_sum)(ret_sum) * (
             1.0 / jnp.maximum(episodes, 1).astype(jnp.float32)
@@ -209,7 +232,10 @@ class JaxSource:
         """Take the trainer's network, log, mesh and reward scale."""
         self.trainer = trainer
         env = self.env
-        self._reset = TimedJit(lambda keys, p: reset_envs(env, keys, p), "reset", trainer.log)
+        policy = trainer.apply_fn
+        self._reset = TimedJit(
+            lambda keys, p: reset_envs(env, keys, p, policy), "reset", trainer.log
+        )
         self._reset_finished = TimedJit(self._finish, "reset", trainer.log, donate=(0,))
 
     def check(self, n_learners: int) -> None:
@@ -251,7 +277,15 @@ class JaxSource:
             )
             state = self._constrain(state.replace(envs=envs, key=k_next))
             if trainer.mesh is not None:
-                traj = shd.constrain(traj, shd.buffer_shardings(traj, trainer.mesh))
+                steps = traj.steps if isinstance(traj, Sequences) else traj
+                steps = shd.constrain(steps, shd.buffer_shardings(steps, trainer.mesh))
+                if isinstance(traj, Sequences):
+                    memory = shd.constrain(
+                        traj.memory, shd.env_shardings(traj.memory, trainer.mesh)
+                    )
+                    traj = Sequences(steps=steps, memory=memory)
+                else:
+                    traj = steps
             return state, traj, last_value, stats, k_upd, pending
 
         return phase

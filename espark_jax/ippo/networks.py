@@ -76,7 +76,7 @@ class ActorCritic(nn.Module):
         return logits, value[..., 0]
 
 
-def _orthogonal(rng: np.random.Generator, shape: tuple[int, int], gain: float) -> np.ndarray:
+def orthogonal_matrix(rng: np.random.Generator, shape: tuple[int, int], gain: float) -> np.ndarray:
     """A ``[fan_in, fan_out]`` matrix with orthonormal rows or columns, times ``gain``."""
     n_in, n_out = shape
     a = rng.standard_normal((max(n_in, n_out), min(n_in, n_out)))
@@ -93,20 +93,27 @@ def _seed(key: jax.Array) -> np.ndarray:
     return np.asarray(key, dtype=np.uint32).ravel()
 
 
-def param_shapes(network: ActorCritic, obs_dim: int) -> dict:
-    """Shapes and dtypes (``ShapeDtypeStruct``) of one learner's parameters, not computed."""
-    dummy = jax.ShapeDtypeStruct((1, obs_dim), jnp.float32)
-    return jax.eval_shape(lambda x: network.init(jax.random.PRNGKey(0), x), dummy)["params"]
+def param_shapes(network: nn.Module, obs_dim: int) -> dict:
+    """Shapes and dtypes (``ShapeDtypeStruct``) of one learner's parameters, not computed
+    (any network of this package: a recurrent one names its inputs with ``example_inputs``)."""
+    if hasattr(network, "example_inputs"):
+        inputs = network.example_inputs(obs_dim)
+    else:
+        inputs = (jax.ShapeDtypeStruct((1, obs_dim), jnp.float32),)
+    init = lambda *xs: network.init(jax.random.PRNGKey(0), *xs)  # noqa: E731
+    return jax.eval_shape(init, *inputs)["params"]
 
 
 def _init_host(
-    network: ActorCritic, key: jax.Array, obs_dim: int, shapes: dict | None = None
+    network: nn.Module, key: jax.Array, obs_dim: int, shapes: dict | None = None
 ) -> dict:
     shapes = shapes or param_shapes(network, obs_dim)
     rng = np.random.default_rng(_seed(key))
+    if hasattr(network, "host_init"):  # the recurrent network draws its own layers
+        return network.host_init(rng, shapes)
     return {
         name: {
-            "kernel": _orthogonal(
+            "kernel": orthogonal_matrix(
                 rng, shapes[name]["kernel"].shape, HEAD_GAINS.get(name, HIDDEN_GAIN)
             ),
             "bias": np.zeros(shapes[name]["bias"].shape, np.float32),
@@ -115,7 +122,7 @@ def _init_host(
     }
 
 
-def init_params(network: ActorCritic, key: jax.Array, obs_dim: int) -> dict:
+def init_params(network: nn.Module, key: jax.Array, obs_dim: int) -> dict:
     """Parameters of one learner from ``key``: orthogonal kernels drawn on the host, zero biases.
 
     Layers are filled in sorted name order from one ``numpy`` generator seeded by ``key``, so the
@@ -124,7 +131,7 @@ def init_params(network: ActorCritic, key: jax.Array, obs_dim: int) -> dict:
     return jax.tree_util.tree_map(jnp.asarray, _init_host(network, key, obs_dim))
 
 
-def init_stacked_params(network: ActorCritic, keys: jax.Array, obs_dim: int) -> dict:
+def init_stacked_params(network: nn.Module, keys: jax.Array, obs_dim: int) -> dict:
     """Parameters of K learners stacked on a leading K axis, learner k from ``keys[k]``.
 
     A Python loop over the single-learner init and a stack: learner k equals

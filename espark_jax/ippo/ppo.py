@@ -27,6 +27,7 @@ import optax
 
 from espark_jax.ippo import distributions as dist
 from espark_jax.ippo.batching import invariant_mean, kmap
+from espark_jax.ippo.recurrent import Sequences, is_recurrent, sequence_starts
 from espark_jax.ippo.rollout import Transition
 
 
@@ -167,10 +168,17 @@ def ppo_loss(
     """Clipped PPO loss of one learner on one minibatch (leaves ``[B, ...]``).
 
     ``batch`` holds ``obs, action, log_prob, value, mask, advantage, target``; log-probabilities,
-    entropy and KL are computed under the stored behaviour mask.
+    entropy and KL are computed under the stored behaviour mask. With a recurrent ``apply_fn``
+    (:class:`~espark_jax.ippo.recurrent.RecurrentPolicy`) the leaves are ``[T, B, ...]``
+    sequences, replayed from ``batch["memory"]`` (``[B, ...]``) with resets at ``batch["start"]``.
     """
     mean = invariant_mean  # batch-invariant reductions: see espark_jax.ippo.batching
-    logits, value = apply_fn(params, batch["obs"])
+    if is_recurrent(apply_fn):
+        logits, value = apply_fn.sequence(
+            params, batch["memory"], batch["obs"], batch["start"], batch["action"]
+        )
+    else:
+        logits, value = apply_fn(params, batch["obs"])
     mask = batch["mask"]
     log_prob = dist.log_prob(logits, mask, batch["action"])
     adv = batch["advantage"]
@@ -219,6 +227,10 @@ def make_update(
     ``T x E x n_agents`` agent-steps; every epoch draws one permutation per learner and walks it in
     ``cfg.num_minibatches`` index-gathered minibatches. ``metrics`` leaves are ``[K]`` means over
     all minibatches. The function is pure; jit it.
+
+    A recurrent policy's buffer (:class:`~espark_jax.ippo.recurrent.Sequences`) is minibatched
+    by sequence: the items permuted are the ``E x n_agents`` (environment, agent) pairs, each
+    with its whole time axis and its memory before the rollout's first step.
     """
     grad_fn = jax.value_and_grad(lambda p, b: ppo_loss(p, apply_fn, b, cfg), has_aux=True)
 
@@ -228,16 +240,20 @@ def make_update(
         params = optax.apply_updates(params, updates)
         return params, opt_state, {"loss": loss, "grad_norm": optax.tree.norm(grads), **aux}
 
-    def update(params, opt_state, traj: Transition, last_value: jax.Array, key: jax.Array):
+    def update(
+        params, opt_state, traj: Transition | Sequences, last_value: jax.Array, key: jax.Array
+    ):
         if on_trace is not None:
             on_trace()
+        sequences = isinstance(traj, Sequences)
+        memory, traj = (traj.memory, traj.steps) if sequences else (None, traj)
         T, K, E, N = traj.action.shape
-        batch_size = T * E * N
+        batch_size = E * N if sequences else T * E * N
         mb_size = batch_size // cfg.num_minibatches
         if mb_size < 1:
+            items = "(environment, agent) sequences" if sequences else "agent-steps"
             raise ValueError(
-                f"num_minibatches={cfg.num_minibatches} exceeds the batch of {batch_size} "
-                "agent-steps"
+                f"num_minibatches={cfg.num_minibatches} exceeds the batch of {batch_size} {items}"
             )
         adv, target = compute_gae(
             traj.reward, traj.value, traj.done, last_value, cfg.gamma, cfg.gae_lambda
@@ -253,10 +269,22 @@ def make_update(
         }
         k_index = jnp.arange(K)[:, None]
 
-        def gather(flat_idx):  # [K, mb] -> leaves [K, mb, ...]
-            t, rest = jnp.divmod(flat_idx, E * N)
-            e, i = jnp.divmod(rest, N)
-            return jax.tree_util.tree_map(lambda x: x[t, k_index, e, i], data)
+        if sequences:
+            starts = sequence_starts(traj.done)  # [T, K, E]
+            data["start"] = jnp.broadcast_to(starts[..., None], traj.action.shape)
+
+            def gather(flat_idx):  # [K, mb] sequences -> leaves [K, T, mb, ...]
+                e, i = jnp.divmod(flat_idx, N)
+                steps = {n: jnp.moveaxis(x[:, k_index, e, i], 0, 1) for n, x in data.items()}
+                first = jax.tree_util.tree_map(lambda x: x[k_index, e, i], memory)
+                return {**steps, "memory": first}
+
+        else:
+
+            def gather(flat_idx):  # [K, mb] -> leaves [K, mb, ...]
+                t, rest = jnp.divmod(flat_idx, E * N)
+                e, i = jnp.divmod(rest, N)
+                return jax.tree_util.tree_map(lambda x: x[t, k_index, e, i], data)
 
         def epoch(carry, epoch_key):
             perm = jax.vmap(lambda k: jax.random.permutation(k, batch_size))(epoch_key)

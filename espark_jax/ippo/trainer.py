@@ -25,9 +25,10 @@ from espark_jax.checkpoints import restore_tree, save_tree
 from espark_jax.ippo import sharding as shd
 from espark_jax.ippo.compiled import ProgramLog, TimedJit
 from espark_jax.ippo.core import LearnerState, RolloutSource, TrainConfig, broadcast, select_slot
-from espark_jax.ippo.networks import ActorCritic, init_stacked_params, param_shapes
+from espark_jax.ippo.networks import init_stacked_params, param_shapes
 from espark_jax.ippo.ppo import make_optimizer, make_update
 from espark_jax.ippo.records import TrainResult, chunk_record, fmt_best, selection_scores
+from espark_jax.ippo.recurrent import make_network
 from espark_jax.ippo.rollout import RolloutStats
 from espark_jax.masks.safe import MaskFn
 
@@ -61,13 +62,8 @@ class Trainer:
         if config.reward_scale is None:
             raise ValueError("TrainConfig.reward_scale is None; build trainers with ippo.make")
         self.source, self.env, self.spec, self.config = source, source.env, source.env.spec, config
-        if config.network != "mlp":
-            raise ValueError(
-                f"network={config.network!r} is not available in this version; use mlp"
-            )
-        self.network = ActorCritic(self.spec.n_actions, config.hidden, config.activation)
+        self.network, self.apply_fn = make_network(config, self.spec.n_actions)
         self.optimizer = make_optimizer(config.ppo)
-        self.apply_fn = lambda params, obs: self.network.apply({"params": params}, obs)
         self.log = ProgramLog()
         self.mesh = None
         self._devices = devices
