@@ -43,21 +43,33 @@ GATES = 3  # reset, update, new (PyTorch's order r, z, n)
 
 class GRUCell(nn.Module):
     """PyTorch's ``GRUCell``: ``r, z = sigmoid(W_i x + b_i + W_h h + b_h)`` (per gate),
-    ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``, ``h' = (1 - z) * n + z * h``."""
+    ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``, ``h' = (1 - z) * n + z * h``.
+
+    :meth:`gates` (the input side, ``W_i x + b_i``) and :meth:`recur` (the rest) are separate, so
+    a sequence's input side can be computed for all its steps at once."""
 
     features: int
 
-    @nn.compact
-    def __call__(self, h: jax.Array, x: jax.Array) -> jax.Array:
-        """New hidden state ``[..., features]`` from ``h [..., features]`` and input ``x``."""
-        gx = nn.Dense(GATES * self.features, name="input")(x)
-        gh = nn.Dense(GATES * self.features, name="hidden")(h)
+    def setup(self) -> None:
+        self.input = nn.Dense(GATES * self.features)
+        self.hidden = nn.Dense(GATES * self.features)
+
+    def gates(self, x: jax.Array) -> jax.Array:
+        """The input side of the gates, ``[..., 3 * features]``."""
+        return self.input(x)
+
+    def recur(self, h: jax.Array, gx: jax.Array) -> jax.Array:
+        """New hidden state from ``h [..., features]`` and the input side ``gx``."""
         xr, xz, xn = jnp.split(gx, GATES, axis=-1)
-        hr, hz, hn = jnp.split(gh, GATES, axis=-1)
+        hr, hz, hn = jnp.split(self.hidden(h), GATES, axis=-1)
         r = jax.nn.sigmoid(xr + hr)
         z = jax.nn.sigmoid(xz + hz)
         n = jnp.tanh(xn + r * hn)
         return (1.0 - z) * n + z * h
+
+    def __call__(self, h: jax.Array, x: jax.Array) -> jax.Array:
+        """New hidden state ``[..., features]`` from ``h [..., features]`` and input ``x``."""
+        return self.recur(h, self.gates(x))
 
 
 class LayerNorm(nn.Module):
@@ -92,26 +104,44 @@ class GRUActorCritic(nn.Module):
     layer_norm: bool = False
     last_action: bool = False
 
-    @nn.compact
-    def __call__(self, memory: dict, obs: jax.Array) -> tuple[dict, jax.Array, jax.Array]:
-        """``(memory, obs [..., obs_dim]) -> (new memory, logits [..., A], value [...])``; the
-        new memory's ``"action"`` is left as it was (:meth:`RecurrentPolicy.advance` sets it)."""
-        relu, width = nn.relu, self.hidden
+    def setup(self) -> None:
+        width = self.hidden
+        self.actor_in, self.critic_in = nn.Dense(width), nn.Dense(width)
+        self.actor_gru, self.critic_gru = GRUCell(width), GRUCell(width)
+        self.actor_head, self.critic_head = nn.Dense(self.n_actions), nn.Dense(1)
+        if self.layer_norm:
+            self.critic_norm = LayerNorm()
+
+    def encode(self, obs: jax.Array, previous: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+        """The input sides of the actor's and the critic's gates (``[..., 3H]`` each) from the
+        observations and, with ``last_action``, the previous actions (``[...]``, -1: none)."""
         obs = obs.astype(jnp.float32)  # a float64 environment's observations included
         x = obs
         if self.last_action:
-            previous = jax.nn.one_hot(memory["action"], self.n_actions, dtype=obs.dtype)
-            x = jnp.concatenate([obs, previous], axis=-1)
-        h_actor = GRUCell(width, name="actor_gru")(
-            memory["actor"], relu(nn.Dense(width, name="actor_in")(x))
-        )
-        logits = nn.Dense(self.n_actions, name="actor_head")(h_actor)
-        h_critic = GRUCell(width, name="critic_gru")(
-            memory["critic"], relu(nn.Dense(width, name="critic_in")(obs))
-        )
-        v = LayerNorm(name="critic_norm")(h_critic) if self.layer_norm else h_critic
-        value = nn.Dense(1, name="critic_head")(v)[..., 0]
-        return {**memory, "actor": h_actor, "critic": h_critic}, logits, value
+            x = jnp.concatenate([obs, jax.nn.one_hot(previous, self.n_actions, dtype=x.dtype)], -1)
+        actor = self.actor_gru.gates(nn.relu(self.actor_in(x)))
+        return actor, self.critic_gru.gates(nn.relu(self.critic_in(obs)))
+
+    def recur(self, memory: dict, gates: tuple[jax.Array, jax.Array]) -> dict:
+        """``memory`` with its hidden states advanced by one step of input sides ``gates``."""
+        actor = self.actor_gru.recur(memory["actor"], gates[0])
+        return {
+            **memory,
+            "actor": actor,
+            "critic": self.critic_gru.recur(memory["critic"], gates[1]),
+        }
+
+    def heads(self, actor: jax.Array, critic: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(logits [..., A], value [...])`` from the actor's and critic's hidden states."""
+        v = self.critic_norm(critic) if self.layer_norm else critic
+        return self.actor_head(actor), self.critic_head(v)[..., 0]
+
+    def __call__(self, memory: dict, obs: jax.Array) -> tuple[dict, jax.Array, jax.Array]:
+        """``(memory, obs [..., obs_dim]) -> (new memory, logits [..., A], value [...])``; the
+        new memory's ``"action"`` is left as it was (:meth:`RecurrentPolicy.advance` sets it)."""
+        memory = self.recur(memory, self.encode(obs, memory.get("action")))
+        logits, value = self.heads(memory["actor"], memory["critic"])
+        return memory, logits, value
 
     def example_inputs(self, obs_dim: int) -> tuple[dict, jax.ShapeDtypeStruct]:
         """Shapes of one agent's ``(memory, obs)`` (for ``networks.param_shapes``)."""
@@ -202,16 +232,25 @@ class RecurrentPolicy:
         (an episode starts at this step: reset the memory first), ``actions [T, B]``; returns
         ``(logits [T, B, A], values [T, B])``."""
 
-        def body(mem: dict, xs: tuple) -> tuple[dict, tuple]:
-            o, start, action = xs
-            mem = reset_where(mem, start)
-            mem, logits, value = self.step(params, mem, o)
-            if "action" in mem:
-                mem = {**mem, "action": action.astype(jnp.int32)}
-            return mem, (logits, value)
+        net = self.network
 
-        _, (logits, values) = jax.lax.scan(body, memory, (obs, starts, actions))
-        return logits, values
+        def call(method: Any, *args: Any) -> Any:
+            return net.apply({"params": params}, *args, method=method)
+
+        previous = None  # the action before each step (-1 where an episode starts)
+        if "action" in memory:
+            before = jnp.concatenate([memory["action"][None], actions[:-1].astype(jnp.int32)])
+            previous = jnp.where(starts, -1, before)
+        gates = call(GRUActorCritic.encode, obs, previous)  # every step's input side at once
+
+        def body(h: dict, xs: tuple) -> tuple[dict, dict]:
+            gx_actor, gx_critic, start = xs
+            h = call(GRUActorCritic.recur, reset_where(h, start), (gx_actor, gx_critic))
+            return h, h
+
+        hidden = {"actor": memory["actor"], "critic": memory["critic"]}
+        _, states = jax.lax.scan(body, hidden, (*gates, starts))
+        return call(GRUActorCritic.heads, states["actor"], states["critic"])
 
 
 def make_network(config: Any, n_actions: int) -> tuple[Any, Any]:
