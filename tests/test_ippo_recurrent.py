@@ -262,3 +262,32 @@ def test_network_option_errors_name_the_fix():
         TrainConfig(layer_norm=True)
     with pytest.raises(ValueError, match="--network mlp or --network gru"):
         TrainConfig(network="lstm", hidden=(8,))
+
+
+def test_network_flags_reach_the_trainer_config():
+    import argparse
+
+    from espark_jax.cli_args import network_hidden
+    from espark_jax.cli_search import _config_from_args, add_run_parser
+    from espark_jax.cli_train import add_train_parser
+    from espark_jax.search_config import train_config
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    add_run_parser(sub)
+    add_train_parser(sub)
+    args = parser.parse_args(["train", "--network", "gru", "--last-action"])
+    assert (network_hidden(args), args.layer_norm, args.last_action) == ((128,), False, True)
+    assert network_hidden(parser.parse_args(["train"])) == (64, 64)
+    run = ["run", "--scenario", "mabim/tiny", "--network", "gru", "--layer-norm"]
+    cfg = _config_from_args(parser.parse_args(run))
+    assert (cfg.network, cfg.hidden, cfg.layer_norm, cfg.last_action) == (
+        "gru",
+        (128,),
+        True,
+        False,
+    )
+    tc, _ = train_config(cfg, ENV)
+    assert (tc.network, tc.hidden, tc.layer_norm, tc.last_action) == ("gru", (128,), True, False)
+    plain = _config_from_args(parser.parse_args(["run", "--scenario", "mabim/tiny"]))
+    assert (plain.network, plain.hidden, plain.layer_norm) == ("mlp", (64, 64), False)
