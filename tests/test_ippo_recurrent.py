@@ -291,3 +291,11 @@ def test_network_flags_reach_the_trainer_config():
     assert (tc.network, tc.hidden, tc.layer_norm, tc.last_action) == ("gru", (128,), True, False)
     plain = _config_from_args(parser.parse_args(["run", "--scenario", "mabim/tiny"]))
     assert (plain.network, plain.hidden, plain.layer_norm) == ("mlp", (64, 64), False)
+
+
+def test_host_environment_rejects_the_gru_in_one_line(tmp_path):
+    from espark_jax.cli import main
+
+    argv = ["train", "--scenario", "sumo/grid2x2", "--network", "gru", "--steps", "100"]
+    with pytest.raises(SystemExit, match="needs a JAX environment.*--network mlp"):
+        main([*argv, "--num-envs", "1", "--out", str(tmp_path / "run"), "--no-progress"])
