@@ -28,6 +28,7 @@ from espark_jax.llm.providers import (
     record_response,
 )
 from espark_jax.llm.recording import RecordingProvider
+from espark_jax.llm.remote import RemoteProvider
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +214,26 @@ def test_remote_providers_without_settings_fail_at_once(no_key):
         make_provider("anthropic", env_family="mabim")
     with pytest.raises(LLMConfigError, match="needs OPENAI_API_KEY .* or --base-url URL"):
         make_provider("openai", env_family="mabim")
+
+
+def test_a_remote_provider_must_implement_send_and_config_message():
+    settings = dict(max_tokens=1, checker_max_tokens=1, timeout=1, max_concurrency=1)
+
+    class NoConfigMessage(RemoteProvider):
+        def _send(self, request, model, limit):
+            return LLMResponse("x", model, {}, 0.0, None, {})
+
+    class Complete(NoConfigMessage):
+        label = "complete"
+
+        def _config_message(self, err, model):
+            return "fix it"
+
+    with pytest.raises(TypeError, match="abstract"):
+        RemoteProvider("g", "c", base_url=None, **settings)
+    with pytest.raises(TypeError, match="_config_message"):
+        NoConfigMessage("g", "c", base_url=None, **settings)
+    assert Complete("g", "c", base_url=None, **settings).describe()["label"] == "complete"
 
 
 def test_routed_generator_and_checker_from_different_providers(no_key, info):

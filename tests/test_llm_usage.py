@@ -12,12 +12,14 @@ from espark_jax.llm.estimate import estimate, prompt_tokens
 from espark_jax.llm.usage import (
     DEFAULT_PRICES,
     PriceTableError,
+    chat_tokens,
     cost,
     format_cost,
     format_tokens,
     load_prices,
     price_for,
     price_table,
+    reported_tokens,
     run_usage,
     tally,
     total_line,
@@ -159,3 +161,42 @@ def test_estimate_counts_requests_and_tokens_by_hand():
     later = base + 1500 + 800  # the best code and the feedback join the prompt
     assert two["requests"] == (2, 4) and two["checker"]["requests"] == (0, 0)
     assert two["generator"]["input"][0] == base + later
+
+
+def test_sdk_usage_objects_become_the_four_token_counts():
+    class Details:
+        cached_tokens = 900
+
+    class Chat:  # a Chat Completions usage object
+        prompt_tokens, completion_tokens, prompt_tokens_details = 1000, 40, Details()
+
+    assert chat_tokens(Chat()) == {
+        "input_tokens": 100,  # 1000 prompt tokens, 900 of them read from the cache
+        "output_tokens": 40,
+        "cache_read_input_tokens": 900,
+        "cache_creation_input_tokens": 0,
+    }
+    assert chat_tokens({"prompt_tokens": 7, "prompt_tokens_details": None}) == {
+        "input_tokens": 7,
+        "output_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 0,
+    }
+
+    class Anthropic:  # an Anthropic usage object: cache writes reported, reads None
+        input_tokens, output_tokens = 12, 5
+        cache_read_input_tokens, cache_creation_input_tokens = None, 300
+
+    assert reported_tokens(Anthropic()) == {
+        "input_tokens": 12,
+        "output_tokens": 5,
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 300,
+    }
+    assert reported_tokens({"output_tokens": 3}) == {
+        "input_tokens": 0,
+        "output_tokens": 3,
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 0,
+    }
+    assert reported_tokens(None) == chat_tokens(None) == dict.fromkeys(reported_tokens({}), 0)

@@ -14,20 +14,11 @@ from typing import Any, Mapping
 
 from espark_jax.llm.base import LLMConfigError, LLMRequest, LLMResponse
 from espark_jax.llm.remote import DEFAULT_MAX_CONCURRENCY, RemoteProvider, config_error
+from espark_jax.llm.usage import reported_tokens
 
 DEFAULT_GENERATOR_MODEL = "claude-sonnet-4-6"
 DEFAULT_CHECKER_MODEL = "claude-haiku-4-5"
 KEY_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
-
-
-def _usage(raw_usage: Any) -> dict:
-    keys = (
-        "input_tokens",
-        "output_tokens",
-        "cache_read_input_tokens",
-        "cache_creation_input_tokens",
-    )
-    return {k: int(getattr(raw_usage, k, 0) or 0) for k in keys}
 
 
 def api_key_present(environ: Mapping[str, str] | None = None) -> bool:
@@ -135,20 +126,17 @@ class AnthropicProvider(RemoteProvider):
         text = "".join(
             getattr(b, "text", "") for b in msg.content if getattr(b, "type", "") == "text"
         )
-        usage = _usage(getattr(msg, "usage", None))
+        usage = reported_tokens(getattr(msg, "usage", None))
         return LLMResponse(text, str(getattr(msg, "model", model)), usage, 0.0, None, raw)
 
     def _config_message(self, err: BaseException, model: str) -> str:
-        return config_message(err, model)
-
-
-def config_message(err: BaseException, model: str) -> str:
-    """The one-line abort message for an Anthropic status error, with its fix."""
-    fixes = {
-        401: "set a valid ANTHROPIC_API_KEY or use --provider template",
-        403: "the key lacks permission for this model or API; use another key or model",
-        400: "the request was rejected; check the model name and max_tokens settings",
-        404: f"model {model!r} is unknown; pass a valid --generator-model / --checker-model",
-        402: "the account needs billing set up; or use --provider template",
-    }
-    return config_error("anthropic", err, fixes, "fix the configuration or use --provider template")
+        """The one-line abort message for an Anthropic status error, with its fix."""
+        fixes = {
+            401: "set a valid ANTHROPIC_API_KEY or use --provider template",
+            403: "the key lacks permission for this model or API; use another key or model",
+            400: "the request was rejected; check the model name and max_tokens settings",
+            404: f"model {model!r} is unknown; pass a valid --generator-model / --checker-model",
+            402: "the account needs billing set up; or use --provider template",
+        }
+        default = "fix the configuration or use --provider template"
+        return config_error("anthropic", err, fixes, default)

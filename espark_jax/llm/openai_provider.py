@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 from espark_jax.llm.base import LLMConfigError, LLMRequest, LLMResponse
 from espark_jax.llm.remote import DEFAULT_MAX_CONCURRENCY, RemoteProvider, config_error, one_line
+from espark_jax.llm.usage import chat_tokens
 
 DEFAULT_GENERATOR_MODEL = "gpt-4.1"
 DEFAULT_CHECKER_MODEL = "gpt-4.1-mini"
@@ -37,19 +38,6 @@ def chat_messages(system: str, messages: Sequence[Mapping[str, Any]]) -> list[di
             content = "\n\n".join(str(b.get("text", "")) for b in content)
         out.append({"role": str(m["role"]), "content": content})
     return out
-
-
-def chat_usage(raw_usage: Any) -> dict[str, int]:
-    """Anthropic-named token counts from a Chat Completions ``usage`` object (or None)."""
-    prompt = int(getattr(raw_usage, "prompt_tokens", 0) or 0)
-    details = getattr(raw_usage, "prompt_tokens_details", None)
-    cached = int(getattr(details, "cached_tokens", 0) or 0)
-    return {
-        "input_tokens": max(0, prompt - cached),
-        "output_tokens": int(getattr(raw_usage, "completion_tokens", 0) or 0),
-        "cache_read_input_tokens": cached,
-        "cache_creation_input_tokens": 0,
-    }
 
 
 def _sdk() -> Any:
@@ -175,7 +163,7 @@ class OpenAIProvider(RemoteProvider):
             **{self.token_limit_param: limit},
         )
         raw = reply.model_dump(mode="json") if hasattr(reply, "model_dump") else {}
-        usage = chat_usage(getattr(reply, "usage", None))
+        usage = chat_tokens(getattr(reply, "usage", None))
         choices = getattr(reply, "choices", None) or []
         text = getattr(getattr(choices[0], "message", None), "content", None) if choices else None
         if not isinstance(text, str):
@@ -185,17 +173,14 @@ class OpenAIProvider(RemoteProvider):
         return LLMResponse(text, str(reply.model or model), usage, 0.0, None, raw)
 
     def _config_message(self, err: BaseException, model: str) -> str:
-        return config_message(err, model)
-
-
-def config_message(err: BaseException, model: str) -> str:
-    """The one-line abort message for an OpenAI status error, with its fix."""
-    fixes = {
-        401: "set a valid OPENAI_API_KEY (or the key the server expects)",
-        403: "the key lacks permission for this model; use another key or model",
-        400: "the request was rejected; check the model name and max-token settings",
-        404: f"model {model!r} or the endpoint is unknown; pass a valid --generator-model / "
-        "--checker-model and a --base-url ending in /v1",
-        422: "the server rejected the request body; check the model name and --base-url",
-    }
-    return config_error("openai", err, fixes, "fix the configuration or use --provider template")
+        """The one-line abort message for an OpenAI status error, with its fix."""
+        fixes = {
+            401: "set a valid OPENAI_API_KEY (or the key the server expects)",
+            403: "the key lacks permission for this model; use another key or model",
+            400: "the request was rejected; check the model name and max-token settings",
+            404: f"model {model!r} or the endpoint is unknown; pass a valid --generator-model / "
+            "--checker-model and a --base-url ending in /v1",
+            422: "the server rejected the request body; check the model name and --base-url",
+        }
+        default = "fix the configuration or use --provider template"
+        return config_error("openai", err, fixes, default)

@@ -10,6 +10,7 @@ in slot records and in the message that aborts a run.
 
 from __future__ import annotations
 
+import abc
 import concurrent.futures as futures
 import dataclasses
 import time
@@ -63,7 +64,7 @@ def answer_concurrently(
     return [r for r in results if r is not None]
 
 
-class RemoteProvider:
+class RemoteProvider(abc.ABC):
     """What the SDK providers share: a model and a reply limit per role, K concurrent requests,
     and the sorting of failures (abort the run, fail the slot, or a malformed reply).
 
@@ -107,11 +108,13 @@ class RemoteProvider:
             "sdk_version": getattr(self._sdk, "__version__", "?"),
         }
 
+    @abc.abstractmethod
     def _send(self, request: LLMRequest, model: str, limit: int) -> LLMResponse:
-        raise NotImplementedError
+        """One SDK request; its reply (or a malformed-reply error) with latency 0."""
 
+    @abc.abstractmethod
     def _config_message(self, err: BaseException, model: str) -> str:
-        raise NotImplementedError
+        """The one-line abort message for an ``_abort`` error, with its fix."""
 
     def _call(self, request: LLMRequest) -> LLMResponse:
         checker = request.role == "checker"

@@ -109,9 +109,31 @@ def price_for(model: str, prices: Mapping[str, Mapping[str, float]]) -> Mapping 
     return prices[max(keys, key=len)] if keys else None
 
 
-def _tokens(usage: Mapping | None) -> dict[str, int]:
-    usage = usage or {}
-    return {k: int(usage.get(k, 0) or 0) for k in TOKEN_KEYS}
+def _field(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+
+
+def _count(obj: Any, name: str) -> int:
+    return int(_field(obj, name) or 0)
+
+
+def reported_tokens(usage: Any) -> dict[str, int]:
+    """The four :data:`TOKEN_KEYS` counts of a usage mapping or an SDK usage object with those
+    names (Anthropic's); missing counts, or no usage (None), are 0."""
+    return {k: _count(usage, k) for k in TOKEN_KEYS}
+
+
+def chat_tokens(usage: Any) -> dict[str, int]:
+    """The :data:`TOKEN_KEYS` counts of a Chat Completions ``usage`` (object, mapping or None):
+    input = prompt tokens not read from the cache, cache reads = cached prompt tokens, output =
+    completion tokens, no cache writes."""
+    cached = _count(_field(usage, "prompt_tokens_details"), "cached_tokens")
+    return {
+        "input_tokens": max(0, _count(usage, "prompt_tokens") - cached),
+        "output_tokens": _count(usage, "completion_tokens"),
+        "cache_read_input_tokens": cached,
+        "cache_creation_input_tokens": 0,
+    }
 
 
 def _add(into: dict, usage: Mapping[str, int]) -> None:
@@ -133,7 +155,7 @@ def tally(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     }
     for rec in records:
         out["replies"] += 1
-        usage = _tokens(rec.get("usage"))
+        usage = reported_tokens(rec.get("usage"))
         if rec.get("error"):
             out["failed"] += 1
         elif rec.get("usage"):
