@@ -42,7 +42,16 @@ GRID = (
     "lr=1e-2,epochs=1,mb=16",
     "lr=3e-3,epochs=1,mb=16,envs=4",
 )
-KEYS = {"lr": float, "epochs": int, "mb": int, "envs": int, "ent": float, "scale": float}
+KEYS = {
+    "lr": float,
+    "epochs": int,
+    "mb": int,
+    "envs": int,
+    "ent": float,
+    "scale": float,
+    "anneal": int,  # 1: the learning rate decays linearly to zero over the run's updates
+    "gae": float,
+}
 
 
 def parse(text: str) -> dict[str, Any]:
@@ -74,6 +83,8 @@ def run(scenario: str, setting: dict[str, Any], steps: float, seeds: int) -> dic
             update_epochs=setting.get("epochs", 4),
             num_minibatches=setting.get("mb", 4),
             ent_coef=setting.get("ent", 0.0),
+            gae_lambda=setting.get("gae", 0.95),
+            anneal_updates=updates if setting.get("anneal") else 0,
         ),
     )
     trainer = ippo.make(env, cfg, [all_ones(env.spec)] * seeds)

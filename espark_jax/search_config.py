@@ -42,6 +42,9 @@ class SearchConfig:
         mask_distill: weight of the term pulling the unmasked policy into the behaviour mask
             (:class:`~espark_jax.ippo.ppo.PPOConfig` ``mask_distill_coef``; paper: 0).
         adam_eps: Adam's epsilon (paper: 1e-5; the released code: PyTorch's default 1e-8).
+        anneal_lr: decay the learning rate linearly to zero over the run's planned updates of
+            a learner that continues through every iteration (``iterations`` x the updates
+            per iteration; CleanRL's ``anneal_lr``); False (the paper) keeps it constant.
         reward_scale: reward multiplier before PPO (None: the family's, MABIM 1e-3; the
             released code: 1e-2).
         mask_fallback: ``per_agent`` (an agent whose mask allows nothing acts unmasked; ours)
@@ -88,6 +91,7 @@ class SearchConfig:
     num_minibatches: int = 4
     mask_distill: float = 0.0
     adam_eps: float = 1e-5
+    anneal_lr: bool = False
     reward_scale: float | None = None
     mask_fallback: str = "per_agent"
     mask_first_step: bool = True
@@ -202,6 +206,7 @@ def train_config(cfg: SearchConfig, env: Any) -> tuple[TrainConfig, int]:
             update_epochs=cfg.update_epochs,
             num_minibatches=cfg.num_minibatches,
             mask_distill_coef=cfg.mask_distill,
+            anneal_updates=updates * cfg.iterations if cfg.anneal_lr else 0,
         ),
     )
     return tc, updates

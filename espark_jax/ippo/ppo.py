@@ -40,6 +40,11 @@ class PPOConfig:
     a mask never let the learner try keep untrained logits, which the raw policy evaluated
     without masks may then pick. 0 (the paper) leaves them alone; the term is zero for the
     all-ones mask, so plain IPPO is unchanged.
+
+    ``anneal_updates`` > 0 decays the learning rate linearly to zero over that many PPO updates
+    (CleanRL's ``anneal_lr``): during update ``u`` (counted from 0 by the optimizer, over every
+    epoch and minibatch of the update) the rate is ``lr * max(0, 1 - u / anneal_updates)``.
+    0 (the paper) keeps it constant.
     """
 
     lr: float = 5e-4
@@ -53,10 +58,13 @@ class PPOConfig:
     update_epochs: int = 4
     num_minibatches: int = 4
     mask_distill_coef: float = 0.0
+    anneal_updates: int = 0
 
     def __post_init__(self) -> None:
         if self.mask_distill_coef < 0:
             raise ValueError("mask_distill_coef must be >= 0")
+        if self.anneal_updates < 0:
+            raise ValueError("anneal_updates must be >= 0 (0 keeps the learning rate constant)")
         if self.update_epochs < 1 or self.num_minibatches < 1:
             raise ValueError("update_epochs and num_minibatches must be >= 1")
         if not (0.0 < self.gamma <= 1.0 and 0.0 <= self.gae_lambda <= 1.0):
@@ -121,12 +129,40 @@ def scale_by_adam_products(
     return optax.GradientTransformation(init, update)
 
 
+class DecayState(NamedTuple):
+    """Optimizer steps taken so far (for the learning-rate schedule)."""
+
+    count: jax.Array
+
+
+def scale_by_linear_decay(
+    lr: float, steps_per_update: int, total_updates: int
+) -> optax.GradientTransformation:
+    """Multiply by ``-lr * max(0, 1 - u / total_updates)``, ``u = step // steps_per_update``
+    (the PPO update the optimizer step belongs to): CleanRL's linear ``anneal_lr``."""
+
+    def update(updates, state, params=None):
+        del params
+        u = (state.count // steps_per_update).astype(jnp.float32)
+        rate = -lr * jnp.maximum(0.0, 1.0 - u * (1.0 / total_updates))
+        scaled = jax.tree_util.tree_map(lambda g: g * rate.astype(g.dtype), updates)
+        return scaled, DecayState(count=state.count + 1)
+
+    return optax.GradientTransformation(lambda params: DecayState(jnp.zeros((), jnp.int32)), update)
+
+
 def make_optimizer(cfg: PPOConfig) -> optax.GradientTransformation:
-    """Adam (eps ``cfg.adam_eps``, constant lr) after global-norm gradient clipping."""
+    """Adam (eps ``cfg.adam_eps``) after global-norm gradient clipping, at a constant lr or,
+    with ``cfg.anneal_updates``, one decaying linearly to zero (:func:`scale_by_linear_decay`)."""
+    if cfg.anneal_updates > 0:
+        steps = cfg.update_epochs * cfg.num_minibatches
+        scale = scale_by_linear_decay(cfg.lr, steps, cfg.anneal_updates)
+    else:
+        scale = optax.scale(-cfg.lr)
     return optax.chain(
         clip_by_global_norm(cfg.max_grad_norm),
         scale_by_adam_products(eps=cfg.adam_eps),
-        optax.scale(-cfg.lr),
+        scale,
     )
 
 
