@@ -31,13 +31,23 @@ class ProgramLog:
 
 
 class TimedJit:
-    """``jax.jit`` compiled ahead of time per input signature; compile time logged as ``name``."""
+    """``jax.jit`` compiled ahead of time per input signature; compile time logged as ``name``.
+
+    ``compiler_options`` are XLA debug options for this program only (e.g.
+    ``{"xla_backend_optimization_level": 2}``), passed to ``Lowered.compile``.
+    """
 
     def __init__(
-        self, fn: Callable, name: str, log: ProgramLog, donate: tuple[int, ...] = ()
+        self,
+        fn: Callable,
+        name: str,
+        log: ProgramLog,
+        donate: tuple[int, ...] = (),
+        compiler_options: dict[str, Any] | None = None,
     ) -> None:
         self.jitted = jax.jit(fn, donate_argnums=donate)
         self._name, self._log = name, log
+        self.compiler_options = dict(compiler_options) if compiler_options else None
         self._executables: dict[Any, Any] = {}
 
     def __call__(self, *args: Any) -> Any:
@@ -49,7 +59,7 @@ class TimedJit:
         exe = self._executables.get(sig)
         if exe is None:
             start = time.perf_counter()
-            exe = self.jitted.lower(*args).compile()
+            exe = self.jitted.lower(*args).compile(self.compiler_options)
             self._log.compile_seconds.setdefault(self._name, []).append(time.perf_counter() - start)
             self._executables[sig] = exe
         return exe(*args)

@@ -15,6 +15,7 @@ are cached per mask set and evaluation programs per (split, environments, masks)
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Sequence
 
 import flax.struct
@@ -29,7 +30,7 @@ from espark_jax.ippo.compiled import TimedJit
 from espark_jax.ippo.evaluate import make_evaluate, summarize
 from espark_jax.ippo.recurrent import Sequences, is_recurrent, recurrent_policy_step
 from espark_jax.ippo.rollout import RolloutStats, Transition, apply_masks, policy_step
-from espark_jax.masks.safe import MaskFn, fallback_empty_rows
+from espark_jax.masks.safe import MaskFn
 
 
 @flax.struct.dataclass
@@ -45,6 +46,17 @@ class EnvBatch:
 def _vmap2(fn: Callable, in_axes: tuple) -> Callable:
     """Map over E then K with the same ``in_axes`` (0 for batched, None for shared)."""
     return kmap(jax.vmap(fn, in_axes=in_axes), in_axes=in_axes)
+
+
+@functools.lru_cache(maxsize=64)
+def _traced_once(fn: Callable, in_axes: tuple) -> Callable:
+    """``_vmap2(fn, in_axes)`` jitted once per (function, axes): the rollout of every new mask set
+    calls it as a nested jit, so its trace and lowering are reused and only the masks are new."""
+    return jax.jit(_vmap2(fn, in_axes))
+
+
+#: the policy step as a nested jit, traced and lowered once per network (see _traced_once)
+_policy_step_once = jax.jit(policy_step, static_argnums=0)
 
 
 def reset_envs(env: Any, keys: jax.Array, env_params: Any, policy: Any = None) -> EnvBatch:
@@ -105,15 +117,17 @@ def make_rollout(
             mask_keys, env_keys, reset_keys = (
                 step_keys[:, 1 + i * n_envs : 1 + (i + 1) * n_envs] for i in range(3)
             )
-            ctx = _vmap2(env.mask_context, (0, None))(envs.state, env_params)
+            ctx = _traced_once(env.mask_context, (0, None))(envs.state, env_params)
             masks = apply_masks(mask_fns, ctx, mask_keys, action_space, spec.agent_shape)
             if recurrent:
                 memory, action, log_prob, value = recurrent_policy_step(
                     apply_fn, params, envs.memory, envs.obs, masks, k_act
                 )
             else:
-                action, log_prob, value = policy_step(apply_fn, params, envs.obs, masks, k_act)
-            obs, state, reward, done, _ = _vmap2(env.step, (0, 0, 0, None))(
+                action, log_prob, value = _policy_step_once(
+                    apply_fn, params, envs.obs, masks, k_act
+                )
+            obs, state, reward, done, _ = _traced_once(env.step, (0, 0, 0, None))(
                 env_keys, envs.state, action, env_params
             )
             obs, reward = obs.astype(jnp.float32), reward.astype(jnp.float32)
@@ -121,9 +135,7 @@ def make_rollout(
             ep_ret = envs.episode_return + invariant_sum(reward, axis=-1)
             ret_sum = ret_sum + jnp.where(done, ep_ret, 0.0)  # [K, E]; reduced once at the end
             n_eps = n_eps + done
-            n_allowed = n_allowed + jnp.sum(
-                fallback_empty_rows(masks), axis=(1, 2, 3), dtype=jnp.int32
-            )
+            n_allowed = n_allowed + jnp.sum(masks, axis=(1, 2, 3), dtype=jnp.int32)
 
             def do_reset(_):
                 after = EnvBatch(state=state, obs=obs, episode_return=ep_ret)
@@ -227,6 +239,8 @@ class JaxSource:
         self._programs: dict[tuple, tuple[Any, TimedJit]] = {}
         self._eval_fns: dict[tuple, TimedJit] = {}
         self._eval_params: dict[str, Any] = {}
+        #: XLA options of the per-mask-set rollout program (compiled once per iteration)
+        self.rollout_compiler_options: dict[str, Any] | None = None
 
     def bind(self, trainer: Any) -> None:
         """Take the trainer's network, log, mesh and reward scale."""
@@ -257,9 +271,22 @@ class JaxSource:
             split = self._phase(rollout)
             self._programs[mask_fns] = (
                 self._fused(split),
-                TimedJit(split, "rollout", t.log, donate=(0,)),
+                TimedJit(
+                    split,
+                    "rollout",
+                    t.log,
+                    donate=(0,),
+                    compiler_options=self.rollout_compiler_options,
+                ),
             )
         self.phase, self._rollout = self._programs[mask_fns]
+
+    @property
+    def rollout_program(self) -> TimedJit:
+        """The compiled rollout of the current masks (``program(state, train_params)``)."""
+        if self._rollout is None:
+            raise RuntimeError("no masks set yet; call set_masks first")
+        return self._rollout
 
     def _constrain(self, state: Any) -> Any:
         mesh = self.trainer.mesh

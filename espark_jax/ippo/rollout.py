@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from envs_jax.core import MaskContext
 from espark_jax.ippo import distributions as dist
 from espark_jax.ippo.batching import kmap
-from espark_jax.masks.safe import MaskFn
+from espark_jax.masks.safe import MaskFn, fallback_empty_rows
 
 RNG_FIELD = "key"
 """Name of the PRNG key field the rollout adds to every mask context (raw ``uint32[2]`` key)."""
@@ -57,7 +57,8 @@ def apply_masks(
     action_space: jax.Array,
     agent_shape: tuple[int, ...],
 ) -> jax.Array:
-    """Masks of K learners x E environments, ``[K, E, n_agents, A]`` bool.
+    """Masks of K learners x E environments, ``[K, E, n_agents, A]`` bool, every row that would
+    allow nothing filled with all ones (:func:`~espark_jax.masks.safe.fallback_empty_rows`).
 
     Args:
         mask_fns: K functions ``f(ctx, action_space) -> [*agent_shape, A]`` (one environment;
@@ -72,8 +73,11 @@ def apply_masks(
     ctx = ctx.replace(**{RNG_FIELD: keys})
 
     def one(fn: MaskFn, lead: tuple[int, ...] = ()) -> Callable:
+        # an exported mask's raw output: its empty rows are filled once, for all K, below
+        call = getattr(fn, "raw", fn) if getattr(fn, "batched", False) else fn
+
         def run(c: MaskContext) -> jax.Array:
-            out = jnp.asarray(fn(c, action_space))
+            out = jnp.asarray(call(c, action_space))
             try:
                 out = jnp.broadcast_to(out, lead + target)
             except ValueError:
@@ -96,14 +100,16 @@ def apply_masks(
     first = mask_fns[0]
     if all(fn is first for fn in mask_fns):
         if not getattr(first, "batched", False):
-            return kmap(jax.vmap(one(first)))(ctx)
+            return fallback_empty_rows(kmap(jax.vmap(one(first)))(ctx))
         flat = jax.tree_util.tree_map(lambda x: x.reshape(n_k * n_envs, *x.shape[2:]), ctx)
-        return one(first, (n_k * n_envs,))(flat).reshape(n_k, n_envs, -1, n_actions)
+        out = one(first, (n_k * n_envs,))(flat).reshape(n_k, n_envs, -1, n_actions)
+        return fallback_empty_rows(out)
     per_k = [
         per_env(fn)(jax.tree_util.tree_map(lambda x, k=k: x[k], ctx))
         for k, fn in enumerate(mask_fns)
     ]
-    return jnp.stack(per_k)
+    # one fill of empty rows for all K (the policy fills them too; filling is idempotent)
+    return fallback_empty_rows(jnp.stack(per_k))
 
 
 def policy_step(
