@@ -4,17 +4,20 @@ Every eSpark iteration brings K new mask programs, so the rollout (environment s
 policy) is lowered and compiled again; everything else is compiled once per run. This script
 builds the real K template candidates of the quick preset (sandbox-checked, exported), loads
 them afresh for every repetition (as a new iteration would), and times, interleaved round by
-round over the variants: JAX lowering, XLA compile, and one run of the compiled rollout (so a
-faster compile that slows the rollout shows). Variants are XLA option sets passed to this
-program's ``compile`` only.
+round over the variants: the compile (JAX lowering + XLA) and two runs of the compiled rollout
+(so a faster compile that slows the rollout shows). Variants are XLA option sets passed to this
+program's ``compile`` only. ``--baseline REV`` runs the same measurement in fresh processes of
+commit REV and of this tree, interleaved.
 
     python benchmarks/rollout_compile.py                       # K = 4 and 16, all variants
     python benchmarks/rollout_compile.py --k 16 --reps 5 --variants default,opt2
+    python benchmarks/rollout_compile.py --baseline 2d753dd --variants default --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -65,24 +68,73 @@ def fresh(masks: list, task: Any) -> tuple:
 
 
 def time_once(trainer: Any, masks: tuple, options: dict | None) -> dict[str, float]:
-    """Lower, compile (with ``options``) and run the rollout of ``masks`` once each."""
-    source = trainer.source
-    source.rollout_compiler_options = options
+    """Compile (JAX lowering + XLA, with ``options``) and run the rollout of ``masks``: the
+    compile seconds the trainer logs, then two runs (the second is the steady state)."""
+    if options is not None:
+        trainer.source.rollout_compiler_options = options
     trainer.set_masks(masks)
     state = trainer.init(jax.random.PRNGKey(0))
-    jitted = source.rollout_program.jitted
     t0 = time.perf_counter()
-    lowered = jitted.lower(state, source.train_params)
+    out = trainer.rollout(state)
+    jax.block_until_ready(out)
     t1 = time.perf_counter()
-    exe = lowered.compile(options)
+    out = trainer.rollout(out[0])
+    jax.block_until_ready(out)
     t2 = time.perf_counter()
-    out = exe(state, source.train_params)
-    jax.block_until_ready(out)
-    t3 = time.perf_counter()
-    out = exe(out[0], source.train_params)  # second run: steady state
-    jax.block_until_ready(out)
-    t4 = time.perf_counter()
-    return {"lower_s": t1 - t0, "compile_s": t2 - t1, "first_run_s": t3 - t2, "run_s": t4 - t3}
+    compile_s = trainer.log.compile_seconds["rollout"][-1]
+    return {"compile_s": compile_s, "first_run_s": t1 - t0 - compile_s, "run_s": t2 - t1}
+
+
+def measure(scenario: str, ks: list[int], reps: int, names: list[str]) -> list[dict]:
+    """Rows per (K, variant): the repetitions and the medians of the recompiles (every
+    repetition after the first, which is the run's first iteration: cold caches)."""
+    rows = []
+    for k in ks:
+        trainer, masks, task = template_masks(scenario, k)
+        got: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+        for _ in range(reps):
+            for name in names:
+                got[name].append(time_once(trainer, fresh(masks, task), VARIANTS[name]))
+        for name in names:
+            warm = got[name][1:] or got[name]
+            rows.append(
+                {"k": k, "slots": len(masks), "variant": name, "options": VARIANTS[name]}
+                | {f"median_{f}": statistics.median(r[f] for r in warm) for f in warm[0]}
+                | {"reps": got[name]}
+            )
+    return rows
+
+
+def compare(args: argparse.Namespace, names: list[str]) -> list[dict]:
+    """Interleaved fresh processes: ``--baseline`` (default options) and this tree (each
+    variant); rows with each arm's median over rounds."""
+    import shutil
+
+    from ab import ROOT, baseline_tree, interleave, run_json
+
+    old = baseline_tree(args.baseline)
+    script = "benchmarks/rollout_compile.py"
+    shutil.copy(ROOT / script, old / script)  # the old tree runs this same measurement
+    arms = {}
+    for k in args.k:
+        common = ["--scenario", args.scenario, "--k", str(k), "--reps", str(args.reps)]
+        arms[f"K={k} baseline {args.baseline}"] = functools.partial(
+            run_json, old, script, [*common, "--variants", "default"]
+        )
+        for name in names:
+            arms[f"K={k} this tree {name}"] = functools.partial(
+                run_json, ROOT, script, [*common, "--variants", name]
+            )
+    got = interleave(args.rounds, arms)
+    rows = []
+    for arm, runs in got.items():
+        first = runs[0]["rows"][0]
+        fields = [f for f in first if f.startswith("median_")]
+        rows.append(
+            {"arm": arm, "k": first["k"], "variant": first["variant"], "slots": first["slots"]}
+            | {f: statistics.median(r["rows"][0][f] for r in runs) for f in fields}
+        )
+    return rows
 
 
 def main() -> None:
@@ -91,39 +143,36 @@ def main() -> None:
     )
     ap.add_argument("--scenario", default="mabim/standard-100")
     ap.add_argument("--k", type=int, nargs="+", default=[4, 16], help="candidates (+ control)")
-    ap.add_argument("--reps", type=int, default=3, help="interleaved rounds per variant")
+    ap.add_argument("--reps", type=int, default=3, help="mask sets compiled per process (>= 2)")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names")
+    ap.add_argument("--baseline", metavar="REV", help="A/B against commit REV, fresh processes")
+    ap.add_argument("--rounds", type=int, default=3, help="A/B rounds (default %(default)s)")
     ap.add_argument("--out", default=str(RESULTS / "rollout_compile.json"))
     args = ap.parse_args()
     names = args.variants.split(",")
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
+    if args.reps < 2:
+        raise SystemExit("--reps must be >= 2: the first mask set is the cold first iteration")
     from espark_jax.runs import device_info, package_versions
 
     load_start = os.getloadavg()
-    rows = []
-    for k in args.k:
-        trainer, masks, task = template_masks(args.scenario, k)
-        got: dict[str, list[dict[str, float]]] = {n: [] for n in names}
-        for _ in range(args.reps):
-            for name in names:
-                got[name].append(time_once(trainer, fresh(masks, task), VARIANTS[name]))
-        for name in names:
-            med = {f: statistics.median(r[f] for r in got[name]) for f in got[name][0]}
-            rows.append(
-                {"k": k, "slots": len(masks), "variant": name, "options": VARIANTS[name]}
-                | {f"median_{f}": v for f, v in med.items()}
-                | {"median_lower_plus_compile_s": med["lower_s"] + med["compile_s"]}
-                | {"reps": got[name]}
-            )
-    print(f"\n{args.scenario}, quick preset, template candidates + control, medians of {args.reps}")
-    print("| K | variant | lower s | compile s | lower + compile s | rollout run s |")
-    print("|---:|---|---:|---:|---:|---:|")
+    if args.baseline:
+        rows = compare(args, names)
+    else:
+        rows = measure(args.scenario, args.k, args.reps, names)
+    print(f"\n{args.scenario}, quick preset, K template candidates + the control; medians of")
+    print(
+        "the recompiles (a new mask set after the first)"
+        + (" over A/B rounds" * bool(args.baseline))
+    )
+    print("| K | arm | compile s (lowering + XLA) | first run s | rollout run s |")
+    print("|---:|---|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['k']} | {r['variant']} | {r['median_lower_s']:.2f} | {r['median_compile_s']:.2f}"
-            f" | {r['median_lower_plus_compile_s']:.2f} | {r['median_run_s']:.3f} |"
+            f"| {r['k']} | {r.get('arm', r['variant'])} | {r['median_compile_s']:.2f} "
+            f"| {r['median_first_run_s']:.3f} | {r['median_run_s']:.3f} |"
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -131,6 +180,7 @@ def main() -> None:
         "benchmark": "rollout_compile",
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
         "scenario": args.scenario,
+        "baseline": args.baseline,
         "rows": rows,
         "device": device_info(),
         "versions": package_versions(),
