@@ -33,6 +33,7 @@ from espark_jax.masks.safe import all_ones  # noqa: E402
 from espark_jax.runs import device_info, package_versions  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "ippo_tuning.json"
+HEADING = "## IPPO settings for CPU budgets"
 GRID = (
     "lr=1e-3,epochs=4,mb=4",  # the quick preset before this measurement
     "lr=3e-3,epochs=4,mb=4",
@@ -132,14 +133,36 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--configs", nargs="+", default=list(GRID), help="settings, e.g. lr=3e-3,mb=8")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--heading", default=HEADING, help="the benchmarks/README.md section")
     ap.add_argument("--no-readme", action="store_true")
     args = ap.parse_args()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for text in args.configs:
         rows.append(run(args.scenario, parse(text), args.steps, args.seeds))
         print(table(rows[-1:]).splitlines()[-1], flush=True)
+        write(args, rows)  # after every setting: an interrupted study keeps what it measured
     text = table(rows)
     print("\n" + text)
+    if not args.no_readme:
+        write_readme_section(
+            args.heading,
+            (
+                f"`python {' '.join(sys.argv)}`: plain IPPO on {args.scenario}, "
+                f"{args.steps:,.0f} environment steps per learner, "
+                f"{args.seeds} seeds trained in parallel, returns on the validation split (no "
+                "masks; greedy: one episode, sampled: two). Unlisted settings are the paper's "
+                "(Table 13), 2 environments per learner, reward scale 1e-3, GAE lambda 0.95, "
+                "constant lr (anneal 1: linear decay to zero over the run's updates). Train "
+                "seconds on this 2-core CPU, beside other jobs.\n\n"
+                + text
+                + f"\n\nRaw: `results/{Path(args.out).name}`."
+            ),
+        )
+    print(f"wrote {args.out}")
+
+
+def write(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    """The study's JSON (settings, per-seed validation returns, device, versions)."""
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(
         json.dumps(
@@ -158,19 +181,6 @@ def main() -> None:
         )
         + "\n"
     )
-    if not args.no_readme:
-        write_readme_section(
-            "## IPPO settings for CPU budgets",
-            (
-                f"`python benchmarks/ippo_tuning.py`: plain IPPO on {args.scenario}, "
-                f"{args.steps:,.0f} environment steps per learner (the quick preset's budget), "
-                f"{args.seeds} seeds trained in parallel, returns on the validation split (no "
-                "masks; greedy: one episode, sampled: two). Unlisted settings are the paper's "
-                "(Table 13), 2 environments per learner, reward scale 1e-3. Train seconds on this "
-                "2-core CPU, beside other jobs.\n\n" + text + "\n\nRaw: `results/ippo_tuning.json`."
-            ),
-        )
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

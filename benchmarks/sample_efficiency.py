@@ -6,19 +6,18 @@ environments per learner and network. Training stops at each budget (environment
 learner) to evaluate every learner on the test split without masks, greedy and sampled, then
 continues: one training per scenario and arm serves all budgets. Arms:
 
-``before`` = the quick preset's PPO settings before this round (lr 1e-3, 4 epochs of 4
-minibatches, no mask distillation) on today's code; ``after`` = the quick preset now (mask
-distillation is zero under the all-ones mask). Base stock (static, dynamic) and (S, s):
+``before`` = the quick preset's settings at every budget (2 environments per learner, constant lr
+3e-3, one epoch of 16 minibatches); ``after`` = the quick preset planned for the largest budget
+(``SearchConfig.from_preset("quick", steps=max budget)``: the budget settings of
+``espark_jax.presets.BUDGET_SETTINGS``, e.g. 16 environments and the learning rate annealed to
+zero at the largest budget), evaluated along that one training. Mask distillation is zero under
+the all-ones mask. Base stock (static, dynamic) and (S, s):
 ``espark_jax.baselines.reference_baselines`` on the same test split, as in ``results.json``.
 
     python benchmarks/sample_efficiency.py                       # the full benchmark
     python benchmarks/sample_efficiency.py --smoke               # seconds, mabim/tiny, to /tmp
     python benchmarks/sample_efficiency.py --scenarios mabim/lowest-100 --budgets 2e4 --seeds 0,1
-    python benchmarks/sample_efficiency.py --max-steps before=2e5   # the old settings to 2e5 too
-
-By default the ``before`` arm stops at 25,000 steps (``--max-steps``): its 4 epochs x 4
-minibatches make an update 2.5-4x as expensive as the quick preset's one epoch, and both arms to
-2e5 steps on three scenarios do not fit the benchmark's time on a 2-core CPU.
+    python benchmarks/sample_efficiency.py --max-steps before=25000   # cap an arm's budgets
 
 Writes ``results/sample_efficiency.json`` (after every scenario x arm; ``--resume`` keeps them)
 and ``.png``, prints a table, refreshes its section of ``benchmarks/README.md`` (``--report``:
@@ -50,26 +49,30 @@ from espark_jax import ippo  # noqa: E402
 from espark_jax.baselines import LABELS, reference_baselines  # noqa: E402
 from espark_jax.masks.safe import all_ones  # noqa: E402
 from espark_jax.runs import device_info, package_versions, write_json  # noqa: E402
-from espark_jax.search_config import PRESETS  # noqa: E402
+from espark_jax.search_config import PRESETS, SearchConfig  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "sample_efficiency.json"
 SCENARIOS = ("mabim/standard-100", "mabim/lowest-100", "mabim/3-echelons-100")
 BUDGETS = (0, 10_000, 25_000, 50_000, 100_000, 200_000)
-MAX_STEPS = "before=25000"  # the old settings cost 2.5-4x per update: see the module doc
-OLD_SETTINGS = dict(lr=1e-3, update_epochs=4, num_minibatches=4, mask_distill=0.0)
-ARMS = {"before": OLD_SETTINGS, "after": {}}
-ARM_LABELS = {"before": "before (lr 1e-3, 4x4 minibatches)", "after": "after (quick preset)"}
+MAX_STEPS = ""
+ARMS = ("before", "after")
+ARM_LABELS = {
+    "before": "before (quick: 2 envs, constant lr)",
+    "after": "after (quick planned for the largest budget)",
+}
+SETTING_KEYS = ("num_envs", "eval_envs", "hidden", "lr", "update_epochs", "num_minibatches")
 OR_LINES = ("base_stock_static", "base_stock_dynamic", "sS_static")
 EVAL_KEY = 10_000
 HEADING = "## IPPO sample efficiency"
 
 
-def arm_settings(arm: str) -> dict[str, Any]:
-    """The quick preset's training settings, with the arm's overrides."""
-    quick = PRESETS["quick"]
-    keys = ("num_envs", "eval_envs", "hidden", "lr", "update_epochs", "num_minibatches")
-    base = {k: quick.get(k) for k in keys} | {"mask_distill": quick.get("mask_distill", 0.0)}
-    return {**base, "hidden": list(base["hidden"]), **ARMS[arm]}
+def arm_settings(arm: str, max_budget: int) -> dict[str, Any]:
+    """The arm's training settings: the quick preset (``before``: at its own budget, as before
+    this round; ``after``: planned for ``max_budget`` steps per learner)."""
+    steps = max_budget if arm == "after" else PRESETS["quick"]["steps"]
+    cfg = SearchConfig.from_preset("quick", steps=max(1, steps))
+    out = {k: getattr(cfg, k) for k in (*SETTING_KEYS, "mask_distill", "anneal_lr")}
+    return {**out, "hidden": list(out["hidden"])}
 
 
 def parse_list(text: str, kind: type, name: str) -> list:
@@ -110,9 +113,10 @@ def source_state() -> dict[str, Any]:
 
 def run_arm(scenario: str, arm: str, seeds: list[int], budgets: list[int]) -> dict[str, Any]:
     """Train ``len(seeds)`` learners under one arm, evaluating on the test split at each budget."""
-    s, source = arm_settings(arm), source_state()
+    s, source = arm_settings(arm, max(budgets)), source_state()
     env = envs_jax.make(scenario)
     per_update = int(env.spec.episode_length["train"]) * s["num_envs"]
+    planned = math.ceil(max(budgets) / per_update)  # the updates the annealed rate spans
     cfg = ippo.TrainConfig(
         num_envs=s["num_envs"],
         hidden=tuple(s["hidden"]),
@@ -122,6 +126,7 @@ def run_arm(scenario: str, arm: str, seeds: list[int], budgets: list[int]) -> di
             update_epochs=s["update_epochs"],
             num_minibatches=s["num_minibatches"],
             mask_distill_coef=s["mask_distill"],
+            anneal_updates=planned if s["anneal_lr"] else 0,
         ),
     )
     trainer = ippo.make(env, cfg, [all_ones(env.spec)] * len(seeds))
@@ -324,23 +329,33 @@ def cpu_model() -> str:
 def readme(data: dict[str, Any], out_json: Path) -> str:
     """The benchmark's section of ``benchmarks/README.md``."""
     met, lines = verdict(data)
-    before, after = (data["arms"].get(a, arm_settings(a)) for a in ("before", "after"))
+
+    def settings(arm: str) -> dict[str, Any]:
+        return data["arms"].get(arm) or arm_settings(arm, max(data["budgets"].get(arm, [0])))
+
+    before, after = settings("before"), settings("after")
+
+    def describe(s: dict[str, Any]) -> str:
+        lr = "annealed linearly to zero over the largest budget" if s["anneal_lr"] else "constant"
+        return (
+            f"{s['num_envs']} environments per learner, lr {s['lr']:g} {lr}, "
+            f"{s['update_epochs']} epoch(s) x {s['num_minibatches']} minibatches"
+        )
+
     minutes = sum(r["seconds"] for r in data["runs"]) / 60
     load = data["load"]
     return (
         f"`benchmarks/sample_efficiency.py`: plain IPPO (all-ones mask), seeds "
         f"{', '.join(map(str, data['seeds']))} trained as K = {len(data['seeds'])} parallel "
-        f"learners in one program per scenario and arm, {after['num_envs']} environments per "
-        "learner and 2x64 torsos (the quick preset), greedy test return (no masks, "
-        f"{after['eval_envs']} episodes) at each budget along one training. **before** = the "
-        f"settings before this round (lr {before['lr']:g}, {before['update_epochs']} epochs x "
-        f"{before['num_minibatches']} minibatches, no mask distillation) run on today's code; "
-        f"**after** = the quick preset now (lr {after['lr']:g}, {after['update_epochs']} epoch x "
-        f"{after['num_minibatches']} minibatches, mask distillation {after['mask_distill']:g}, "
-        "which is zero under the all-ones mask). Budgets per arm: "
+        "learners in one program per scenario and arm, 2x64 torsos (the quick preset), greedy "
+        f"test return (no masks, {after['eval_envs']} episodes) at each budget along one "
+        f"training. **before** = the quick preset's settings at its own budget ({describe(before)}"
+        '), the settings before this round; **after** = `SearchConfig.from_preset("quick", '
+        f"steps=largest budget)` ({describe(after)}; `espark_jax.presets.BUDGET_SETTINGS`), "
+        "one training evaluated along the way (the smaller budgets are points of a run planned "
+        "for the largest, not runs planned for them). Budgets per arm: "
         + "; ".join(f"{arm} up to {max(b):,}" for arm, b in data["budgets"].items())
-        + " environment steps per learner (`--max-steps`: an update of the old settings costs "
-        "2.5-4x as much). Cells: mean [min, max] over seeds. OR lines: "
+        + " environment steps per learner. Cells: mean [min, max] over seeds. OR lines: "
         "`espark_jax.baselines.reference_baselines` on the same test split (synthetic data).\n\n"
         + table(data)
         + "\n\n![sample efficiency](results/sample_efficiency.png)\n\n"
@@ -348,8 +363,8 @@ def readme(data: dict[str, Any], out_json: Path) -> str:
         + ("met" if met else "not met")
         + ".**\n\n"
         + "\n".join(f"- {line}" for line in lines)
-        + "\n\nThe quick preset's PPO settings were chosen at its 9,000-step budget "
-        "(`benchmarks/ippo_tuning.py`, validation split), 4.5 % of the largest budget here.\n\n"
+        + "\n\nSettings chosen on the validation split (`benchmarks/ippo_tuning.py`, sections "
+        "`IPPO settings for CPU budgets` and `IPPO settings for larger budgets`).\n\n"
         "Before vs after at the largest budget both arms reached (greedy, mean over seeds):\n\n"
         + "\n".join(f"- {line}" for line in compare(data))
         + f"\n\nCPU: {data['cpu']}, {data['device']['cpus']} cores shared with other jobs; load "
@@ -401,7 +416,7 @@ def main() -> None:
             for r in json.loads(out.read_text()).get("runs", [])
             if r["arm"] in arm_budgets
             and r["seeds"] == seeds
-            and r["settings"] == arm_settings(r["arm"])
+            and r["settings"] == arm_settings(r["arm"], max(arm_budgets[r["arm"]]))
             and [p["budget"] for p in r["points"]] == arm_budgets[r["arm"]]
         }
     data: dict[str, Any] = {
@@ -410,7 +425,7 @@ def main() -> None:
         "scenarios": scenarios,
         "seeds": seeds,
         "budgets": arm_budgets,
-        "arms": {arm: arm_settings(arm) for arm in arms},
+        "arms": {arm: arm_settings(arm, max(arm_budgets[arm])) for arm in arms},
         "device": device_info(),
         "cpu": cpu_model(),
         "versions": package_versions(),

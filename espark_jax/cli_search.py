@@ -97,6 +97,12 @@ def add_run_parser(sub: Any) -> None:
         type=float,
         help="weight pulling the unmasked policy into each candidate's mask (paper: 0)",
     )
+    p.add_argument(
+        "--anneal-lr",
+        action=argparse.BooleanOptionalAction,
+        help="decay the learning rate linearly to zero over the run (default: the preset's; "
+        "--preset quick from 1e5 steps on, espark_jax.presets.BUDGET_SETTINGS)",
+    )
     add_network_args(p, preset_defaults=True)
     p.add_argument(
         "--mask-fallback",
@@ -175,6 +181,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         num_envs=args.num_envs,
         lr=args.lr,
         mask_distill=args.mask_distill,
+        anneal_lr=args.anneal_lr,
         **network_overrides(args),
         mask_fallback=args.mask_fallback,
         mask_first_step=args.mask_first_step,

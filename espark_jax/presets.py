@@ -77,6 +77,29 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
+#: Settings of a preset that change with the budget (environment steps per candidate over the
+#: run), for MABIM: from each threshold on, its values replace the preset's unless given
+#: explicitly. Measured with ``benchmarks/ippo_tuning.py`` on the validation split (section
+#: "IPPO settings for larger budgets" of ``benchmarks/README.md``): at 2e5 steps, 16
+#: environments per learner and a learning rate annealed over the run; at the quick budget
+#: (9,000 steps) neither helps.
+BUDGET_SETTINGS: dict[str, tuple[tuple[int, dict[str, Any]], ...]] = {
+    "quick": ((100_000, dict(num_envs=16, anneal_lr=True)),),
+}
+
+#: Families the budget settings are measured for.
+BUDGET_FAMILIES = ("mabim",)
+
+
+def budget_settings(preset: str, steps: int) -> dict[str, Any]:
+    """The :data:`BUDGET_SETTINGS` of ``preset`` that apply at ``steps`` (later thresholds win)."""
+    out: dict[str, Any] = {}
+    for threshold, values in BUDGET_SETTINGS.get(preset, ()):
+        if steps >= threshold:
+            out.update(values)
+    return out
+
+
 #: Families a preset is made for (others: every family).
 PRESET_FAMILIES: dict[str, tuple[str, ...]] = {"authors": ("mabim",)}
 

@@ -14,7 +14,14 @@ from typing import Any
 from espark_jax.families import family_of
 from espark_jax.ippo import PPOConfig, TrainConfig
 from espark_jax.ippo.core import check_network
-from espark_jax.presets import FALLBACK_RULES, FEEDBACK_FORMS, PRESET_FAMILIES, PRESETS
+from espark_jax.presets import (
+    BUDGET_FAMILIES,
+    FALLBACK_RULES,
+    FEEDBACK_FORMS,
+    PRESET_FAMILIES,
+    PRESETS,
+    budget_settings,
+)
 from espark_jax.runs import RunDir
 
 
@@ -153,7 +160,8 @@ class SearchConfig:
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> "SearchConfig":
         """A preset (``quick``, ``paper`` or ``authors``), adjusted for the scenario's family
-        (:mod:`espark_jax.families`), with explicit overrides (None values are ignored)."""
+        (:mod:`espark_jax.families`) and for the budget (:data:`~espark_jax.presets.
+        BUDGET_SETTINGS`), with explicit overrides (None values are ignored)."""
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
         explicit = {k: v for k, v in overrides.items() if v is not None}
@@ -164,8 +172,10 @@ class SearchConfig:
                 f"the {preset} preset is made for {'/'.join(allowed)} scenarios (the released "
                 f"code has no {family.name}); use --preset quick or paper"
             )
-        values = {**PRESETS[preset], **family.presets.get(preset, {}), **explicit}
-        return cls(**values)
+        values = {**PRESETS[preset], **family.presets.get(preset, {})}
+        if family.name in BUDGET_FAMILIES:
+            values.update(budget_settings(preset, int(explicit.get("steps", values["steps"]))))
+        return cls(**{**values, **explicit})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; ``SearchConfig(**d)`` inverts it."""

@@ -70,3 +70,25 @@ def test_search_config_anneals_over_every_iteration_of_the_run():
     assert tc.ppo.anneal_updates == updates * run.iterations
     assert train_config(SearchConfig.from_preset("paper"), env)[0].ppo.anneal_updates == 0
     assert SearchConfig(**run.to_dict()) == run
+
+
+def test_quick_preset_takes_the_budget_settings_from_1e5_steps_unless_given():
+    from espark_jax.cli import build_parser
+    from espark_jax.cli_search import _config_from_args
+
+    quick = SearchConfig.from_preset("quick")
+    assert (quick.num_envs, quick.anneal_lr) == (2, False)  # the quick budget: unchanged
+    big = SearchConfig.from_preset("quick", steps=200_000)
+    assert (big.num_envs, big.anneal_lr, big.lr) == (16, True, quick.lr)
+    assert SearchConfig.from_preset("quick", steps=99_999).num_envs == 2
+    mine = SearchConfig.from_preset("quick", steps=200_000, num_envs=4, anneal_lr=False)
+    assert (mine.num_envs, mine.anneal_lr) == (4, False)
+    assert SearchConfig.from_preset("paper").anneal_lr is False  # the paper's constant rate
+    assert SearchConfig.from_preset("quick", scenario="sumo/grid4x4", steps=200_000).num_envs == 1
+
+    def parsed(*argv: str) -> SearchConfig:
+        return _config_from_args(build_parser().parse_args(["run", "--preset", "quick", *argv]))
+
+    assert (parsed("--steps", "2e5").num_envs, parsed("--steps", "2e5").anneal_lr) == (16, True)
+    assert parsed("--steps", "2e5", "--no-anneal-lr").anneal_lr is False
+    assert parsed("--anneal-lr").anneal_lr is True
