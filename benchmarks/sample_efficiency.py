@@ -1,17 +1,12 @@
 """Sample efficiency of plain IPPO: test-split return vs environment steps, old vs new settings.
 
-For each scenario and arm, the seeds train as K parallel plain IPPO learners (all-ones masks,
-learner k initialised from ``PRNGKey(seed_k)``) in one trainer, with the quick preset's
-environments per learner and network. Training stops at each budget (environment steps per
-learner) to evaluate every learner on the test split without masks, greedy and sampled, then
-continues: one training per scenario and arm serves all budgets. Arms:
-
-``before`` = the quick preset's settings at every budget (2 environments per learner, constant lr
-3e-3, one epoch of 16 minibatches); ``after`` = the quick preset planned for the largest budget
-(``SearchConfig.from_preset("quick", steps=max budget)``: the budget settings of
-``espark_jax.presets.BUDGET_SETTINGS``, e.g. 16 environments and the learning rate annealed to
-zero at the largest budget), evaluated along that one training. Mask distillation is zero under
-the all-ones mask. Base stock (static, dynamic) and (S, s):
+Per scenario and arm, the seeds train as K parallel plain IPPO learners (all-ones masks, learner
+k from ``PRNGKey(seed_k)``) in one trainer with the quick preset's network; one training serves
+all budgets (environment steps per learner): at each it stops to evaluate every learner on the
+test split without masks, greedy and sampled. ``before`` = the quick preset's settings at its own
+budget; ``after`` = ``SearchConfig.from_preset("quick", steps=largest budget)`` (the budget
+settings of ``espark_jax.presets.BUDGET_SETTINGS``: more environments, the learning rate annealed
+to zero over the largest budget). Base stock (static, dynamic) and (S, s):
 ``espark_jax.baselines.reference_baselines`` on the same test split, as in ``results.json``.
 
     python benchmarks/sample_efficiency.py                       # the full benchmark
@@ -54,13 +49,9 @@ from espark_jax.search_config import PRESETS, SearchConfig  # noqa: E402
 RESULTS = Path(__file__).parent / "results" / "sample_efficiency.json"
 SCENARIOS = ("mabim/standard-100", "mabim/lowest-100", "mabim/3-echelons-100")
 BUDGETS = (0, 10_000, 25_000, 50_000, 100_000, 200_000)
-MAX_STEPS = ""
 ARMS = ("before", "after")
-ARM_LABELS = {
-    "before": "before (quick: 2 envs, constant lr)",
-    "after": "after (quick planned for the largest budget)",
-}
-SETTING_KEYS = ("num_envs", "eval_envs", "hidden", "lr", "update_epochs", "num_minibatches")
+ARM_LABELS = {"before": "before (quick at its budget)", "after": "after (quick planned for it)"}
+KEYS = ("num_envs", "eval_envs", "hidden", "lr", "update_epochs", "num_minibatches")
 OR_LINES = ("base_stock_static", "base_stock_dynamic", "sS_static")
 EVAL_KEY = 10_000
 HEADING = "## IPPO sample efficiency"
@@ -71,7 +62,7 @@ def arm_settings(arm: str, max_budget: int) -> dict[str, Any]:
     this round; ``after``: planned for ``max_budget`` steps per learner)."""
     steps = max_budget if arm == "after" else PRESETS["quick"]["steps"]
     cfg = SearchConfig.from_preset("quick", steps=max(1, steps))
-    out = {k: getattr(cfg, k) for k in (*SETTING_KEYS, "mask_distill", "anneal_lr")}
+    out = {k: getattr(cfg, k) for k in (*KEYS, "mask_distill", "anneal_lr")}
     return {**out, "hidden": list(out["hidden"])}
 
 
@@ -194,11 +185,11 @@ def fmt(x: float) -> str:
 def table(data: dict[str, Any]) -> str:
     """Markdown: greedy test return per scenario x arm x budget (mean [min, max] over seeds),
     sampled mean at the largest budget, and the OR lines."""
-    budgets = sorted({p["env_steps"] for r in data["runs"] for p in r["points"]})
+    budgets = sorted({p["budget"] for r in data["runs"] for p in r["points"]})
     head = ["scenario", "arm"] + [f"{b:,} steps" for b in budgets] + ["sampled (last)"]
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     for r in data["runs"]:
-        by = {p["env_steps"]: p for p in r["points"]}
+        by = {p["budget"]: p for p in r["points"]}  # whole updates: env_steps >= budget
         g = {b: by[b]["greedy"] for b in budgets if b in by}
         cells = [f"{fmt(np.mean(g[b]))} [{fmt(min(g[b]))}, {fmt(max(g[b]))}]" if b in g else "-"
                  for b in budgets]  # fmt: skip
@@ -247,7 +238,7 @@ def compare(data: dict[str, Any]) -> list[str]:
     """Per scenario, the arms at the largest budget both reached (mean over seeds)."""
     lines = []
     for scenario in data["baselines"]:
-        by = {r["arm"]: {p["env_steps"]: np.mean(p["greedy"]) for p in r["points"]}
+        by = {r["arm"]: {p["budget"]: np.mean(p["greedy"]) for p in r["points"]}
               for r in data["runs"] if r["scenario"] == scenario}  # fmt: skip
         shared = set(by.get("before", ())) & set(by.get("after", ()))
         if shared:
@@ -307,10 +298,7 @@ def figure(data: dict[str, Any], path: Path) -> None:
     axes[0][0].set_ylabel("greedy test return (no masks)")
     axes[0][0].legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 0.08))
     seeds = ", ".join(str(s) for s in data["seeds"])
-    fig.suptitle(
-        f"Plain IPPO on the test split: line = mean, band = min/max over seeds {seeds}",
-        fontsize=11,
-    )
+    fig.suptitle(f"Plain IPPO, test split: line = mean, band = min/max over seeds {seeds}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -319,9 +307,8 @@ def figure(data: dict[str, Any], path: Path) -> None:
 
 def cpu_model() -> str:
     """The CPU's model name (Linux), else what ``platform`` knows."""
-    lines = (
-        Path("/proc/cpuinfo").read_text().splitlines() if os.path.exists("/proc/cpuinfo") else []
-    )
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.exists() else []
     names = [x.split(":", 1)[1].strip() for x in lines if x.startswith("model name")]
     return names[0] if names else platform.processor()
 
@@ -330,15 +317,11 @@ def readme(data: dict[str, Any], out_json: Path) -> str:
     """The benchmark's section of ``benchmarks/README.md``."""
     met, lines = verdict(data)
 
-    def settings(arm: str) -> dict[str, Any]:
-        return data["arms"].get(arm) or arm_settings(arm, max(data["budgets"].get(arm, [0])))
-
-    before, after = settings("before"), settings("after")
+    before, after = (data["arms"].get(a) or arm_settings(a, 0) for a in ("before", "after"))
 
     def describe(s: dict[str, Any]) -> str:
         lr = "annealed linearly to zero over the largest budget" if s["anneal_lr"] else "constant"
-        return (
-            f"{s['num_envs']} environments per learner, lr {s['lr']:g} {lr}, "
+        return f"{s['num_envs']} environments per learner, lr {s['lr']:g} {lr}, " + (
             f"{s['update_epochs']} epoch(s) x {s['num_minibatches']} minibatches"
         )
 
@@ -355,7 +338,8 @@ def readme(data: dict[str, Any], out_json: Path) -> str:
         "one training evaluated along the way (the smaller budgets are points of a run planned "
         "for the largest, not runs planned for them). Budgets per arm: "
         + "; ".join(f"{arm} up to {max(b):,}" for arm, b in data["budgets"].items())
-        + " environment steps per learner. Cells: mean [min, max] over seeds. OR lines: "
+        + " environment steps per learner; a run stops at the first whole update at or past each "
+        "budget (`env_steps` in the JSON). Cells: mean [min, max] over seeds. OR lines: "
         "`espark_jax.baselines.reference_baselines` on the same test split (synthetic data).\n\n"
         + table(data)
         + "\n\n![sample efficiency](results/sample_efficiency.png)\n\n"
@@ -383,7 +367,7 @@ def main() -> None:
     ap.add_argument("--budgets", default=",".join(str(b) for b in BUDGETS),
                     help="environment steps per learner at which to evaluate")  # fmt: skip
     ap.add_argument("--arms", default="after,before", help=f"of {', '.join(ARMS)}, run in order")
-    ap.add_argument("--max-steps", default=MAX_STEPS, help="ARM=STEPS: budgets above are skipped")
+    ap.add_argument("--max-steps", default="", help="ARM=STEPS: budgets above are skipped")
     ap.add_argument("--smoke", action="store_true", help="mabim/tiny, tiny budgets, to /tmp")
     ap.add_argument("--out", default=None, help=f"JSON path (default {RESULTS})")
     ap.add_argument("--resume", action="store_true", help="keep finished scenario x arm runs")
