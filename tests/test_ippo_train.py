@@ -84,6 +84,22 @@ def test_update_is_not_retraced_or_recompiled_when_masks_change(runs):
     assert single.trace_counts == {"rollout": len(MASKS), "update": 1}
 
 
+def test_rollout_is_compiled_with_its_own_xla_options(runs):
+    """The per-mask-set rollout gets ROLLOUT_CPU_OPTIONS on CPU; TimedJit really passes options
+    to XLA (an unknown option is rejected by the compile)."""
+    from espark_jax.ippo.compiled import ProgramLog, TimedJit
+    from espark_jax.ippo.jax_source import ROLLOUT_CPU_OPTIONS
+
+    program = runs["single"].source.rollout_program
+    want = ROLLOUT_CPU_OPTIONS if jax.default_backend() == "cpu" else None
+    assert program.compiler_options == want
+    bad = TimedJit(lambda x: x + 1, "probe", ProgramLog(), compiler_options={"xla_no_such": 1})
+    with pytest.raises(Exception, match="xla_no_such"):
+        bad(jnp.zeros(3))
+    good = TimedJit(lambda x: x + 1, "probe", ProgramLog(), compiler_options=ROLLOUT_CPU_OPTIONS)
+    np.testing.assert_array_equal(good(jnp.zeros(3)), np.ones(3))
+
+
 def test_buffer_stores_behaviour_masks_and_actions_respect_them(runs):
     single = runs["single"]
     single.set_masks([runs["fns"][0]])  # upbound: multipliers <= 3 (6 of the 8 actions)

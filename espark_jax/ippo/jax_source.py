@@ -48,6 +48,11 @@ def _vmap2(fn: Callable, in_axes: tuple) -> Callable:
     return kmap(jax.vmap(fn, in_axes=in_axes), in_axes=in_axes)
 
 
+#: XLA options of the rollout program on CPU, compiled again for every mask set: LLVM at -O2
+#: instead of -O3 compiles it faster and runs it as fast (benchmarks/rollout_compile.py)
+ROLLOUT_CPU_OPTIONS = {"xla_backend_optimization_level": 2}
+
+
 @functools.lru_cache(maxsize=64)
 def _traced_once(fn: Callable, in_axes: tuple) -> Callable:
     """``_vmap2(fn, in_axes)`` jitted once per (function, axes): the rollout of every new mask set
@@ -240,7 +245,9 @@ class JaxSource:
         self._eval_fns: dict[tuple, TimedJit] = {}
         self._eval_params: dict[str, Any] = {}
         #: XLA options of the per-mask-set rollout program (compiled once per iteration)
-        self.rollout_compiler_options: dict[str, Any] | None = None
+        self.rollout_compiler_options: dict[str, Any] | None = (
+            dict(ROLLOUT_CPU_OPTIONS) if jax.default_backend() == "cpu" else None
+        )
 
     def bind(self, trainer: Any) -> None:
         """Take the trainer's network, log, mesh and reward scale."""
