@@ -22,13 +22,14 @@ Writes ``benchmarks/results/gru_throughput.json`` (``--out`` to change) and prin
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from records import write_record  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "gru_throughput.json"
 NETWORKS = {
@@ -119,26 +120,6 @@ def run(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def device_info() -> dict:
-    """The device, versions and machine load."""
-    import jax
-    import jaxlib
-
-    dev = jax.devices()[0]
-    return {
-        "platform": dev.platform,
-        "device_kind": dev.device_kind,
-        "device_count": len(jax.devices()),
-        "cpu_count": os.cpu_count(),
-        "jax": jax.__version__,
-        "jaxlib": jaxlib.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "load_average": list(os.getloadavg()),
-    }
-
-
 def table(rows: list[dict]) -> str:
     """A Markdown table of the rows, with GRU / MLP ratios per K."""
     lines = [
@@ -177,22 +158,16 @@ def main() -> int:
     rows = run(args)
     text = table(rows)
     print("\n" + text)
-    record = {
-        "benchmark": "gru_throughput",
-        "command": " ".join([Path(sys.executable).name] + sys.argv),
-        "device": device_info(),
-        "load_average_before": load_before,
-        "settings": {
-            k: getattr(args, k) for k in ("scenario", "ks", "num_envs", "updates", "repeats")
-        },
-        "note": "training agent-steps/s of all K learners (rollout + PPO update, default PPO "
-        "settings), compile excluded; arms interleaved within each timed round",
-        "rows": rows,
-        "table": text,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_record(
+        args.out,
+        "gru_throughput",
+        {k: getattr(args, k) for k in ("scenario", "ks", "num_envs", "updates", "repeats")},
+        "training agent-steps/s of all K learners (rollout + PPO update, default PPO settings), "
+        "compile excluded; arms interleaved within each timed round",
+        rows,
+        load_average_before=load_before,
+        table=text,
+    )
     return 0
 
 

@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from records import write_record  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "train_throughput.json"
 
@@ -138,22 +139,6 @@ def _peak_memory() -> tuple[int, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process peak RSS"
 
 
-def _device_info() -> dict:
-    import jax
-
-    dev = jax.devices()[0]
-    return {
-        "platform": dev.platform,
-        "device_kind": dev.device_kind,
-        "device_count": len(jax.devices()),
-        "cpu_count": os.cpu_count(),
-        "jax": jax.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "load_average": list(os.getloadavg()),
-    }
-
-
 def main() -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -216,19 +201,15 @@ def main() -> int:
             )
             print(f"{scenario}: K={args.k} vmapped / sequential = {ratios[scenario]:.2f}x")
 
-    record = {
-        "benchmark": "train_throughput",
-        "command": " ".join([Path(sys.executable).name] + sys.argv),
-        "device": _device_info(),
-        "settings": {k: getattr(args, k) for k in ("k", "num_envs", "updates", "repeats", "quick")},
-        "note": "medians over repeats; agent-steps/s counts all learners; split = rollout and "
-        "update as two programs (fuse_chunk=False), fused = one program per chunk",
-        "rows": rows,
-        "vmapped_over_sequential": ratios,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_record(
+        args.out,
+        "train_throughput",
+        {k: getattr(args, k) for k in ("k", "num_envs", "updates", "repeats", "quick")},
+        "medians over repeats; agent-steps/s counts all learners; split = rollout and update as "
+        "two programs (fuse_chunk=False), fused = one program per chunk",
+        rows,
+        vmapped_over_sequential=ratios,
+    )
     return 0
 
 
