@@ -81,6 +81,9 @@ def _sumo(env: Any, split: str, seed: int, episodes: int) -> dict[str, dict[str,
 
 
 _BY_FAMILY: dict[str, Callable[..., dict[str, dict[str, Any]]]] = {"mabim": _mabim, "sumo": _sumo}
+# Families whose result depends on ``episodes``: a MABIM episode is the split's whole horizon,
+# one per split and key, so its cache entry is shared by every ``eval_envs``.
+_USES_EPISODES = frozenset({"sumo"})
 
 
 def reference_baselines(
@@ -93,7 +96,8 @@ def reference_baselines(
     if run is None:
         return {}
     names = MABIM_REFERENCE if family == "mabim" else SUMO_REFERENCE
-    fingerprint = _fingerprint(env, split, seed, names, episodes)
+    keyed_episodes = episodes if family in _USES_EPISODES else 1
+    fingerprint = _fingerprint(env, split, seed, names, keyed_episodes)
     return _cached(env, fingerprint, lambda: run(env, split, seed, episodes))
 
 

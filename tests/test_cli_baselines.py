@@ -62,3 +62,26 @@ def test_bad_input_is_one_line(argv, message):
     with pytest.raises(SystemExit) as err:
         main(["baselines", *argv])
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_mabim_reference_cache_is_shared_by_every_eval_envs(tmp_path, monkeypatch):
+    """A MABIM reference run is one episode per split and key whatever ``episodes`` says, so
+    one cache entry serves all of them; the cached values equal an uncached computation."""
+    import envs_jax
+    from espark_jax.baselines import reference_baselines
+
+    monkeypatch.setenv("ESPARK_CACHE_DIR", str(tmp_path))
+    env = envs_jax.make("mabim/tiny")
+    first = reference_baselines(env, "test", 0, 1)
+    assert len(list((tmp_path / "baselines").glob("*.json"))) == 1
+    assert reference_baselines(env, "test", 0, 4) == first
+    assert len(list((tmp_path / "baselines").glob("*.json"))) == 1
+    monkeypatch.setenv("ESPARK_BASELINE_CACHE", "0")
+    fresh = reference_baselines(env, "test", 0, 4)
+    assert {n: r["return"] for n, r in fresh.items()} == pytest.approx(
+        {n: r["return"] for n, r in first.items()}, rel=1e-6
+    )
+    reference_baselines(env, "validation", 0, 1)  # another split is another entry
+    monkeypatch.delenv("ESPARK_BASELINE_CACHE")
+    reference_baselines(env, "validation", 0, 1)
+    assert len(list((tmp_path / "baselines").glob("*.json"))) == 2

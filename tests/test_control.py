@@ -37,11 +37,11 @@ def control_run(tmp_path_factory):
         check_rounds=0,
         checker=False,
         provider="template",
-        seed=3,
+        seed=0,
     )
     run = RunDir.create(tmp_path_factory.mktemp("runs") / "ctl", {"config": cfg.to_dict()})
     results = run_search(
-        cfg, run, TemplateProvider("mabim", seed=3), progress=False, log=lambda s: None
+        cfg, run, TemplateProvider("mabim", seed=0), progress=False, log=lambda s: None
     )
     return cfg, run, results
 
