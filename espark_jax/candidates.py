@@ -26,6 +26,7 @@ from espark_jax.llm.prompts import (
 from espark_jax.llm.providers import LLMRequest, LLMResponse, Provider
 from espark_jax.masks.compile import Recorded, check_candidates
 from espark_jax.masks.result import CheckLimits
+from espark_jax.masks.sandbox import Zygote
 from espark_jax.masks.task import MaskTask
 from espark_jax.search_config import SearchConfig
 
@@ -67,9 +68,11 @@ def generate_candidates(
     best_code: str | None,
     samples: dict[str, np.ndarray] | None,
     recorded: Recorded | None = None,
+    zygote: Zygote | None = None,
 ) -> list[Candidate]:
     """Run the generate / compile / repair / check waves for all K slots of one iteration
-    (``recorded``: earlier checks to reuse, see :func:`~espark_jax.masks.check_candidates`)."""
+    (``recorded``: earlier checks to reuse, ``zygote``: the sandbox process to check in, see
+    :func:`~espark_jax.masks.check_candidates`)."""
     cands = [
         Candidate(
             k,
@@ -116,6 +119,7 @@ def generate_candidates(
                 timeout_s=cfg.check_timeout_s,
                 limits=CheckLimits(learners=cfg.k, envs=cfg.num_envs),
                 recorded=recorded,
+                zygote=zygote,
             )
             for c, res in zip(pending, results):
                 _after_compile(c, res, cfg)

@@ -38,6 +38,7 @@ from espark_jax.llm.providers import Provider, SlotResult
 from espark_jax.llm.recording import RecordingProvider
 from espark_jax.masks.fallback import check_fallback, with_fallback
 from espark_jax.masks.safe import MaskFn, all_ones
+from espark_jax.masks.sandbox import Zygote
 from espark_jax.masks.task import MaskTask
 from espark_jax.runs import CONTROL, RunDir, recorded_checks, write_json
 from espark_jax.search_config import PRESETS, SearchConfig, load_config, train_config
@@ -86,10 +87,12 @@ class Search:
         replayed = getattr(provider, "run_dir", None) if provider.name == "replay" else None
         self.check_roots = [run.path] + ([replayed] if replayed is not None else [])
         self._owns_env = env is None
-        if env is None:
-            env = make_env(cfg.scenario, cfg.n_learners, cfg.num_envs, **cfg.env_kwargs)
-        self.env = env
+        # the sandbox process of every check in this run: it boots while the trainer is built
+        self.zygote = Zygote() if self.job.primary else None
         try:
+            if env is None:
+                env = make_env(cfg.scenario, cfg.n_learners, cfg.num_envs, **cfg.env_kwargs)
+            self.env = env
             self.spec = self.env.spec
             self.task = MaskTask.from_env_spec(self.spec)
             self.info = EnvPromptInfo.from_env(self.env)
@@ -105,8 +108,11 @@ class Search:
             raise
 
     def close(self) -> None:
-        """Release an environment built here (a host environment's workers); idempotent."""
-        close = getattr(self.env, "close", None)
+        """Stop the sandbox process and release an environment built here (a host
+        environment's workers); idempotent."""
+        if self.zygote is not None:
+            self.zygote.close()
+        close = getattr(getattr(self, "env", None), "close", None)
         if self._owns_env and close is not None:
             close()
 
@@ -125,6 +131,7 @@ class Search:
             best_code=carry.best_code,
             samples=self.samples,
             recorded=recorded_checks(self.check_roots),
+            zygote=self.zygote,
         )
         return self.job.share_candidates(make, self.task)
 

@@ -20,7 +20,7 @@ from mask_tasks import mabim_task
 import espark_jax.masks.checks as checks_mod
 from envs_jax.core import MaskContext
 from espark_jax.masks import check_candidates, compile_mask
-from espark_jax.masks.sandbox import _PACKAGE_ROOT, _result_from_reply
+from espark_jax.masks.sandbox import _PACKAGE_ROOT, Zygote, _result_from_reply
 
 TASK = mabim_task()
 ONES = "jnp.ones((2, 3, 34))"
@@ -126,6 +126,29 @@ def test_slow_code_is_killed_at_the_timeout() -> None:
     assert slow.stage == "timeout" and slow.fn is None
     assert slow.message == "the check did not finish within 3 s" and "x * x" in slow.hint
     assert slow.code.startswith("def compute_mask") and slow.seconds == 3
+
+
+def test_one_zygote_serves_many_batches_and_is_replaced_when_it_dies() -> None:
+    """A run keeps one zygote: a timed-out or memory-hungry candidate kills only its child, the
+    next batch is checked by the same zygote exactly as a fresh one checks it, and a zygote that
+    died between batches is replaced."""
+    fresh = check_candidates([GOOD, NEEDS_VALUES], TASK, memory_mb=MEMORY_MB)
+    with Zygote() as zygote:
+        pid = zygote._proc.pid
+        slow = check_candidates([SLOW], TASK, timeout_s=3, zygote=zygote)
+        hog = check_candidates([MEMORY_HOG], TASK, memory_mb=MEMORY_MB, zygote=zygote)
+        assert [slow[0].stage, hog[0].stage] == ["timeout", "memory"]
+        again = check_candidates([GOOD, NEEDS_VALUES], TASK, memory_mb=MEMORY_MB, zygote=zygote)
+        assert zygote._proc.pid == pid  # the same process checked both batches
+        assert [r.stage for r in again] == [r.stage for r in fresh] == ["ok", "values"]
+        assert again[0].artefact == fresh[0].artefact and again[1].message == fresh[1].message
+        zygote._proc.kill()
+        zygote._proc.wait()
+        revived = check_candidates([GOOD], TASK, memory_mb=MEMORY_MB, zygote=zygote)
+        assert revived[0].ok and zygote._proc.pid != pid
+    zygote.close()  # idempotent
+    with pytest.raises(RuntimeError, match="start a new Zygote"):
+        check_candidates([GOOD], TASK, zygote=zygote)
 
 
 def test_static_rejections_come_from_the_child(batch) -> None:

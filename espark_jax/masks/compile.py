@@ -20,7 +20,7 @@ import jax
 
 from espark_jax.masks.export import ArtefactError, Convention, load_exported
 from espark_jax.masks.result import CheckLimits, MaskCheckResult, Rejected
-from espark_jax.masks.sandbox import check_in_children
+from espark_jax.masks.sandbox import Zygote, check_in_children
 from espark_jax.masks.static import extract_program
 from espark_jax.masks.task import MaskTask, normalize_samples
 
@@ -91,12 +91,14 @@ def check_candidates(
     memory_mb: int = 3072,
     limits: CheckLimits | None = None,
     recorded: Recorded | None = None,
+    zygote: Zygote | None = None,
 ) -> list[MaskCheckResult]:
     """Check K candidates concurrently in sandboxed children (at most ``max_workers`` at once).
 
     ``samples`` are recorded contexts (field -> ``[batch..., *shape]``) added to the value checks;
     ``timeout_s`` and ``memory_mb`` apply to each candidate; ``recorded`` looks up earlier checks
-    by :func:`check_key` (their artefacts are reused, marked ``stats["export"]["reused"]``).
+    by :func:`check_key` (their artefacts are reused, marked ``stats["export"]["reused"]``);
+    ``zygote`` is the sandbox process to fork the children from (a fresh one when None).
     Results come in input order: accepted ones with ``fn`` (the exported mask, loaded here),
     ``artefact`` and ``stats["export"]`` (hash, key, x64, platforms), the others with
     ``fn=None`` and a one-line ``reason`` for the LLM. ``seconds`` is the candidate's own check
@@ -128,6 +130,7 @@ def check_candidates(
         timeout_s,
         memory_mb,
         convention,
+        zygote,
     )
     for i, result in zip(todo, fresh):
         if result.ok:

@@ -14,11 +14,11 @@ Process layout for one call of :func:`check_in_children`::
 The zygote and the children run :mod:`espark_jax.masks.zygote` (protections:
 :mod:`espark_jax.masks.harden`); the zygote enforces each child's wall-clock timeout and runs at
 most ``max_workers`` children at once, and forking a pre-imported process saves the JAX import
-per candidate. This module starts the zygote, feeds it requests (with the trainer's calling
-convention: x64 flag and platform) and turns its replies (results with their exported artefact,
-timeouts, memory or CPU exhaustion, crashes) into :class:`~espark_jax.masks.result.MaskCheckResult`
-records. It never executes candidate code; loading the artefacts in the parent is
-:mod:`espark_jax.masks.compile`'s job.
+per candidate; a :class:`Zygote` can serve many calls (a run keeps one). This module starts the
+zygote, feeds it requests (with the trainer's calling convention: x64 flag and platform) and
+turns its replies (results with their exported artefact, timeouts, memory or CPU exhaustion,
+crashes) into :class:`~espark_jax.masks.result.MaskCheckResult` records. It never executes
+candidate code; loading the artefacts in the parent is :mod:`espark_jax.masks.compile`'s job.
 """
 
 from __future__ import annotations
@@ -115,36 +115,77 @@ def _result_from_reply(
     )
 
 
-def _run_zygote(
-    requests: list[dict[str, Any]], max_workers: int, timeout_s: float
-) -> list[dict[str, Any]]:
-    """Send the requests to a fresh zygote, at most ``max_workers`` in flight.
+class Zygote:
+    """One sandbox zygote process, started at construction and reused by every batch of checks
+    until :meth:`close` (a run keeps one for all its iterations: the zygote's own start-up, the
+    Python and JAX import, is paid once and overlaps whatever the caller does meanwhile).
 
-    Returns one reply per request, in request order.
+    The zygote never executes candidate code (each candidate runs in a child forked from it), so
+    reusing it across batches shares nothing between candidates. A zygote that dies or stops
+    answering fails its open requests and is replaced by a fresh one at the next batch.
     """
-    with (
-        tempfile.TemporaryDirectory(prefix="maskcheck-zygote-") as home,
-        tempfile.TemporaryDirectory(prefix="maskcheck-work-") as workroot,
-    ):
-        os.chmod(workroot, 0o711)  # traversable, not listable: each child owns its own folder
-        with open(os.path.join(home, "zygote.err"), "w+b") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", _BOOT, _PACKAGE_ROOT],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                cwd=home,
-                env=_zygote_env(home, workroot),
-                start_new_session=True,
-            )
-            try:
-                # generous: a zygote that stops answering (crashed import, bug) must not hang
-                replies = _exchange(proc, err, requests, max_workers, timeout_s + 120.0)
-            finally:
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-    return [replies[r["id"]] for r in requests]
+
+    def __init__(self) -> None:
+        self._home = tempfile.TemporaryDirectory(prefix="maskcheck-zygote-")
+        self._work = tempfile.TemporaryDirectory(prefix="maskcheck-work-")
+        os.chmod(self._work.name, 0o711)  # traversable, not listable: each child owns its folder
+        self._err = open(os.path.join(self._home.name, "zygote.err"), "w+b")  # noqa: SIM115
+        self._proc: subprocess.Popen | None = None
+        self._start()
+
+    def _start(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", _BOOT, _PACKAGE_ROOT],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+            cwd=self._home.name,
+            env=_zygote_env(self._home.name, self._work.name),
+            start_new_session=True,
+        )
+
+    def run(
+        self, requests: list[dict[str, Any]], max_workers: int, timeout_s: float
+    ) -> list[dict[str, Any]]:
+        """Send the requests, at most ``max_workers`` in flight; one reply per request, in
+        request order."""
+        if self._proc is None:
+            raise RuntimeError("this sandbox zygote is closed; start a new Zygote()")
+        if self._proc.poll() is not None:
+            self._start()
+        assert self._proc is not None
+        # generous: a zygote that stops answering (crashed import, bug) must not hang
+        replies, alive = _exchange(self._proc, self._err, requests, max_workers, timeout_s + 120.0)
+        if not alive:
+            self._kill()
+        return [replies[r["id"]] for r in requests]
+
+    def _kill(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait()
+
+    def close(self) -> None:
+        """Stop the zygote (its children with it) and remove its folders; idempotent."""
+        if self._proc is None:
+            return
+        try:
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()  # end of requests: an idle zygote exits on its own
+            self._proc.wait(timeout=5)
+        except (BrokenPipeError, OSError, subprocess.TimeoutExpired):
+            pass
+        self._kill()
+        self._proc = None
+        self._err.close()
+        self._home.cleanup()
+        self._work.cleanup()
+
+    def __enter__(self) -> Zygote:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _exchange(
@@ -153,12 +194,13 @@ def _exchange(
     requests: list[dict[str, Any]],
     max_workers: int,
     patience: float,
-) -> dict[int, dict[str, Any]]:
-    """Feed requests to the zygote and collect its replies by id; a zygote that goes silent for
-    ``patience`` seconds (or dies) yields a failure reply for every request still open."""
+) -> tuple[dict[int, dict[str, Any]], bool]:
+    """Feed requests to the zygote and collect its replies by id, and whether the zygote is
+    still usable; a zygote that goes silent for ``patience`` seconds (or dies) yields a failure
+    reply for every request still open."""
     assert proc.stdin is not None and proc.stdout is not None
     replies: dict[int, dict[str, Any]] = {}
-    out_fd, buf, sent = proc.stdout.fileno(), b"", 0
+    out_fd, buf, sent, alive = proc.stdout.fileno(), b"", 0, True
     try:
         while len(replies) < len(requests):
             try:
@@ -181,17 +223,16 @@ def _exchange(
                 }
                 for r in requests:
                     replies.setdefault(r["id"], dict(stopped))
+                alive = False
                 break
             buf += chunk
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
                 reply = json.loads(line)
                 replies[int(reply["id"])] = reply
-        proc.stdin.close()
-        proc.wait(timeout=30)
-    except (BrokenPipeError, subprocess.TimeoutExpired):
+    except BrokenPipeError:
         pass  # every reply is in (or recorded as a zygote failure); the caller kills the zygote
-    return replies
+    return replies, alive
 
 
 def check_in_children(
@@ -203,14 +244,16 @@ def check_in_children(
     timeout_s: float,
     memory_mb: int,
     convention: Convention,
+    zygote: Zygote | None = None,
 ) -> list[MaskCheckResult]:
     """The sandboxed children's verdicts on ``texts``, in order; nothing is loaded (``fn=None``;
     an accepted verdict carries its exported ``artefact`` bytes).
 
     At most ``max_workers`` children run at once, each under ``timeout_s`` and ``memory_mb``
-    (0: no limit), exporting under ``convention``. A verdict's ``seconds`` is the child's own
-    check time, ``timeout_s`` for a timeout, or the whole batch's time when the child sent
-    nothing back.
+    (0: no limit), exporting under ``convention``, forked from ``zygote`` (a fresh
+    :class:`Zygote` for this call when None). A verdict's ``seconds`` is the child's own check
+    time, ``timeout_s`` for a timeout, or the whole batch's time when the child sent nothing
+    back.
 
     Raises:
         ValueError: a worker count, timeout or memory limit out of range, ``samples`` that do
@@ -248,7 +291,11 @@ def check_in_children(
             for i, t in enumerate(texts)
         ]
         t0 = time.perf_counter()
-        replies = _run_zygote(requests, max_workers, timeout_s)
+        if zygote is not None:
+            replies = zygote.run(requests, max_workers, timeout_s)
+        else:
+            with Zygote() as fresh:
+                replies = fresh.run(requests, max_workers, timeout_s)
         elapsed = time.perf_counter() - t0
     results = []
     for text, reply in zip(texts, replies):
