@@ -52,6 +52,8 @@ KEYS = {
     "scale": float,
     "anneal": int,  # 1: the learning rate decays linearly to zero over the run's updates
     "gae": float,
+    "rnorm": int,  # 1: per-agent return normalisation (PPOConfig.reward_norm = "agent")
+    "vclip": int,  # 0: no value-loss clipping
 }
 
 
@@ -86,6 +88,8 @@ def run(scenario: str, setting: dict[str, Any], steps: float, seeds: int) -> dic
             ent_coef=setting.get("ent", 0.0),
             gae_lambda=setting.get("gae", 0.95),
             anneal_updates=updates if setting.get("anneal") else 0,
+            reward_norm="agent" if setting.get("rnorm") else "none",
+            clip_value=bool(setting.get("vclip", 1)),
         ),
     )
     trainer = ippo.make(env, cfg, [all_ones(env.spec)] * seeds)

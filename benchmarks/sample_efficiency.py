@@ -50,7 +50,10 @@ RESULTS = Path(__file__).parent / "results" / "sample_efficiency.json"
 SCENARIOS = ("mabim/standard-100", "mabim/lowest-100", "mabim/3-echelons-100")
 BUDGETS = (0, 10_000, 25_000, 50_000, 100_000, 200_000)
 ARMS = ("before", "after")
-ARM_LABELS = {"before": "before (quick at its budget)", "after": "after (quick planned for it)"}
+ARM_LABELS = {
+    "before": "before (quick at its budget, no reward normalisation)",
+    "after": "after (quick planned for it)",
+}
 KEYS = ("num_envs", "eval_envs", "hidden", "lr", "update_epochs", "num_minibatches")
 OR_LINES = ("base_stock_static", "base_stock_dynamic", "sS_static")
 EVAL_KEY = 10_000
@@ -62,8 +65,16 @@ def arm_settings(arm: str, max_budget: int) -> dict[str, Any]:
     this round; ``after``: planned for ``max_budget`` steps per learner)."""
     steps = max_budget if arm == "after" else PRESETS["quick"]["steps"]
     cfg = SearchConfig.from_preset("quick", steps=max(1, steps))
-    out = {k: getattr(cfg, k) for k in (*KEYS, "mask_distill", "anneal_lr")}
+    out = {k: getattr(cfg, k) for k in (*KEYS, "mask_distill", "anneal_lr", "reward_norm")}
+    if arm == "before":  # as measured before per-agent reward normalisation entered the preset
+        out["reward_norm"] = "none"
     return {**out, "hidden": list(out["hidden"])}
+
+
+def same_settings(recorded: dict[str, Any], arm: str, max_budget: int) -> bool:
+    """Whether a recorded run used the arm's settings (records older than ``reward_norm``
+    ran without it)."""
+    return {"reward_norm": "none", **recorded} == arm_settings(arm, max_budget)
 
 
 def parse_list(text: str, kind: type, name: str) -> list:
@@ -118,6 +129,7 @@ def run_arm(scenario: str, arm: str, seeds: list[int], budgets: list[int]) -> di
             num_minibatches=s["num_minibatches"],
             mask_distill_coef=s["mask_distill"],
             anneal_updates=planned if s["anneal_lr"] else 0,
+            reward_norm=s["reward_norm"],
         ),
     )
     trainer = ippo.make(env, cfg, [all_ones(env.spec)] * len(seeds))
@@ -400,7 +412,7 @@ def main() -> None:
             for r in json.loads(out.read_text()).get("runs", [])
             if r["arm"] in arm_budgets
             and r["seeds"] == seeds
-            and r["settings"] == arm_settings(r["arm"], max(arm_budgets[r["arm"]]))
+            and same_settings(r["settings"], r["arm"], max(arm_budgets[r["arm"]]))
             and [p["budget"] for p in r["points"]] == arm_budgets[r["arm"]]
         }
     data: dict[str, Any] = {

@@ -26,7 +26,7 @@ from espark_jax.cli_llm import (
     read_prices,
     save_prices,
 )
-from espark_jax.presets import FALLBACK_RULES, FEEDBACK_FORMS, PRESETS
+from espark_jax.presets import FALLBACK_RULES, FEEDBACK_FORMS, PRESETS, REWARD_NORMS
 
 RUN_EPILOG = """examples:
   espark run --preset quick                                  # a few minutes on a laptop CPU
@@ -102,6 +102,17 @@ def add_run_parser(sub: Any) -> None:
         action=argparse.BooleanOptionalAction,
         help="decay the learning rate linearly to zero over the run (default: the preset's; "
         "--preset quick from 1e5 steps on, espark_jax.presets.BUDGET_SETTINGS)",
+    )
+    p.add_argument(
+        "--reward-norm",
+        choices=list(REWARD_NORMS),
+        help="none = rewards as scaled (the paper); agent = each agent's rewards divided by the "
+        "RMS of its discounted return in every rollout; default: the preset's (quick: agent)",
+    )
+    p.add_argument(
+        "--clip-value",
+        action=argparse.BooleanOptionalAction,
+        help="clip the value loss like the policy ratio (the paper); default: the preset's",
     )
     add_network_args(p, preset_defaults=True)
     p.add_argument(
@@ -182,6 +193,8 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         lr=args.lr,
         mask_distill=args.mask_distill,
         anneal_lr=args.anneal_lr,
+        reward_norm=args.reward_norm,
+        clip_value=args.clip_value,
         **network_overrides(args),
         mask_fallback=args.mask_fallback,
         mask_first_step=args.mask_first_step,

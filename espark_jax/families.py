@@ -82,6 +82,7 @@ register_family(
                 select_last=2,
                 eval_envs=1,
                 updates_per_chunk=1,
+                reward_norm="none",  # per-agent normalisation is measured on MABIM only
             ),
             "paper": dict(steps=2_400_000, num_envs=2, eval_envs=2, updates_per_chunk=1),
         },

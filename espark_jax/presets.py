@@ -11,7 +11,7 @@ from typing import Any
 PRESETS: dict[str, dict[str, Any]] = {
     # a few minutes on a 2-core CPU: small K, few iterations, a short budget (about 0.2 % of
     # the paper's). PPO settings measured for it (benchmarks/ippo_tuning.py, validation split):
-    # lr 3e-3, one epoch of 16 minibatches, mask distillation 0.3
+    # lr 3e-3, one epoch of 16 minibatches, mask distillation 0.3, per-agent reward normalisation
     "quick": dict(
         k=4,
         iterations=3,
@@ -25,6 +25,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         update_epochs=1,
         num_minibatches=16,
         mask_distill=0.3,
+        reward_norm="agent",
         repair_rounds=1,
         check_rounds=1,
     ),
@@ -114,3 +115,7 @@ FALLBACK_RULES = ("per_agent", "per_env")
 #: Interfaces a mask program can be written against (``MaskTask.interface``): ours, and the
 #: authors' released one (:mod:`espark_jax.masks.released`).
 MASK_INTERFACES = ("native", "released")
+
+#: Reward normalisations of the PPO update (:class:`~espark_jax.ippo.ppo.PPOConfig`): none
+#: (the paper) or per agent (each agent's rewards over the RMS of its discounted return).
+REWARD_NORMS = ("none", "agent")

@@ -20,6 +20,7 @@ from espark_jax.presets import (
     FEEDBACK_FORMS,
     PRESET_FAMILIES,
     PRESETS,
+    REWARD_NORMS,
     budget_settings,
 )
 from espark_jax.runs import RunDir
@@ -52,6 +53,10 @@ class SearchConfig:
         anneal_lr: decay the learning rate linearly to zero over the run's planned updates of
             a learner that continues through every iteration (``iterations`` x the updates
             per iteration; CleanRL's ``anneal_lr``); False (the paper) keeps it constant.
+        reward_norm: ``none`` (the paper) or ``agent``: each agent's rewards divided by the
+            RMS of its discounted reward-to-go in every rollout
+            (:class:`~espark_jax.ippo.ppo.PPOConfig`).
+        clip_value: clip the value loss like the policy ratio (True: the paper's PPO).
         reward_scale: reward multiplier before PPO (None: the family's, MABIM 1e-3; the
             released code: 1e-2).
         mask_fallback: ``per_agent`` (an agent whose mask allows nothing acts unmasked; ours)
@@ -99,6 +104,8 @@ class SearchConfig:
     mask_distill: float = 0.0
     adam_eps: float = 1e-5
     anneal_lr: bool = False
+    reward_norm: str = "none"
+    clip_value: bool = True
     reward_scale: float | None = None
     mask_fallback: str = "per_agent"
     mask_first_step: bool = True
@@ -147,6 +154,10 @@ class SearchConfig:
         if self.mask_fallback not in FALLBACK_RULES:
             raise ValueError(
                 f"--mask-fallback must be 'per_agent' or 'per_env', got {self.mask_fallback!r}"
+            )
+        if self.reward_norm not in REWARD_NORMS:
+            raise ValueError(
+                f"--reward-norm must be one of {', '.join(REWARD_NORMS)}, got {self.reward_norm!r}"
             )
         if self.reward_scale is not None and not float(self.reward_scale) > 0:
             raise ValueError(f"--reward-scale must be > 0, got {self.reward_scale}")
@@ -217,6 +228,8 @@ def train_config(cfg: SearchConfig, env: Any) -> tuple[TrainConfig, int]:
             num_minibatches=cfg.num_minibatches,
             mask_distill_coef=cfg.mask_distill,
             anneal_updates=updates * cfg.iterations if cfg.anneal_lr else 0,
+            reward_norm=cfg.reward_norm,
+            clip_value=cfg.clip_value,
         ),
     )
     return tc, updates

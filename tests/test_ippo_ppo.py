@@ -8,7 +8,14 @@ import pytest
 
 from espark_jax.ippo.batching import invariant_mean, invariant_sum, kmap
 from espark_jax.ippo.networks import ActorCritic, init_params
-from espark_jax.ippo.ppo import PPOConfig, compute_gae, make_optimizer, ppo_loss
+from espark_jax.ippo.ppo import (
+    PPOConfig,
+    agent_return_scale,
+    compute_gae,
+    make_optimizer,
+    normalise_rewards,
+    ppo_loss,
+)
 
 
 def test_gae_hand_computed():
@@ -142,3 +149,81 @@ def test_mask_distillation_pulls_the_unmasked_policy_into_the_mask():
     assert after.mean() > inside.mean()  # one gradient step moves mass into the mask
     full = {**batch, "mask": jnp.ones((32, 4), bool)}
     assert abs(float(ppo_loss(params, apply, full, cfg)[0])) < 1e-6  # nothing to distil
+
+
+def test_agent_return_scale_hand_computed():
+    # one env, two agents, gamma 0.5; the episode ends with transition 1, a new one starts at 2
+    r = jnp.array([[[1.0, 10.0]], [[2.0, 20.0]], [[4.0, 40.0]]])  # [T=3, E=1, N=2]
+    d = jnp.array([[False], [True], [False]])
+    # reward-to-go, agent 0: t1 = 2, t0 = 1 + .5 * 2 = 2, t2 = 4 -> rms sqrt((4 + 4 + 16) / 3)
+    scale = agent_return_scale(r, d, gamma=0.5)
+    np.testing.assert_allclose(scale, [np.sqrt(8.0), 10 * np.sqrt(8.0)], rtol=1e-6)
+    # all-zero rewards keep their zeros (the floor stops a division by zero)
+    zero = normalise_rewards(jnp.zeros((3, 1, 1, 2)), d[:, None], PPOConfig(reward_norm="agent"))
+    assert np.all(np.asarray(zero) == 0)
+
+
+def test_agent_reward_norm_makes_each_agents_returns_unit_scale_and_is_k_invariant():
+    rng = np.random.default_rng(3)
+    # [T, K, E, N]: agents of very different magnitudes, two learners
+    r = jnp.asarray(rng.normal(1.0, 0.5, (6, 2, 3, 4)) * np.array([1, 10, 1e3, 1e5]), jnp.float32)
+    d = jnp.zeros((6, 2, 3), bool).at[2].set(True)
+    cfg = PPOConfig(reward_norm="agent", gamma=0.9)
+    out = np.asarray(normalise_rewards(r, d, cfg))
+    for k in range(2):
+        returns, _ = compute_gae(
+            jnp.asarray(out[:, k]), jnp.zeros_like(out[:, k]), d[:, k], jnp.zeros((3, 4)), 0.9, 1.0
+        )
+        rms = np.sqrt(np.mean(np.square(np.asarray(returns)), axis=(0, 1)))
+        np.testing.assert_allclose(rms, 1.0, rtol=1e-5)
+    # slot 1 of the two-learner result equals a one-learner call, bit for bit
+    alone = np.asarray(normalise_rewards(r[:, 1:], d[:, 1:], cfg))
+    np.testing.assert_array_equal(alone[:, 0], out[:, 1])
+    assert normalise_rewards(r, d, PPOConfig()) is r  # "none" leaves them as stored
+    with pytest.raises(ValueError, match="reward_norm"):
+        PPOConfig(reward_norm="global")
+
+
+def test_value_loss_clipping_switch():
+    net = ActorCritic(n_actions=3, hidden=(8,))
+    params = init_params(net, jax.random.PRNGKey(0), 2)
+    obs = jnp.ones((4, 2), jnp.float32)
+    logits, value = net.apply({"params": params}, obs)
+    batch = {
+        "obs": obs,
+        "action": jnp.zeros(4, jnp.int32),
+        "log_prob": jnp.log(jax.nn.softmax(logits))[:, 0],
+        "value": value - 1.0,  # the stored value is 1 below the current one
+        "mask": jnp.ones((4, 3), bool),
+        "advantage": jnp.arange(4.0),
+        "target": value + 2.0,
+    }
+    apply = lambda p, o: net.apply({"params": p}, o)  # noqa: E731
+    _, clipped = ppo_loss(params, apply, batch, PPOConfig(clip_eps=0.2))
+    _, plain = ppo_loss(params, apply, batch, PPOConfig(clip_eps=0.2, clip_value=False))
+    # unclipped: .5 * 2^2; clipped: the clipped prediction (old + .2) is 2.8 from the target
+    np.testing.assert_allclose(plain["value_loss"], 2.0, rtol=1e-5)
+    np.testing.assert_allclose(clipped["value_loss"], 0.5 * 2.8**2, rtol=1e-5)
+
+
+def test_reward_norm_reaches_the_update_from_presets_and_the_command_line():
+    import envs_jax
+    from espark_jax.cli import build_parser
+    from espark_jax.cli_search import _config_from_args
+    from espark_jax.search_config import SearchConfig, train_config
+
+    env = envs_jax.make("mabim/tiny")
+    quick = SearchConfig.from_preset("quick", scenario="mabim/tiny")
+    ppo = train_config(quick, env)[0].ppo
+    assert (ppo.reward_norm, ppo.clip_value) == ("agent", True)  # measured for MABIM
+    assert SearchConfig.from_preset("paper").reward_norm == "none"  # the paper's PPO
+    assert SearchConfig.from_preset("quick", scenario="sumo/grid4x4").reward_norm == "none"
+
+    def parsed(*argv: str) -> SearchConfig:
+        return _config_from_args(build_parser().parse_args(["run", "--preset", "quick", *argv]))
+
+    run = parsed("--reward-norm", "none", "--no-clip-value")
+    assert (run.reward_norm, run.clip_value) == ("none", False)
+    assert SearchConfig(**run.to_dict()) == run  # survives the manifest
+    with pytest.raises(ValueError, match="--reward-norm"):
+        SearchConfig(reward_norm="batch")

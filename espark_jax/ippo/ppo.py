@@ -26,9 +26,10 @@ import jax.numpy as jnp
 import optax
 
 from espark_jax.ippo import distributions as dist
-from espark_jax.ippo.batching import invariant_mean, kmap
+from espark_jax.ippo.batching import invariant_mean, invariant_sum, kmap
 from espark_jax.ippo.recurrent import Sequences, is_recurrent, sequence_starts
 from espark_jax.ippo.rollout import Transition
+from espark_jax.presets import REWARD_NORMS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +46,13 @@ class PPOConfig:
     (CleanRL's ``anneal_lr``): during update ``u`` (counted from 0 by the optimizer, over every
     epoch and minibatch of the update) the rate is ``lr * max(0, 1 - u / anneal_updates)``.
     0 (the paper) keeps it constant.
+
+    ``reward_norm``: ``"none"`` (the paper) feeds the rewards as the rollout stored them;
+    ``"agent"`` divides each agent's rewards, per learner and update, by the root mean square of
+    that agent's discounted reward-to-go over the rollout (:func:`agent_return_scale`), so that
+    every agent's value targets are O(1) whatever its reward magnitude (a shared critic reading
+    scale-free observations cannot tell a 10-unit SKU from a 10,000-unit one).
+    ``clip_value``: clip the value loss like the ratio (True, PureJaxRL / MAPPO) or not.
     """
 
     lr: float = 5e-4
@@ -59,8 +67,14 @@ class PPOConfig:
     num_minibatches: int = 4
     mask_distill_coef: float = 0.0
     anneal_updates: int = 0
+    reward_norm: str = "none"
+    clip_value: bool = True
 
     def __post_init__(self) -> None:
+        if self.reward_norm not in REWARD_NORMS:
+            raise ValueError(
+                f"unknown reward_norm {self.reward_norm!r}; use one of {', '.join(REWARD_NORMS)}"
+            )
         if self.mask_distill_coef < 0:
             raise ValueError("mask_distill_coef must be >= 0")
         if self.anneal_updates < 0:
@@ -198,6 +212,33 @@ def compute_gae(
     return adv, adv + values
 
 
+def agent_return_scale(
+    reward: jax.Array, done: jax.Array, gamma: float, floor: float = 1e-8
+) -> jax.Array:
+    """Per-agent scale of one learner's rollout: ``sqrt(mean_{t, e} G[t, e, i]^2)`` with ``G``
+    the discounted reward-to-go inside the rollout (no bootstrap; restarts at episode ends).
+
+    ``reward [T, E, N]``, ``done [T, E]`` -> ``[N]``, at least ``floor``. Batch-invariant
+    reductions, so a one-learner run equals its slot of a K-learner run bit for bit.
+    """
+    zeros = jnp.zeros_like(reward[0])
+    returns, _ = compute_gae(reward, jnp.zeros_like(reward), done, zeros, gamma, 1.0)
+    per_agent = jnp.moveaxis(returns, -1, 0).reshape(reward.shape[-1], -1)  # [N, T * E]
+    ms = invariant_sum(jnp.square(per_agent), axis=-1) * (1.0 / per_agent.shape[-1])
+    return jnp.maximum(jnp.sqrt(ms), floor)
+
+
+def normalise_rewards(reward: jax.Array, done: jax.Array, cfg: PPOConfig) -> jax.Array:
+    """Rewards ``[T, K, E, N]`` as PPO sees them under ``cfg.reward_norm``."""
+    if cfg.reward_norm == "none":
+        return reward
+
+    def one(r, d):  # [T, E, N], [T, E]
+        return r * (1.0 / agent_return_scale(r, d, cfg.gamma))
+
+    return jnp.moveaxis(kmap(one)(jnp.moveaxis(reward, 1, 0), jnp.moveaxis(done, 1, 0)), 0, 1)
+
+
 def ppo_loss(
     params: Any, apply_fn: Callable, batch: dict[str, jax.Array], cfg: PPOConfig
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -226,11 +267,12 @@ def ppo_loss(
     policy_loss = -mean(jnp.minimum(ratio * adv, clipped * adv))
 
     old_value = batch["value"]
-    value_clipped = old_value + jnp.clip(value - old_value, -cfg.clip_eps, cfg.clip_eps)
     target = batch["target"]
-    value_loss = 0.5 * mean(
-        jnp.maximum(jnp.square(value - target), jnp.square(value_clipped - target))
-    )
+    value_loss = jnp.square(value - target)
+    if cfg.clip_value:
+        value_clipped = old_value + jnp.clip(value - old_value, -cfg.clip_eps, cfg.clip_eps)
+        value_loss = jnp.maximum(value_loss, jnp.square(value_clipped - target))
+    value_loss = 0.5 * mean(value_loss)
     entropy = mean(dist.entropy(logits, mask))
     loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
     extra = {}
@@ -291,8 +333,9 @@ def make_update(
             raise ValueError(
                 f"num_minibatches={cfg.num_minibatches} exceeds the batch of {batch_size} {items}"
             )
+        reward = normalise_rewards(traj.reward, traj.done, cfg)
         adv, target = compute_gae(
-            traj.reward, traj.value, traj.done, last_value, cfg.gamma, cfg.gae_lambda
+            reward, traj.value, traj.done, last_value, cfg.gamma, cfg.gae_lambda
         )
         data = {
             "obs": traj.obs,
