@@ -334,7 +334,8 @@ def readme(data: dict[str, Any], out_json: Path) -> str:
     def describe(s: dict[str, Any]) -> str:
         lr = "annealed linearly to zero over the largest budget" if s["anneal_lr"] else "constant"
         return f"{s['num_envs']} environments per learner, lr {s['lr']:g} {lr}, " + (
-            f"{s['update_epochs']} epoch(s) x {s['num_minibatches']} minibatches"
+            f"{s['update_epochs']} epoch(s) x {s['num_minibatches']} minibatches, reward "
+            f"normalisation {s.get('reward_norm', 'none')}"
         )
 
     minutes = sum(r["seconds"] for r in data["runs"]) / 60
