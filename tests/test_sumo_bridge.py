@@ -200,7 +200,10 @@ def test_close_stops_every_worker(grid_scenario):
 
 CHILD = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
+    # ctrl-c raises KeyboardInterrupt, as under a terminal (a shell's background job, CI's
+    # included, inherits SIGINT ignored, and Python then installs no handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from envs_jax.sumo.bridge import Scenario, SumoEnv
     env = SumoEnv(Scenario("test/road", sys.argv[1], ()), 2, episode_seconds=30)
     env.reset(0)
