@@ -71,7 +71,7 @@ def test_chat_messages_keep_turns_and_roles():
     ]
 
 
-def test_without_a_key_a_placeholder_is_sent_and_limits_are_configurable(info):
+def test_without_a_key_a_stand_in_key_is_sent_and_limits_are_configurable(info):
     with LLMTestServer() as server:
         prov = provider(server, api_key=None, token_limit_param="max_completion_tokens")
         prov.generate(requests_for(info, 1))

@@ -4,7 +4,7 @@ That covers the OpenAI API itself and the servers that speak its protocol: vLLM,
 llama.cpp's server, LM Studio, SGLang and hosted gateways. The prompt (system text plus
 Anthropic-style text blocks) becomes a system message and one string per turn, the shared prefix
 first, so that servers with automatic prefix caching reuse it. The key comes from
-``OPENAI_API_KEY``; a server at ``--base-url`` that needs none gets a placeholder (local servers
+``OPENAI_API_KEY``; a server at ``--base-url`` that needs none gets a stand-in key (local servers
 ignore it). With a ``base_url`` and no model named, the one model the server lists is used.
 
 Failures after the SDK's retries (429, 5xx, connection, timeout) and malformed replies become a
@@ -25,7 +25,7 @@ from espark_jax.llm.usage import chat_tokens
 
 DEFAULT_GENERATOR_MODEL = "gpt-4.1"
 DEFAULT_CHECKER_MODEL = "gpt-4.1-mini"
-PLACEHOLDER_KEY = "no-key-needed"
+STAND_IN_KEY = "no-key-needed"
 
 
 def chat_messages(system: str, messages: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
@@ -58,7 +58,7 @@ def served_models(base_url: str, api_key: str | None = None, timeout: float = 30
     """
     openai = _sdk()
     client = openai.OpenAI(
-        base_url=base_url, api_key=api_key or PLACEHOLDER_KEY, max_retries=1, timeout=timeout
+        base_url=base_url, api_key=api_key or STAND_IN_KEY, max_retries=1, timeout=timeout
     )
     try:
         return sorted(m.id for m in client.models.list())
@@ -80,7 +80,7 @@ class OpenAIProvider(RemoteProvider):
         generator_model: model for generator and repair requests.
         checker_model: model for checker requests.
         base_url: API root ending in ``/v1`` (None: the SDK's default, api.openai.com).
-        api_key: the key (None: a placeholder, for servers that need none).
+        api_key: the key (None: a stand-in, which the SDK requires, for keyless servers).
         max_tokens: reply limit for generator/repair requests; ``checker_max_tokens`` for checks.
         max_retries: the SDK's own retries (429, 5xx, connection errors, timeouts) per request.
         timeout: seconds per request attempt.
@@ -128,7 +128,7 @@ class OpenAIProvider(RemoteProvider):
             )
         if client is None:
             client = openai.OpenAI(
-                api_key=api_key or PLACEHOLDER_KEY,
+                api_key=api_key or STAND_IN_KEY,
                 base_url=self.base_url,
                 max_retries=int(max_retries),
                 timeout=self.timeout,
