@@ -113,12 +113,15 @@ def source_state() -> dict[str, Any]:
     return {"commit": git("rev-parse", "HEAD").strip(), "uncommitted": [x[3:] for x in dirty]}
 
 
-def run_arm(scenario: str, arm: str, seeds: list[int], budgets: list[int]) -> dict[str, Any]:
-    """Train ``len(seeds)`` learners under one arm, evaluating on the test split at each budget."""
-    s, source = arm_settings(arm, max(budgets)), source_state()
+def make_learners(
+    scenario: str, s: dict[str, Any], seeds: list[int], max_budget: int
+) -> tuple[Any, Any, Any, int]:
+    """``(env, trainer, state, steps per update)``: ``len(seeds)`` plain IPPO learners under the
+    settings ``s`` (of :func:`arm_settings`), the learning rate annealed over ``max_budget``
+    steps per learner when ``s`` anneals."""
     env = envs_jax.make(scenario)
     per_update = int(env.spec.episode_length["train"]) * s["num_envs"]
-    planned = math.ceil(max(budgets) / per_update)  # the updates the annealed rate spans
+    planned = math.ceil(max_budget / per_update)  # the updates the annealed rate spans
     cfg = ippo.TrainConfig(
         num_envs=s["num_envs"],
         hidden=tuple(s["hidden"]),
@@ -134,18 +137,32 @@ def run_arm(scenario: str, arm: str, seeds: list[int], budgets: list[int]) -> di
     )
     trainer = ippo.make(env, cfg, [all_ones(env.spec)] * len(seeds))
     state = trainer.init_from_keys(jnp.stack([jax.random.PRNGKey(seed) for seed in seeds]))
+    return env, trainer, state, per_update
+
+
+def train_until(trainer: Any, state: Any, done: int, target: int) -> tuple[Any, int, Any]:
+    """Train from ``done`` to ``target`` updates in chunks of at most 25: ``(state, updates done,
+    the last update's training return per learner or None)``."""
+    train_return = None
+    while done < target:
+        n = min(25, target - done)
+        state, metrics = trainer.train_chunk(state, n)
+        done += n
+        train_return = np.asarray(metrics["train_return"])[-1].tolist()
+    jax.block_until_ready(state.n_updates)
+    return state, done, train_return
+
+
+def run_arm(scenario: str, arm: str, seeds: list[int], budgets: list[int]) -> dict[str, Any]:
+    """Train ``len(seeds)`` learners under one arm, evaluating on the test split at each budget."""
+    s, source = arm_settings(arm, max(budgets)), source_state()
+    env, trainer, state, per_update = make_learners(scenario, s, seeds, max(budgets))
     key = jax.random.PRNGKey(EVAL_KEY)  # common random numbers: every budget, arm and seed
     points, done, t_start = [], 0, time.perf_counter()
     for budget in sorted(budgets):
         target = math.ceil(budget / per_update)
         t0 = time.perf_counter()
-        train_return = None  # the last update's training return per learner (unscaled)
-        while done < target:
-            n = min(25, target - done)
-            state, metrics = trainer.train_chunk(state, n)
-            done += n
-            train_return = np.asarray(metrics["train_return"])[-1].tolist()
-        jax.block_until_ready(state.n_updates)
+        state, done, train_return = train_until(trainer, state, done, target)
         t_train = time.perf_counter() - t0
         ev = {
             mode: trainer.evaluate(
@@ -360,6 +377,8 @@ def readme(data: dict[str, Any], out_json: Path) -> str:
         + ("met" if met else "not met")
         + ".**\n\n"
         + "\n".join(f"- {line}" for line in lines)
+        + "\n\nWhere the return is lost (orders, destroyed arrivals, lost sales per warehouse): "
+        "`## Where IPPO loses against base stock` (`benchmarks/ippo_diagnosis.py`)."
         + "\n\nSettings chosen on the validation split (`benchmarks/ippo_tuning.py`, sections "
         "`IPPO settings for CPU budgets` and `IPPO settings for larger budgets`).\n\n"
         "Before vs after at the largest budget both arms reached (greedy, mean over seeds):\n\n"
