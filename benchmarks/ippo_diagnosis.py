@@ -17,8 +17,8 @@ the sample-efficiency evaluation) beside the reference policies
     python benchmarks/ippo_diagnosis.py --smoke             # seconds, mabim/tiny, to /tmp
     python benchmarks/ippo_diagnosis.py --report            # table, figure, README from the JSON
 
-Writes ``results/ippo_diagnosis.json`` (after every scenario) and ``.png``, prints a table and
-refreshes its section of ``benchmarks/README.md``.
+Writes ``results/ippo_diagnosis.json`` (after every scenario; ``--resume`` keeps them) and
+``.png``, prints a table and refreshes its section of ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -45,12 +45,11 @@ from sample_efficiency import (  # noqa: E402
     cpu_model,
     fmt,
     make_learners,
-    parse_list,
+    parse_runs,
     source_state,
     train_until,
 )
 
-import envs_jax  # noqa: E402
 from espark_jax.baselines import LABELS  # noqa: E402
 from espark_jax.runs import device_info, package_versions, write_json  # noqa: E402
 from espark_jax.traces import baseline_traces, learner_traces  # noqa: E402
@@ -271,6 +270,7 @@ def main() -> None:
     )
     ap.add_argument("--smoke", action="store_true", help="mabim/tiny, tiny budgets, to /tmp")
     ap.add_argument("--out", default=None, help=f"JSON path (default {RESULTS})")
+    ap.add_argument("--resume", action="store_true", help="keep finished scenarios of --out")
     ap.add_argument("--no-readme", action="store_true")
     ap.add_argument("--report", action="store_true", help="only table, figure, README from --out")
     args = ap.parse_args()
@@ -282,14 +282,14 @@ def main() -> None:
         if not out.is_file():
             raise SystemExit(f"ippo_diagnosis: --report needs {out}; run the benchmark first")
         return report(json.loads(out.read_text()), out, readme_too=not args.no_readme)
-    scenarios = parse_list(args.scenarios, str, "scenarios")
-    seeds, budgets = parse_list(args.seeds, int, "seeds"), parse_list(args.budgets, int, "budgets")
-    for name in set(scenarios) - set(envs_jax.list_scenarios()):
-        raise SystemExit(f"ippo_diagnosis: unknown scenario {name!r}; see list_scenarios()")
+    scenarios, seeds, budgets = parse_runs(args, "ippo_diagnosis", 1)
     if not all(name.startswith("mabim/") for name in scenarios):
         raise SystemExit("ippo_diagnosis: MABIM scenarios only (it reads inventory flows)")
-    if len(set(seeds)) != len(seeds) or min(budgets) <= 0:
-        raise SystemExit("ippo_diagnosis: --seeds must be distinct and --budgets > 0")
+    old: dict[str, Any] = {}
+    if args.resume and out.is_file():  # finished scenarios of the same seeds and budgets
+        prev = json.loads(out.read_text())
+        if prev.get("seeds") == seeds and prev.get("budgets") == sorted(budgets):
+            old = {r["scenario"]: r for r in prev["runs"]}
     data: dict[str, Any] = {
         "benchmark": "ippo_diagnosis",
         "command": "python " + " ".join(sys.argv),
@@ -303,7 +303,12 @@ def main() -> None:
         "runs": [],
     }
     for scenario in scenarios:
-        data["runs"].append(run_scenario(scenario, seeds, sorted(budgets)))
+        run = old.get(scenario)
+        if run is None:
+            run = run_scenario(scenario, seeds, sorted(budgets))
+        else:
+            print(f"  {scenario}: kept from {out}")
+        data["runs"].append(run)
         data["load"]["end"] = os.getloadavg()
         write_json(out, data)
     report(data, out, readme_too=not args.no_readme)

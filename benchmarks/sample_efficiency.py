@@ -77,15 +77,30 @@ def same_settings(recorded: dict[str, Any], arm: str, max_budget: int) -> bool:
     return {"reward_norm": "none", **recorded} == arm_settings(arm, max_budget)
 
 
-def parse_list(text: str, kind: type, name: str) -> list:
+def parse_list(text: str, kind: type, name: str, prog: str = "sample_efficiency") -> list:
     """``"0,1,2"`` -> ``[0, 1, 2]`` (``2.5e4`` is accepted for integers); one-line error."""
     try:
         values = [kind(float(x)) if kind is int else kind(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise SystemExit(f"sample_efficiency: --{name} takes a comma list, got {text!r}") from None
+        raise SystemExit(f"{prog}: --{name} takes a comma list, got {text!r}") from None
     if not values:
-        raise SystemExit(f"sample_efficiency: --{name} is empty")
+        raise SystemExit(f"{prog}: --{name} is empty")
     return values
+
+
+def parse_runs(
+    args: argparse.Namespace, prog: str, min_budget: int
+) -> tuple[list[str], list[int], list[int]]:
+    """``(scenarios, seeds, budgets)`` from ``--scenarios/--seeds/--budgets``, checked: known
+    scenarios, distinct seeds, budgets of at least ``min_budget``; one-line errors."""
+    scenarios = parse_list(args.scenarios, str, "scenarios", prog)
+    seeds = parse_list(args.seeds, int, "seeds", prog)
+    budgets = parse_list(args.budgets, int, "budgets", prog)
+    for name in set(scenarios) - set(envs_jax.list_scenarios()):
+        raise SystemExit(f"{prog}: unknown scenario {name!r}; see list_scenarios()")
+    if len(set(seeds)) != len(seeds) or min(budgets) < min_budget:
+        raise SystemExit(f"{prog}: --seeds must be distinct and --budgets >= {min_budget}")
+    return scenarios, seeds, budgets
 
 
 def parse_caps(text: str) -> dict[str, int]:
@@ -415,15 +430,10 @@ def main() -> None:
         if not out.is_file():
             raise SystemExit(f"sample_efficiency: --report needs {out}; run the benchmark first")
         return report(json.loads(out.read_text()), out, readme_too=not args.no_readme)
-    scenarios = parse_list(args.scenarios, str, "scenarios")
-    seeds, budgets = parse_list(args.seeds, int, "seeds"), parse_list(args.budgets, int, "budgets")
+    scenarios, seeds, budgets = parse_runs(args, "sample_efficiency", 0)
     arms, caps = parse_list(args.arms, str, "arms"), parse_caps(args.max_steps)
-    for name in set(scenarios) - set(envs_jax.list_scenarios()):
-        raise SystemExit(f"sample_efficiency: unknown scenario {name!r}; see list_scenarios()")
     for arm in set(arms) - set(ARMS):
         raise SystemExit(f"sample_efficiency: unknown arm {arm!r}; use {', '.join(ARMS)}")
-    if len(set(seeds)) != len(seeds) or min(budgets) < 0:
-        raise SystemExit("sample_efficiency: --seeds must be distinct and --budgets >= 0")
     arm_budgets = {a: sorted(b for b in budgets if b <= caps.get(a, max(budgets))) for a in arms}
     old = {}
     if args.resume and out.is_file():

@@ -56,3 +56,27 @@ def test_a_reference_policy_has_no_action_numbers():
     del trace["action_counts"]
     out = summarise(trace)
     assert "zero_order_share" not in out and "mean_multiplier" not in out
+
+
+def test_smoke_run_resumes_and_draws(tmp_path):
+    """The whole benchmark on mabim/tiny: JSON, figure; ``--resume`` keeps the finished run."""
+    import json
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "ippo_diagnosis.py"
+    out = tmp_path / "diag.json"
+    cmd = [sys.executable, str(script), "--smoke", "--out", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    first = json.loads(out.read_text())
+    (run,) = first["runs"]
+    assert run["scenario"] == "mabim/tiny" and [p["budget"] for p in run["points"]] == [200]
+    for mode in ("greedy", "sampled"):
+        assert len(run["points"][0][mode]) == 2  # one summary per seed
+        for summary in run["points"][0][mode]:
+            assert 0.0 <= summary["fill"][0] <= 1.0 and summary["orders_over_demand"][0] >= 0.0
+            assert 0.0 <= summary["zero_order_share"][0] <= 1.0
+    assert set(run["references"]) == {"base_stock_dynamic", "sS_static"}
+    assert out.with_suffix(".png").stat().st_size > 10_000
+    again = subprocess.run([*cmd, "--resume"], check=True, capture_output=True, text=True)
+    assert "kept from" in again.stdout
+    assert json.loads(out.read_text())["runs"] == first["runs"]
